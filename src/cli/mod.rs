@@ -1,0 +1,69 @@
+//! The `mofo` command line: one file per subcommand, each with its clap
+//! arguments struct and a `run` function. `src/bin/mofo.rs` only parses and
+//! dispatches.
+
+use clap::{Parser, Subcommand};
+
+pub mod bench;
+pub mod forgetting;
+pub mod forward;
+pub mod generate;
+pub mod init_model;
+pub mod landscape;
+pub mod replay;
+pub mod synthetic;
+pub mod train;
+
+/// Error type of the command line: any error, printed with its chain.
+pub type CliError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result type of the command line.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// mofo: fine-tuning without forgetting (MoFO and its family).
+#[derive(Debug, Parser)]
+#[command(name = "mofo", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The main job: pre-train a small Llama, fine-tune it with each method, and measure forgetting.
+    Forgetting(forgetting::Args),
+    /// Train or fine-tune on your own text file.
+    Train(train::Args),
+    /// Replay a `mofo-trace/1` optimizer trace and compare with its expected parameters.
+    Replay(replay::Args),
+    /// Write a randomly initialised Llama model in Hugging Face format.
+    InitModel(init_model::Args),
+    /// Run forward and backward of a model on token ids; write logits, loss and gradients.
+    Forward(forward::Args),
+    /// Generate text from a model (greedy or sampled, with a key/value cache).
+    Generate(generate::Args),
+    /// The paper's synthetic experiment (Appendix B.5, Table 4).
+    Synthetic(synthetic::Args),
+    /// The 2-D loss landscape of the paper's Example 1 with optimizer paths (PNG + CSV).
+    Landscape(landscape::Args),
+    /// Benchmarks: optimizer step and training throughput.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Forgetting(a) => forgetting::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Replay(a) => replay::run(a),
+        Command::InitModel(a) => init_model::run(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Synthetic(a) => synthetic::run(a),
+        Command::Landscape(a) => landscape::run(a),
+        Command::Bench(c) => bench::run(c),
+    }
+}

@@ -1,0 +1,5 @@
+//! File helpers shared by every writer in the crate.
+
+pub mod atomic;
+
+pub use atomic::write_atomic;
