@@ -556,7 +556,7 @@ mod tests {
     fn sampling_follows_the_softmax() {
         let logits = [0.0f64, 1.0, 2.0, -1.0];
         let temp = 0.7;
-        let z: Vec<f64> = logits.iter().map(|l| (l / temp as f64).exp()).collect();
+        let z: Vec<f64> = logits.iter().map(|l| (l / temp).exp()).collect();
         let total: f64 = z.iter().sum();
         let sampling = Sampling {
             temperature: temp,
