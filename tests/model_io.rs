@@ -316,6 +316,26 @@ fn loads_reference_checkpoints() {
         // The saved config parses to the same config as the original.
         let orig = HfConfig::from_file(&dir.join("config.json")).unwrap();
         assert_eq!(back.hf_config(), orig);
+        // Same keys as transformers' own config.json (its version stamp aside),
+        // and the safetensors metadata transformers requires.
+        let keys = |p: &Path| -> Vec<String> {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.retain(|k| k != "transformers_version");
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&out.join("config.json")),
+            keys(&dir.join("config.json"))
+        );
+        let saved = SafetensorsFile::open(&out.join("model.safetensors")).unwrap();
+        assert_eq!(
+            saved.metadata().get("format").map(String::as_str),
+            Some("pt")
+        );
+        assert_eq!(saved.names(), file.names());
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
