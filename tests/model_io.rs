@@ -336,6 +336,12 @@ fn loads_reference_checkpoints() {
             Some("pt")
         );
         assert_eq!(saved.names(), file.names());
+        // In fact the weights file is byte-for-byte what transformers wrote.
+        assert!(
+            std::fs::read(out.join("model.safetensors")).unwrap()
+                == std::fs::read(dir.join("model.safetensors")).unwrap(),
+            "{name}: re-saved model.safetensors differs from transformers' file"
+        );
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
