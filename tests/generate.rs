@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use mofo::model::generate::{
-    argmax, generate_greedy, generate_greedy_batch, generate_with, sequence_logits, Decoder,
-    GenerateError, Sampling,
+    argmax, continuation_logprob, generate_greedy, generate_greedy_batch, generate_with,
+    sequence_logits, Decoder, GenerateError, Sampling,
 };
 use mofo::model::safetensors_io::SafetensorsFile;
 use mofo::model::{HfExtras, LlamaConfig, LlamaModel};
@@ -411,4 +411,29 @@ fn cli_generate_ids_and_text() {
     assert!(String::from_utf8_lossy(&res.stderr).contains("temperature"));
     assert!(!mofo(&["generate", "--model", dir]).status.success());
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn continuation_logprob_sums_next_token_log_softmax() {
+    let model = small_model(true, 13);
+    let decoder = Decoder::new(&model.config, &model.params).unwrap();
+    let (prompt, cont) = ([4u32, 9, 2], [7u32, 7, 1]);
+    // By the definition, one token at a time from the full-sequence logits.
+    let mut seq = prompt.to_vec();
+    let mut expected = 0.0;
+    for &t in &cont {
+        let logits = sequence_logits(&model, &seq).unwrap();
+        let row = logits.row(seq.len() - 1);
+        let z: f64 = row.iter().map(|x| x.exp()).sum();
+        expected += (row[t as usize].exp() / z).ln();
+        seq.push(t);
+    }
+    let got = continuation_logprob(&decoder, &prompt, &cont).unwrap();
+    assert!((got - expected).abs() < 1e-10, "{got} vs {expected}");
+    assert!(got < 0.0);
+    assert_eq!(continuation_logprob(&decoder, &prompt, &[]).unwrap(), 0.0);
+    assert_eq!(
+        continuation_logprob(&decoder, &[], &cont),
+        Err(GenerateError::EmptyPrompt)
+    );
 }
