@@ -2,5 +2,6 @@
 //! names), forward and backward on the tape, Hugging Face checkpoints.
 
 pub mod config;
+pub mod forward;
 
 pub use config::LlamaConfig;
