@@ -16,8 +16,10 @@
 //! through the [`device::Kernels`] seam.
 
 pub mod device;
+pub mod gradcheck;
 pub mod ops;
 pub mod tape;
 
 pub use device::{Device, Kernels};
+pub use gradcheck::{gradcheck, GradCheck};
 pub use tape::{GradSink, Gradients, Tape, Value, Var};
