@@ -59,10 +59,10 @@ proptest! {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let a = rand_array(&mut rng, &shape, -2.0, 2.0);
         let p = rand_array(&mut rng, &shape, 0.2, 3.0);
-        check(&[a.clone()], seed, |t, v| t.exp(v[0]));
-        check(&[a.clone()], seed, |t, v| t.silu(v[0]));
-        check(&[p.clone()], seed, |t, v| t.log(v[0]));
-        check(&[p.clone()], seed, |t, v| t.sqrt(v[0]));
+        check(std::slice::from_ref(&a), seed, |t, v| t.exp(v[0]));
+        check(std::slice::from_ref(&a), seed, |t, v| t.silu(v[0]));
+        check(std::slice::from_ref(&p), seed, |t, v| t.log(v[0]));
+        check(std::slice::from_ref(&p), seed, |t, v| t.sqrt(v[0]));
         check(&[p], seed, |t, v| t.powf(v[0], 2.5));
         check(&[a], seed, |t, v| t.powf(v[0], 3.0));
     }
@@ -91,9 +91,9 @@ proptest! {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let a = rand_array(&mut rng, &shape, -2.0, 2.0);
         let axis = (seed as usize) % shape.len();
-        check(&[a.clone()], seed, |t, v| t.mul(t.sum_all(v[0]), t.mean_all(v[0])));
-        check(&[a.clone()], seed, |t, v| t.sum_axes(v[0], &[axis], keep));
-        check(&[a.clone()], seed, |t, v| t.mean_axes(v[0], &[axis], keep));
+        check(std::slice::from_ref(&a), seed, |t, v| t.mul(t.sum_all(v[0]), t.mean_all(v[0])));
+        check(std::slice::from_ref(&a), seed, |t, v| t.sum_axes(v[0], &[axis], keep));
+        check(std::slice::from_ref(&a), seed, |t, v| t.mean_axes(v[0], &[axis], keep));
         let all: Vec<usize> = (0..shape.len()).collect();
         check(&[a], seed, |t, v| t.mean_axes(v[0], &all, keep));
     }
@@ -103,10 +103,10 @@ proptest! {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let a = rand_array(&mut rng, &[d0, d1, d2], -2.0, 2.0);
         let b = rand_array(&mut rng, &[d0, 2, d2], -2.0, 2.0);
-        check(&[a.clone()], seed, |t, v| t.reshape(v[0], &[d1 * d0, d2]));
-        check(&[a.clone()], seed, |t, v| t.permute(v[0], &[2, 0, 1]));
-        check(&[a.clone()], seed, |t, v| t.reshape(t.transpose(v[0], 0, 2), &[d2 * d1 * d0]));
-        check(&[a.clone()], seed, |t, v| t.slice(v[0], 2, 1, d2));
+        check(std::slice::from_ref(&a), seed, |t, v| t.reshape(v[0], &[d1 * d0, d2]));
+        check(std::slice::from_ref(&a), seed, |t, v| t.permute(v[0], &[2, 0, 1]));
+        check(std::slice::from_ref(&a), seed, |t, v| t.reshape(t.transpose(v[0], 0, 2), &[d2 * d1 * d0]));
+        check(std::slice::from_ref(&a), seed, |t, v| t.slice(v[0], 2, 1, d2));
         check(&[a.clone(), b], seed, |t, v| t.concat(&[v[0], v[1], v[0]], 1));
         check(&[a], seed, |t, v| {
             let parts = t.split(v[0], 2, &[1, d2 - 1]);
@@ -119,9 +119,9 @@ proptest! {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let w = rand_array(&mut rng, &[vocab, h], -1.0, 1.0);
         let ids: Vec<u32> = (0..n).map(|_| rng.random_range(0..vocab as u32)).collect();
-        check(&[w.clone()], seed, |t, v| t.embedding(v[0], &ids, &[n]));
+        check(std::slice::from_ref(&w), seed, |t, v| t.embedding(v[0], &ids, &[n]));
         let z = rand_array(&mut rng, &[n, vocab], -3.0, 3.0);
-        check(&[z.clone()], seed, |t, v| t.log_softmax(v[0]));
+        check(std::slice::from_ref(&z), seed, |t, v| t.log_softmax(v[0]));
         let targets: Vec<i64> = (0..n).map(|i| if i % 3 == 2 { -100 } else { rng.random_range(0..vocab as i64) }).collect();
         let r = gradcheck(&[z], EPS, |t, v| t.cross_entropy(v[0], &targets));
         prop_assert!(r.max_rel_error <= TOL, "cross-entropy {:?}", r.rel_errors);
