@@ -25,6 +25,7 @@ pub mod model;
 pub mod optim;
 pub mod params;
 pub mod scalar;
+pub mod tokenizer;
 
 pub use params::{Param, ParamError, ParamStore};
 pub use scalar::Scalar;
