@@ -16,8 +16,11 @@
 
 #![warn(missing_docs)]
 
+pub mod autodiff;
 pub mod cli;
+pub mod cuda;
 pub mod io;
+pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod params;
