@@ -269,7 +269,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 #[test]
-fn cli_forward_no_grad_matches_reference() {
+fn cli_forward_matches_reference() {
     for name in MODELS {
         let Some(dir) = reference_model(name) else {
             return;
@@ -281,8 +281,8 @@ fn cli_forward_no_grad_matches_reference() {
         let ids_path = tmp.join("ids.json");
         std::fs::write(&ids_path, serde_json::to_string(&ids).unwrap()).unwrap();
         let out = tmp.join("out.safetensors");
-        for dtype in ["f32", "f64"] {
-            let res = mofo(&[
+        for (dtype, no_grad) in [("f32", false), ("f64", false), ("f32", true), ("f64", true)] {
+            let mut args = vec![
                 "forward",
                 "--model",
                 dir.to_str().unwrap(),
@@ -292,8 +292,11 @@ fn cli_forward_no_grad_matches_reference() {
                 out.to_str().unwrap(),
                 "--dtype",
                 dtype,
-                "--no-grad",
-            ]);
+            ];
+            if no_grad {
+                args.push("--no-grad");
+            }
+            let res = mofo(&args);
             assert!(res.status.success(), "{res:?}");
             let o = SafetensorsFile::open(&out).unwrap();
             assert_eq!(o.dtype("logits").unwrap(), "F32");
@@ -308,8 +311,38 @@ fn cli_forward_no_grad_matches_reference() {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f64::max);
             let loss = o.read_float::<f64>("loss").unwrap()[[0]];
+            // Gradients: every reference grad.* present, within 1e-4·max(1, max|g|).
+            let mut worst_grad: f64 = 0.0;
+            let grad_names: Vec<&str> = f
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with("grad."))
+                .collect();
+            assert!(!grad_names.is_empty());
+            for g in &grad_names {
+                if no_grad {
+                    assert!(!o.contains(g), "{g} written with --no-grad");
+                    continue;
+                }
+                let expected = f.read_float::<f64>(g).unwrap();
+                let got = o.read_float::<f64>(g).unwrap();
+                assert_eq!(got.shape(), expected.shape(), "{g}");
+                let scale = expected.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+                let e = got
+                    .iter()
+                    .zip(expected.iter())
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max)
+                    / scale;
+                assert!(e <= 1e-4, "{name} {dtype} {g}: {e}");
+                worst_grad = worst_grad.max(e);
+            }
+            if !no_grad {
+                assert_eq!(o.names().len(), 3 + grad_names.len());
+            }
             eprintln!(
-                "{name} {dtype}: max |Δlogit| {err:.3e}, |Δloss| {:.3e}",
+                "{name} {dtype} no_grad={no_grad}: max |Δlogit| {err:.3e}, |Δloss| {:.3e}, \
+                 max scaled |Δgrad| {worst_grad:.3e}",
                 (loss - ref_loss).abs()
             );
             assert!(err <= 1e-4);
