@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use mofo::model::generate::{
-    argmax, continuation_logprob, generate_greedy, generate_greedy_batch, generate_with,
-    sequence_logits, Decoder, GenerateError, Sampling,
+    argmax, continuation_logprob, continuation_logprobs, generate_greedy, generate_greedy_batch,
+    generate_with, sequence_logits, Decoder, GenerateError, Sampling,
 };
 use mofo::model::safetensors_io::SafetensorsFile;
 use mofo::model::{HfExtras, LlamaConfig, LlamaModel};
@@ -464,6 +464,13 @@ fn continuation_logprob_sums_next_token_log_softmax() {
     let got = continuation_logprob(&decoder, &prompt, &cont).unwrap();
     assert!((got - expected).abs() < 1e-10, "{got} vs {expected}");
     assert!(got < 0.0);
+    let items = vec![(prompt.to_vec(), cont.to_vec()), (vec![1], vec![2, 3])];
+    let many = continuation_logprobs(&model, &items).unwrap();
+    assert_eq!(many[0], got);
+    assert_eq!(
+        many[1],
+        continuation_logprob(&decoder, &[1], &[2, 3]).unwrap()
+    );
     assert_eq!(continuation_logprob(&decoder, &prompt, &[]).unwrap(), 0.0);
     assert_eq!(
         continuation_logprob(&decoder, &[], &cont),

@@ -645,6 +645,19 @@ pub fn continuation_logprob<T: Scalar>(
     Ok(total)
 }
 
+/// [`continuation_logprob`] for many `(prompt, continuation)` pairs, in
+/// parallel (each result is the same as computed alone).
+pub fn continuation_logprobs<T: Scalar>(
+    model: &LlamaModel<T>,
+    items: &[(Vec<u32>, Vec<u32>)],
+) -> Result<Vec<f64>, GenerateError> {
+    let decoder = Decoder::new(&model.config, &model.params)?;
+    items
+        .par_iter()
+        .map(|(p, c)| continuation_logprob(&decoder, p, c))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
