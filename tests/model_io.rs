@@ -249,6 +249,12 @@ fn rejects_bad_values_with_typed_errors() {
     let mut v: serde_json::Value = serde_json::from_str(BASE).unwrap();
     v["vocab_size"] = json!(u64::MAX / 2);
     assert!(HfConfig::from_json_str(&v.to_string()).is_err());
+    let mut v: serde_json::Value = serde_json::from_str(BASE).unwrap();
+    v["num_attention_heads"] = json!(1u64 << 40);
+    v["num_key_value_heads"] = json!(1u64 << 40);
+    v["head_dim"] = json!(1u64 << 40);
+    v["hidden_size"] = json!(1u64 << 62);
+    invalid(&v.to_string(), "hidden_size");
     // Not JSON / not an object.
     assert!(matches!(
         HfConfig::from_json_str("{\"vocab_size\": "),
@@ -601,10 +607,18 @@ fn model_dir_errors() {
         LlamaModel::<f32>::load(&dir),
         Err(ModelIoError::Weights(SafetensorsError::Missing { name, .. })) if name == "lm_head.weight"
     ));
-    // Invalid config built in code.
+    // Invalid config or extras built in code.
     let mut bad = tiny_config(false);
     bad.num_key_value_heads = 3;
     assert!(LlamaModel::<f32>::init(bad, HfExtras::default(), 0).is_err());
+    let bad_pad = HfExtras {
+        pad_token_id: Some(40),
+        ..HfExtras::default()
+    };
+    assert!(matches!(
+        LlamaModel::<f32>::init(tiny_config(false), bad_pad, 0),
+        Err(HfConfigError::Invalid { field, .. }) if field == "pad_token_id"
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
