@@ -477,3 +477,60 @@ fn continuation_logprob_sums_next_token_log_softmax() {
         Err(GenerateError::EmptyPrompt)
     );
 }
+
+#[test]
+fn cli_generate_with_tokenizer_json() {
+    let tmp = temp_dir("cli-tok");
+    let mut model = small_model(true, 8);
+    model.config.vocab_size = 7;
+    model.extras.bos_token_id = Some(1);
+    let model = LlamaModel::<f32>::init(model.config, model.extras, 8).unwrap();
+    model.save(&tmp).unwrap();
+    let added = |id: u32, content: &str| {
+        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+    };
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [added(0, "[UNK]"), added(1, "<s>"), added(2, "</s>")],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "unk_token": "[UNK]",
+            "vocab": {"[UNK]": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4, "c": 5, "d": 6}}
+    });
+    std::fs::write(tmp.join("tokenizer.json"), tok.to_string()).unwrap();
+    let dir = tmp.to_str().unwrap();
+    let res = mofo(&[
+        "generate",
+        "--model",
+        dir,
+        "--prompt",
+        "a b c",
+        "--add-bos",
+        "--json",
+        "--max-new-tokens",
+        "6",
+    ]);
+    assert!(res.status.success(), "{res:?}");
+    let v: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    assert_eq!(v["prompt_ids"], serde_json::json!([1, 3, 4, 5]));
+    // Stops before the tokenizer's EOS (</s> = 2); the text is the decoded ids.
+    let new: Vec<u32> = serde_json::from_value(v["new_ids"].clone()).unwrap();
+    let full = generate_greedy(&model, &[1, 3, 4, 5], 6, None).unwrap();
+    let end = full.iter().position(|&t| t == 2).unwrap_or(full.len());
+    assert_eq!(new, full[..end].to_vec());
+    let words: Vec<&str> = new
+        .iter()
+        .filter(|&&t| t > 2)
+        .map(|&t| ["a", "b", "c", "d"][t as usize - 3])
+        .collect();
+    assert_eq!(v["text"], words.join(" "));
+    // A tokenizer larger than the model's vocabulary is refused.
+    let mut big = tok.clone();
+    big["model"]["vocab"]["e"] = 7.into();
+    std::fs::write(tmp.join("tokenizer.json"), big.to_string()).unwrap();
+    let res = mofo(&["generate", "--model", dir, "--prompt", "a"]);
+    assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("vocabulary"));
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -688,6 +688,17 @@ mod tests {
                 assert!((*a as f64 - b).abs() < 1e-5, "f32 {n}x{k}x{m}: {a} vs {b}");
             }
         }
+        // Bit-identical whatever the thread count (parallel path: m·k ≥ 2^20).
+        let x = Array2::from_shape_fn((2, 300), |_| rng.random::<f32>() - 0.5);
+        let w = Array2::from_shape_fn((4000, 300), |_| rng.random::<f32>() - 0.5);
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| matmul_t(&x, &w.view()))
+        };
+        assert_eq!(on(1), on(3));
         // Exact on integers, whatever the association order.
         let x = Array2::from_shape_fn((1, 19), |(_, j)| j as f32);
         let w = Array2::from_shape_fn((2, 19), |(i, j)| (i + j) as f32);
