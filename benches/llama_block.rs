@@ -10,6 +10,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mofo::autodiff::Tape;
+use mofo::kernels::attention::BLOCK;
 use mofo::kernels::gemm::{gemm, gemm_serial};
 use mofo::model::forward::{layer_forward, LayerVars};
 use mofo::model::LlamaConfig;
@@ -121,20 +122,56 @@ fn matmuls(c: &mut Criterion) {
                 let mut dx = Array2::<f32>::zeros(x.dim());
                 gemm(1.0, g.view(), w.view(), 0.0, dx.view_mut()); // input gradient
             }
-            // Attention: per (batch, head) 2 forward and 4 backward T×T products.
+            // Attention: per (batch, head) the causal-blocked products of
+            // kernels::attention (2 forward, 4 backward).
             let q4 = ArrayView4::from_shape((B, T, HEADS, D), &q[..]).unwrap();
             (0..B * HEADS).into_par_iter().for_each(|bh| {
                 let (bi, hi) = (bh / HEADS, bh % HEADS);
                 let qh = q4.slice(s![bi, .., hi, ..]);
-                let mut sc = Array2::<f32>::zeros((T, T));
+                let mut p = Array2::<f32>::zeros((T, T));
                 let mut o = Array2::<f32>::zeros((T, D));
-                gemm_serial(1.0, qh, qh.t(), 0.0, sc.view_mut());
-                gemm_serial(1.0, sc.view(), qh, 0.0, o.view_mut());
-                let mut dp = Array2::<f32>::zeros((T, T));
-                gemm_serial(1.0, qh, qh.t(), 0.0, dp.view_mut());
-                gemm_serial(1.0, sc.t(), qh, 0.0, o.view_mut());
-                gemm_serial(1.0, dp.view(), qh, 0.0, o.view_mut());
-                gemm_serial(1.0, dp.t(), qh, 1.0, o.view_mut());
+                let mut o2 = Array2::<f32>::zeros((T, D));
+                for r0 in (0..T).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(T);
+                    let (qr, kr) = (qh.slice(s![r0..r1, ..]), qh.slice(s![0..r1, ..]));
+                    gemm_serial(1.0, qr, kr.t(), 0.0, p.slice_mut(s![r0..r1, 0..r1]));
+                }
+                for r0 in (0..T).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(T);
+                    gemm_serial(
+                        1.0,
+                        p.slice(s![r0..r1, 0..r1]),
+                        qh.slice(s![0..r1, ..]),
+                        0.0,
+                        o.slice_mut(s![r0..r1, ..]),
+                    );
+                    gemm_serial(
+                        1.0,
+                        p.slice(s![r0..T, r0..r1]).t(),
+                        qh.slice(s![r0..T, ..]),
+                        0.0,
+                        o2.slice_mut(s![r0..r1, ..]),
+                    );
+                    let (qr, kr) = (qh.slice(s![r0..r1, ..]), qh.slice(s![0..r1, ..]));
+                    gemm_serial(1.0, qr, kr.t(), 0.0, p.slice_mut(s![r0..r1, 0..r1]));
+                }
+                for r0 in (0..T).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(T);
+                    gemm_serial(
+                        1.0,
+                        p.slice(s![r0..r1, 0..r1]),
+                        qh.slice(s![0..r1, ..]),
+                        0.0,
+                        o.slice_mut(s![r0..r1, ..]),
+                    );
+                    gemm_serial(
+                        1.0,
+                        p.slice(s![r0..T, r0..r1]).t(),
+                        qh.slice(s![r0..T, ..]),
+                        1.0,
+                        o2.slice_mut(s![r0..r1, ..]),
+                    );
+                }
             });
         })
     });
