@@ -64,6 +64,7 @@ impl<T: Scalar> Default for Tape<T> {
 
 impl<T: Scalar> Tape<T> {
     fn with_recording(recording: bool) -> Self {
+        crate::kernels::alloc::tune_allocator();
         Self {
             id: NEXT_TAPE.fetch_add(1, Ordering::Relaxed),
             recording,
