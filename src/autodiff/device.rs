@@ -25,6 +25,8 @@ pub enum Device {
 pub trait Kernels<T: Scalar>: Sync {
     /// `C ← α·A·B + β·C` on strided views.
     fn gemm(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: ArrayViewMut2<T>);
+    /// `α·A·B` into a new matrix.
+    fn gemm_alloc(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> ndarray::Array2<T>;
     /// RMSNorm forward; returns the per-row `1/rms`.
     fn rmsnorm(&self, x: &[T], w: &[T], eps: T, y: &mut [T]) -> Vec<T>;
     /// RMSNorm backward: `(dx, dw)`.
@@ -72,6 +74,9 @@ pub struct Cpu;
 impl<T: Scalar> Kernels<T> for Cpu {
     fn gemm(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: ArrayViewMut2<T>) {
         gemm::gemm(alpha, a, b, beta, c)
+    }
+    fn gemm_alloc(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> ndarray::Array2<T> {
+        gemm::gemm_alloc(alpha, a, b)
     }
     fn rmsnorm(&self, x: &[T], w: &[T], eps: T, y: &mut [T]) -> Vec<T> {
         rmsnorm::rmsnorm(x, w, eps, y)

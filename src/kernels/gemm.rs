@@ -8,7 +8,7 @@
 //! shapes, and each output entry is computed by the same serial kernel, so
 //! the result does not depend on the number of threads.
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use std::any::TypeId;
 
@@ -154,6 +154,24 @@ pub fn gemm<T: Scalar>(
     }
 }
 
+/// `α·A·B` into a new matrix, without zero-filling it first (the product
+/// with `β = 0` writes every entry).
+pub fn gemm_alloc<T: Scalar>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    let (m, n) = (a.nrows(), b.ncols());
+    let mut c = Array2::<T>::uninit((m, n));
+    // SAFETY: `c` is a freshly allocated, contiguous m×n buffer of
+    // `MaybeUninit<T>`, which has the layout of `T`; the view covers exactly
+    // that buffer. With β = 0 no kernel reads C: matrixmultiply documents
+    // that C need not be initialised when β is zero, the k = 0 path fills
+    // it, and the generic fallback reads C only when β ≠ 0. Every entry is
+    // therefore written before `assume_init`.
+    unsafe {
+        let view = ArrayViewMut2::from_shape_ptr((m, n), c.as_mut_ptr() as *mut T);
+        gemm(alpha, a, b, T::zero(), view);
+        c.assume_init()
+    }
+}
+
 /// Plain triple loop `C ← α·A·B + β·C` (the reference the fast kernel is
 /// tested against).
 pub fn gemm_reference<T: Scalar>(
@@ -223,6 +241,19 @@ mod tests {
                     assert!((w - *g32 as f64).abs() < 1e-4, "{m}x{k}x{n}: {w} vs {g32}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn gemm_alloc_writes_every_entry() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for &(m, k, n) in &[(3, 4, 5), (300, 20, 40), (7, 0, 2), (0, 3, 3)] {
+            let a = rand_mat(&mut rng, m, k);
+            let b = rand_mat(&mut rng, k, n);
+            let mut want = Array2::zeros((m, n));
+            gemm_reference(2.0, a.view(), b.view(), 0.0, want.view_mut());
+            let got = gemm_alloc(2.0, a.view(), b.view());
+            assert!(want.iter().zip(&got).all(|(w, g)| (w - g).abs() < 1e-12));
         }
     }
 
