@@ -10,6 +10,7 @@
 //!   large fixed chunks of rows or columns with rayon.
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
+//! - [`embedding`]: row gather and scatter-add.
 //! - [`reduce`]: sums and dot products with eight fixed lanes.
 //! - [`rmsnorm`]: `y = x · rsqrt(mean(x²) + ε) · w` and its backward.
 //! - [`rope`]: rotary position embedding in the rotate-half layout.
@@ -24,6 +25,7 @@ pub mod alloc;
 pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
+pub mod embedding;
 pub mod gemm;
 pub mod reduce;
 pub mod rmsnorm;

@@ -89,8 +89,14 @@ impl<T: Scalar> Tape<T> {
     /// `a ± b` with gradients passed through (no product to form).
     fn add_sub(&self, a: Var, b: Var, sign: T) -> Var {
         let (av, bv) = (self.value(a), self.value(b));
-        let shape = co_broadcast(av.shape(), bv.shape());
-        let out = {
+        let out = if av.shape() == bv.shape() && av.is_standard_layout() && bv.is_standard_layout()
+        {
+            let mut out = vec![T::zero(); av.len()];
+            self.kernels()
+                .add_scaled(super::flat(&av), super::flat(&bv), sign, &mut out);
+            super::from_vec(av.shape(), out)
+        } else {
+            let shape = co_broadcast(av.shape(), bv.shape());
             let (ab, bb) = (
                 av.broadcast(shape.clone()).expect("broadcast"),
                 bv.broadcast(shape).expect("broadcast"),
