@@ -18,12 +18,14 @@
 
 pub mod autodiff;
 pub mod cli;
+pub mod cuda;
 pub mod io;
 pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod params;
 pub mod scalar;
+pub mod tokenizer;
 
 pub use params::{Param, ParamError, ParamStore};
 pub use scalar::Scalar;
