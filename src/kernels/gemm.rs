@@ -15,7 +15,7 @@ use std::any::TypeId;
 use crate::Scalar;
 
 /// Smallest chunk (rows or columns of `C`) of one parallel task in [`gemm`].
-pub const MIN_CHUNK: usize = 128;
+pub const MIN_CHUNK: usize = 64;
 
 /// Most parallel tasks of one [`gemm`] call.
 pub const MAX_TASKS: usize = 8;
