@@ -5,19 +5,22 @@
 //! strides) so that `block_matmuls / block_fwd_bwd` is the share of time in
 //! matmul.
 //!
+//! `small_model_step` times a whole ≈0.8M-parameter model's loss and gradients.
+//!
 //! Run: `cargo bench --bench llama_block` (set `RAYON_NUM_THREADS=2` to
 //! pin the thread count).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mofo::autodiff::Tape;
 use mofo::kernels::attention::BLOCK;
-use mofo::kernels::gemm::{gemm, gemm_serial};
+use mofo::kernels::gemm::{gemm_alloc, gemm_serial};
 use mofo::model::forward::{layer_forward, LayerVars};
 use mofo::model::LlamaConfig;
 use ndarray::{s, Array2, ArrayD, ArrayView4, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use std::hint::black_box;
 
 const B: usize = 8;
 const T: usize = 256;
@@ -115,12 +118,9 @@ fn matmuls(c: &mut Criterion) {
     c.bench_function("block_matmuls", |bench| {
         bench.iter(|| {
             for ((x, w), g) in xs.iter().zip(&ws).zip(&gs) {
-                let mut y = Array2::<f32>::zeros((n, w.nrows()));
-                gemm(1.0, x.view(), w.t(), 0.0, y.view_mut()); // forward
-                let mut dw = Array2::<f32>::zeros(w.dim());
-                gemm(1.0, g.t(), x.view(), 0.0, dw.view_mut()); // weight gradient
-                let mut dx = Array2::<f32>::zeros(x.dim());
-                gemm(1.0, g.view(), w.view(), 0.0, dx.view_mut()); // input gradient
+                black_box(gemm_alloc(1.0, x.view(), w.t())); // forward
+                black_box(gemm_alloc(1.0, g.t(), x.view())); // weight gradient
+                black_box(gemm_alloc(1.0, g.view(), w.view())); // input gradient
             }
             // Attention: per (batch, head) the causal-blocked products of
             // kernels::attention (2 forward, 4 backward).
@@ -177,9 +177,43 @@ fn matmuls(c: &mut Criterion) {
     });
 }
 
+/// One `loss_and_grads` of a whole small model (≈0.8M parameters: vocab
+/// 256, hidden 128, 4 layers, 4 heads, MLP 344; batch 16 × 128 tokens), the
+/// regime of CPU fine-tuning experiments.
+fn small_model_step(c: &mut Criterion) {
+    let cfg = LlamaConfig {
+        vocab_size: 256,
+        hidden_size: 128,
+        intermediate_size: 344,
+        num_hidden_layers: 4,
+        num_attention_heads: 4,
+        num_key_value_heads: 4,
+        head_dim: 32,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        tie_word_embeddings: true,
+        max_position_embeddings: 128,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut params = mofo::ParamStore::<f32>::new();
+    for (name, shape) in cfg.param_shapes() {
+        let v = if name.ends_with("norm.weight") {
+            ArrayD::from_elem(IxDyn(&shape), 1.0)
+        } else {
+            rand(&mut rng, &shape, 0.05)
+        };
+        params.insert(name, v).unwrap();
+    }
+    let ids = Array2::from_shape_fn((16, 128), |_| rng.random_range(0..256u32));
+    let batch = mofo::model::forward::Batch::new(ids);
+    c.bench_function("small_model_step", |bench| {
+        bench.iter(|| mofo::model::forward::loss_and_grads(&cfg, &params, &batch).unwrap())
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = block, matmuls
+    targets = block, matmuls, small_model_step
 }
 criterion_main!(benches);

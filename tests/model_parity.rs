@@ -1,16 +1,15 @@
 //! Parity of the Llama forward/backward with Hugging Face transformers
 //! (reference data in `../shared/reference/models/<name>/`): logits within
 //! 1e-4, loss within 1e-5, every gradient within 1e-4·max(1, max|grad|), in
-//! f32 and f64.
+//! f32 and f64. Models and reference tensors are read with the crate's own
+//! Hugging Face loader (`LlamaModel::load`, `SafetensorsFile`).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use mofo::model::forward::{logits, loss_and_grads, Batch};
-use mofo::model::LlamaConfig;
-use mofo::{ParamStore, Scalar};
+use mofo::model::{LlamaModel, SafetensorsFile};
+use mofo::Scalar;
 use ndarray::Array2;
-use safetensors::{Dtype, SafeTensors};
 
 fn model_dir(name: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,87 +26,24 @@ fn model_dir(name: &str) -> Option<PathBuf> {
     None
 }
 
-fn parse_config(dir: &std::path::Path) -> LlamaConfig {
-    let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    let j: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let u = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("config.json: {k}")) as usize;
-    let heads = u("num_attention_heads");
-    let hidden = u("hidden_size");
-    let theta = j["rope_parameters"]["rope_theta"]
-        .as_f64()
-        .or_else(|| j["rope_theta"].as_f64())
-        .unwrap_or(10000.0);
-    LlamaConfig {
-        vocab_size: u("vocab_size"),
-        hidden_size: hidden,
-        intermediate_size: u("intermediate_size"),
-        num_hidden_layers: u("num_hidden_layers"),
-        num_attention_heads: heads,
-        num_key_value_heads: j["num_key_value_heads"]
-            .as_u64()
-            .map(|x| x as usize)
-            .unwrap_or(heads),
-        head_dim: j["head_dim"]
-            .as_u64()
-            .map(|x| x as usize)
-            .unwrap_or(hidden / heads),
-        rms_norm_eps: j["rms_norm_eps"].as_f64().unwrap(),
-        rope_theta: theta,
-        tie_word_embeddings: j["tie_word_embeddings"].as_bool().unwrap_or(false),
-        max_position_embeddings: u("max_position_embeddings"),
-    }
-}
-
-/// Every tensor of a safetensors file as (shape, f64 values); i64 tensors too.
-fn read_tensors(path: &std::path::Path) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut out = HashMap::new();
-    for name in st.names() {
-        let t = st.tensor(name).unwrap();
-        let data = t.data();
-        let vals: Vec<f64> = match t.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                .collect(),
-            Dtype::F64 => data
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            Dtype::I64 => data
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-                .collect(),
-            other => panic!("{name}: unsupported dtype {other:?}"),
-        };
-        out.insert(name.to_string(), (t.shape().to_vec(), vals));
-    }
-    out
-}
-
 fn check_model<T: Scalar>(name: &str) {
     let Some(dir) = model_dir(name) else { return };
-    let cfg = parse_config(&dir);
-    let weights = read_tensors(&dir.join("model.safetensors"));
-    let reference = read_tensors(&dir.join("reference.safetensors"));
-    let mut params = ParamStore::<T>::new();
-    for (pname, shape) in cfg.param_shapes() {
-        let (s, v) = &weights[&pname];
-        assert_eq!(s, &shape, "{pname}");
-        params
-            .insert_vec(pname, &shape, v.iter().map(|&x| T::of(x)).collect())
-            .unwrap();
-    }
-    let (ids_shape, ids) = &reference["input_ids"];
+    let model = LlamaModel::<T>::load(&dir).unwrap();
+    let (cfg, params) = (model.config, model.params);
+    let reference = SafetensorsFile::open(&dir.join("reference.safetensors")).unwrap();
+    let read = |name: &str| -> (Vec<usize>, Vec<f64>) {
+        let a = reference.read_float::<f64>(name).unwrap();
+        (a.shape().to_vec(), a.iter().copied().collect())
+    };
+    let ids = reference.read_i64("input_ids").unwrap();
     let input_ids = Array2::from_shape_vec(
-        (ids_shape[0], ids_shape[1]),
+        (ids.shape()[0], ids.shape()[1]),
         ids.iter().map(|&x| x as u32).collect(),
     )
     .unwrap();
     let out = loss_and_grads(&cfg, &params, &Batch::new(input_ids.clone())).unwrap();
 
-    let (_, want_logits) = &reference["logits"];
+    let (_, want_logits) = &read("logits");
     let logit_err = out
         .logits
         .iter()
@@ -115,11 +51,11 @@ fn check_model<T: Scalar>(name: &str) {
         .map(|(a, b)| (a.as_f64() - b).abs())
         .fold(0.0, f64::max);
     assert_eq!(out.logits.len(), want_logits.len());
-    let want_loss = reference["loss"].1[0];
+    let want_loss = read("loss").1[0];
     let loss_err = (out.loss.as_f64() - want_loss).abs();
     let mut worst = (0.0f64, String::new());
     for (pname, shape) in cfg.param_shapes() {
-        let (s, want) = &reference[&format!("grad.{pname}")];
+        let (s, want) = &read(&format!("grad.{pname}"));
         assert_eq!(s, &shape, "grad.{pname}");
         let got = out.grads.get(&pname).unwrap();
         assert_eq!(got.shape(), &shape[..]);

@@ -2,14 +2,20 @@
 //! [`Kernels`] trait, chosen by the tape's [`Device`].
 //!
 //! Ops (in `ops/`) never call `crate::kernels` directly: they ask the tape for
-//! its kernel set (`Tape::kernels`) and call it. The model code and the tape
-//! only see `Var`s and ops. A GPU backend (feature `cuda`) adds a `Device`
-//! variant and one `Kernels` implementation; nothing above this file changes.
+//! its kernel set (`Tape::kernels`) and call it. Everything the Llama model
+//! runs goes through this trait (linear/matmul, embedding, same-shape add,
+//! RMSNorm, SwiGLU, RoPE, attention, cross-entropy, sums); the generic
+//! broadcasting arithmetic, `exp`/`log`/`sqrt`/`powf`, axis reductions and
+//! shape views still compute with `ndarray` on host values. The model code
+//! and the tape only see `Var`s and ops. A GPU backend (feature `cuda`) adds a
+//! `Device` variant and one `Kernels` implementation; nothing above this file
+//! changes except the value storage (see docs/architecture.md).
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::kernels::{
-    attention, attention::AttnShape, cross_entropy, elementwise, gemm, rmsnorm, rope,
+    attention, attention::AttnShape, cross_entropy, elementwise, embedding, gemm, reduce, rmsnorm,
+    rope,
 };
 use crate::Scalar;
 
@@ -25,6 +31,18 @@ pub enum Device {
 pub trait Kernels<T: Scalar>: Sync {
     /// `C ← α·A·B + β·C` on strided views.
     fn gemm(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: ArrayViewMut2<T>);
+    /// `α·A·B` into a new matrix.
+    fn gemm_alloc(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> ndarray::Array2<T>;
+    /// `out = x + s·y` (same shapes).
+    fn add_scaled(&self, x: &[T], y: &[T], s: T, out: &mut [T]);
+    /// `Σ x` in a fixed order.
+    fn sum(&self, x: &[T]) -> T;
+    /// Row gather `out[i] = w[ids[i]]` (rows of width `h`).
+    fn gather_rows(&self, w: &[T], h: usize, ids: &[u32], out: &mut [T]);
+    /// Row scatter-add `dw[ids[i]] += dy[i]`.
+    fn scatter_add_rows(&self, dy: &[T], h: usize, ids: &[u32], dw: &mut [T]);
+    /// Log-sum-exp of each row of width `v`.
+    fn logsumexp_rows(&self, z: &[T], v: usize) -> Vec<T>;
     /// RMSNorm forward; returns the per-row `1/rms`.
     fn rmsnorm(&self, x: &[T], w: &[T], eps: T, y: &mut [T]) -> Vec<T>;
     /// RMSNorm backward: `(dx, dw)`.
@@ -72,6 +90,24 @@ pub struct Cpu;
 impl<T: Scalar> Kernels<T> for Cpu {
     fn gemm(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: ArrayViewMut2<T>) {
         gemm::gemm(alpha, a, b, beta, c)
+    }
+    fn gemm_alloc(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> ndarray::Array2<T> {
+        gemm::gemm_alloc(alpha, a, b)
+    }
+    fn add_scaled(&self, x: &[T], y: &[T], s: T, out: &mut [T]) {
+        elementwise::add_scaled(x, y, s, out)
+    }
+    fn sum(&self, x: &[T]) -> T {
+        reduce::sum(x)
+    }
+    fn gather_rows(&self, w: &[T], h: usize, ids: &[u32], out: &mut [T]) {
+        embedding::gather_rows(w, h, ids, out)
+    }
+    fn scatter_add_rows(&self, dy: &[T], h: usize, ids: &[u32], dw: &mut [T]) {
+        embedding::scatter_add_rows(dy, h, ids, dw)
+    }
+    fn logsumexp_rows(&self, z: &[T], v: usize) -> Vec<T> {
+        cross_entropy::logsumexp_rows(z, v)
     }
     fn rmsnorm(&self, x: &[T], w: &[T], eps: T, y: &mut [T]) -> Vec<T> {
         rmsnorm::rmsnorm(x, w, eps, y)

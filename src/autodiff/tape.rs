@@ -134,10 +134,16 @@ impl<T: Scalar> Tape<T> {
     }
 
     /// A named trainable parameter (a variable whose gradient is also
-    /// reported under `name`).
+    /// reported under `name`). Panics if `name` is already registered on
+    /// this tape.
     pub fn param(&self, name: impl Into<String>, value: impl Into<Value<T>>) -> Var {
+        let name = name.into();
+        assert!(
+            self.names.borrow().iter().all(|(n, _)| *n != name),
+            "parameter `{name}` registered twice on one tape"
+        );
         let v = self.variable(value);
-        self.names.borrow_mut().push((name.into(), v));
+        self.names.borrow_mut().push((name, v));
         v
     }
 

@@ -39,6 +39,21 @@ pub fn add_assign<T: Scalar>(y: &mut [T], x: &[T]) {
         });
 }
 
+/// `out_i = x_i + s·y_i`.
+pub fn add_scaled<T: Scalar>(x: &[T], y: &[T], s: T, out: &mut [T]) {
+    assert!(
+        x.len() == y.len() && y.len() == out.len(),
+        "add_scaled: lengths differ"
+    );
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+        .for_each(|(oc, (xc, yc))| {
+            for ((o, &a), &b) in oc.iter_mut().zip(xc).zip(yc) {
+                *o = a + s * b;
+            }
+        });
+}
+
 /// `out_i = silu(g_i)·u_i`.
 pub fn swiglu<T: Scalar>(g: &[T], u: &[T], out: &mut [T]) {
     assert!(
@@ -155,6 +170,12 @@ mod tests {
             assert!((s[i] - swiglu_reference(&g[i..=i], &[1.0])[0]).abs() < 1e-12);
             assert!((ds[i] - wds[i]).abs() < 1e-12);
         }
+        let mut z = vec![0.0; n];
+        add_scaled(&u, &g, -0.5, &mut z);
+        assert!(z
+            .iter()
+            .zip(u.iter().zip(&g))
+            .all(|(a, (b, c))| *a == b - 0.5 * c));
         let mut y = u.clone();
         add_assign(&mut y, &g);
         assert!(y

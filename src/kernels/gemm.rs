@@ -3,19 +3,19 @@
 //! `A` is `m×k`, `B` is `k×n`, `C` is `m×n`; each may have arbitrary (row,
 //! column) strides, so `A` or `B` may be a transposed view (`.t()`) of a
 //! contiguous matrix without any copy. f32 and f64 go to `matrixmultiply`'s
-//! `sgemm` / `dgemm`. [`gemm`] splits `C` into
-//! large fixed chunks computed in parallel; the split depends only on the
-//! shapes, and each output entry is computed by the same serial kernel, so
-//! the result does not depend on the number of threads.
+//! `sgemm` / `dgemm`. [`gemm`] splits `C` into one chunk of rows (or
+//! columns) per thread computed in parallel; each output entry is computed
+//! by the same serial kernel over the same `k` order whatever the split, so
+//! the result does not depend on the number of threads (tested bitwise).
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use std::any::TypeId;
 
 use crate::Scalar;
 
 /// Smallest chunk (rows or columns of `C`) of one parallel task in [`gemm`].
-pub const MIN_CHUNK: usize = 128;
+pub const MIN_CHUNK: usize = 64;
 
 /// Most parallel tasks of one [`gemm`] call.
 pub const MAX_TASKS: usize = 8;
@@ -113,20 +113,24 @@ pub fn gemm_serial<T: Scalar>(
     }
 }
 
-/// The split of one dimension of `C` into parallel tasks: chunks of at
-/// least [`MIN_CHUNK`] (a multiple of 16), at most [`MAX_TASKS`] of them. It
-/// depends only on the length, never on the thread count.
+/// The chunk length when one dimension of `C` is split into parallel tasks:
+/// one task per rayon thread (at most [`MAX_TASKS`]), each at least
+/// [`MIN_CHUNK`] long and a multiple of 16.
+///
+/// Each task packs the other operand once more (matrixmultiply packs both
+/// operands per call), so there are as few tasks as there are threads. The
+/// split may depend on the thread count without changing any result: every
+/// entry of `C` is computed by the same serial kernel over the same `k`
+/// blocks in the same order whichever chunk it falls in (tested bitwise
+/// against the serial product for several thread counts).
 pub fn chunk_len(dim: usize) -> usize {
-    let per_task = dim.div_ceil(MAX_TASKS).div_ceil(16) * 16;
+    let tasks = rayon::current_num_threads().clamp(1, MAX_TASKS);
+    let per_task = dim.div_ceil(tasks).div_ceil(16) * 16;
     per_task.max(MIN_CHUNK)
 }
 
-/// `C ← α·A·B + β·C`, parallel over fixed chunks of the larger of C's two
-/// dimensions when the product is large enough. Each task packs the other
-/// operand once (matrixmultiply packs both operands per call), so chunks
-/// are large: at least [`MIN_CHUNK`] rows or columns, at most [`MAX_TASKS`]
-/// tasks. Every entry of `C` is computed by the same serial kernel with the
-/// same `k` order whatever the split, and the split depends only on shapes.
+/// `C ← α·A·B + β·C`, parallel over chunks of the larger of C's two
+/// dimensions (see [`chunk_len`]) when the product is large enough.
 pub fn gemm<T: Scalar>(
     alpha: T,
     a: ArrayView2<T>,
@@ -151,6 +155,24 @@ pub fn gemm<T: Scalar>(
             .into_par_iter()
             .zip(c.axis_chunks_iter_mut(Axis(1), cols))
             .for_each(|(bp, cp)| gemm_serial(alpha, a, bp, beta, cp));
+    }
+}
+
+/// `α·A·B` into a new matrix, without zero-filling it first (the product
+/// with `β = 0` writes every entry).
+pub fn gemm_alloc<T: Scalar>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    let (m, n) = (a.nrows(), b.ncols());
+    let mut c = Array2::<T>::uninit((m, n));
+    // SAFETY: `c` is a freshly allocated, contiguous m×n buffer of
+    // `MaybeUninit<T>`, which has the layout of `T`; the view covers exactly
+    // that buffer. With β = 0 no kernel reads C: matrixmultiply documents
+    // that C need not be initialised when β is zero, the k = 0 path fills
+    // it, and the generic fallback reads C only when β ≠ 0. Every entry is
+    // therefore written before `assume_init`.
+    unsafe {
+        let view = ArrayViewMut2::from_shape_ptr((m, n), c.as_mut_ptr() as *mut T);
+        gemm(alpha, a, b, T::zero(), view);
+        c.assume_init()
     }
 }
 
@@ -227,22 +249,41 @@ mod tests {
     }
 
     #[test]
+    fn gemm_alloc_writes_every_entry() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for &(m, k, n) in &[(3, 4, 5), (300, 20, 40), (7, 0, 2), (0, 3, 3)] {
+            let a = rand_mat(&mut rng, m, k);
+            let b = rand_mat(&mut rng, k, n);
+            let mut want = Array2::zeros((m, n));
+            gemm_reference(2.0, a.view(), b.view(), 0.0, want.view_mut());
+            let got = gemm_alloc(2.0, a.view(), b.view());
+            assert!(want.iter().zip(&got).all(|(w, g)| (w - g).abs() < 1e-12));
+        }
+    }
+
+    #[test]
     fn same_result_for_any_thread_count() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let a = rand_mat(&mut rng, 300, 80).mapv(|x| x as f32);
-        let b = rand_mat(&mut rng, 80, 70).mapv(|x| x as f32);
-        let mut serial = Array2::<f32>::zeros((300, 70));
-        gemm_serial(1.0, a.view(), b.view(), 0.0, serial.view_mut());
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut c = Array2::<f32>::zeros((300, 70));
-            pool.install(|| gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()));
-            c
-        };
-        assert_eq!(run(1), run(3));
-        assert_eq!(run(2), serial);
+        for &(m, k, n, transposed) in &[
+            (300, 80, 70, false),
+            (70, 500, 260, true),
+            (1000, 64, 130, false),
+        ] {
+            let a = rand_mat(&mut rng, m, k).mapv(|x| x as f32);
+            let at = a.t().as_standard_layout().into_owned();
+            let b = rand_mat(&mut rng, k, n).mapv(|x| x as f32);
+            let av = if transposed { at.t() } else { a.view() };
+            let mut serial = Array2::<f32>::zeros((m, n));
+            gemm_serial(1.0, av, b.view(), 0.0, serial.view_mut());
+            for threads in [1, 2, 3, 4, 8] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = Array2::<f32>::zeros((m, n));
+                pool.install(|| gemm(1.0, av, b.view(), 0.0, c.view_mut()));
+                assert_eq!(c, serial, "{m}x{k}x{n} with {threads} threads");
+            }
+        }
     }
 }

@@ -7,23 +7,26 @@
 //! - [`alloc`]: keeps large freed buffers in the heap (glibc `mallopt`).
 //! - [`gemm`]: `C ← α·A·B + β·C` through `matrixmultiply` (sgemm / dgemm with
 //!   arbitrary strides, so transposed operands are never copied), threaded over
-//!   large fixed chunks of rows or columns with rayon.
+//!   one chunk of rows or columns per rayon thread.
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
+//! - [`embedding`]: row gather and scatter-add.
 //! - [`reduce`]: sums and dot products with eight fixed lanes.
 //! - [`rmsnorm`]: `y = x · rsqrt(mean(x²) + ε) · w` and its backward.
 //! - [`rope`]: rotary position embedding in the rotate-half layout.
 //! - [`attention`]: fused causal softmax attention with grouped-query heads.
 //! - [`cross_entropy`]: row-wise log-softmax and mean cross-entropy.
 //!
-//! Determinism: every parallel split depends only on the shapes (fixed panel
-//! and chunk sizes), never on the number of threads, and every reduction runs
-//! in a fixed order, so results are bitwise identical for any thread count.
+//! Determinism: the elementwise and row kernels split work in fixed chunks,
+//! every reduction runs in a fixed order, and a gemm entry is computed the
+//! same way whichever thread's chunk holds it, so results are bitwise
+//! identical for any thread count (tested for gemm and the whole model).
 
 pub mod alloc;
 pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
+pub mod embedding;
 pub mod gemm;
 pub mod reduce;
 pub mod rmsnorm;

@@ -86,14 +86,55 @@ impl<T: Scalar> Tape<T> {
         })
     }
 
+    /// `a ± b` with gradients passed through (no product to form).
+    fn add_sub(&self, a: Var, b: Var, sign: T) -> Var {
+        let (av, bv) = (self.value(a), self.value(b));
+        let out = if av.shape() == bv.shape() && av.is_standard_layout() && bv.is_standard_layout()
+        {
+            let mut out = vec![T::zero(); av.len()];
+            self.kernels()
+                .add_scaled(super::flat(&av), super::flat(&bv), sign, &mut out);
+            super::from_vec(av.shape(), out)
+        } else {
+            let shape = co_broadcast(av.shape(), bv.shape());
+            let (ab, bb) = (
+                av.broadcast(shape.clone()).expect("broadcast"),
+                bv.broadcast(shape).expect("broadcast"),
+            );
+            ndarray::Zip::from(&ab)
+                .and(&bb)
+                .map_collect(|&x, &y| x + sign * y)
+        };
+        let (sa, sb) = (av.shape().to_vec(), bv.shape().to_vec());
+        drop((av, bv));
+        self.push_op(out, &[a, b], move |g, s| {
+            let gb = if s.wants(b) {
+                let gb = if sign == T::one() {
+                    g.clone()
+                } else {
+                    g.mapv(|x| -x)
+                };
+                Some(sum_to_shape(gb, &sb))
+            } else {
+                None
+            };
+            if s.wants(a) {
+                s.add(a, sum_to_shape(g, &sa));
+            }
+            if let Some(gb) = gb {
+                s.add(b, gb);
+            }
+        })
+    }
+
     /// `a + b` (broadcasting).
     pub fn add(&self, a: Var, b: Var) -> Var {
-        self.binary(a, b, |x, y| x + y, |g, _, _| g, |g, _, _| g)
+        self.add_sub(a, b, T::one())
     }
 
     /// `a − b` (broadcasting).
     pub fn sub(&self, a: Var, b: Var) -> Var {
-        self.binary(a, b, |x, y| x - y, |g, _, _| g, |g, _, _| -g)
+        self.add_sub(a, b, -T::one())
     }
 
     /// `a ⊙ b` (broadcasting).

@@ -28,16 +28,15 @@ impl<T: Scalar> Tape<T> {
             ids.len()
         );
         let (vocab, h) = (wv.shape()[0], wv.shape()[1]);
-        let w = wv.as_slice().expect("standard layout");
-        let mut out = Vec::with_capacity(ids.len() * h);
         for &id in ids {
-            let id = id as usize;
             assert!(
-                id < vocab,
+                (id as usize) < vocab,
                 "embedding: id {id} out of range for vocabulary {vocab}"
             );
-            out.extend_from_slice(&w[id * h..(id + 1) * h]);
         }
+        let k = self.kernels();
+        let mut out = vec![T::zero(); ids.len() * h];
+        k.gather_rows(wv.as_slice().expect("standard layout"), h, ids, &mut out);
         let mut shape = lead.to_vec();
         shape.push(h);
         let y = ArrayD::from_shape_vec(IxDyn(&shape), out).expect("sizes match");
@@ -46,12 +45,7 @@ impl<T: Scalar> Tape<T> {
             let g = super::contiguous_owned(g);
             let gs = g.as_slice().expect("standard layout");
             let mut dw = vec![T::zero(); vocab * h];
-            for (&id, row) in ids.iter().zip(gs.chunks_exact(h)) {
-                let id = id as usize;
-                for (a, &b) in dw[id * h..(id + 1) * h].iter_mut().zip(row) {
-                    *a += b;
-                }
-            }
+            k.scatter_add_rows(gs, h, &ids, &mut dw);
             s.add(
                 weight,
                 ArrayD::from_shape_vec(IxDyn(&[vocab, h]), dw).expect("sizes match"),

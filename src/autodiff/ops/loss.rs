@@ -10,7 +10,6 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::{contiguous, contiguous_owned, flat};
 use crate::autodiff::{Tape, Var};
-use crate::kernels::cross_entropy::logsumexp_rows;
 use crate::Scalar;
 
 impl<T: Scalar> Tape<T> {
@@ -18,7 +17,8 @@ impl<T: Scalar> Tape<T> {
     pub fn log_softmax(&self, x: Var) -> Var {
         let xv = contiguous(self.value(x));
         let v = *xv.shape().last().expect("log_softmax: 0-d input");
-        let lse = logsumexp_rows(flat(&xv), v);
+        let k = self.kernels();
+        let lse = k.logsumexp_rows(flat(&xv), v);
         let mut y = xv.to_owned();
         for (row, &l) in y
             .as_slice_mut()
@@ -41,7 +41,7 @@ impl<T: Scalar> Tape<T> {
                 .chunks_exact_mut(v)
                 .zip(ys.chunks_exact(v))
             {
-                let total = crate::kernels::reduce::sum(gr);
+                let total = k.sum(gr);
                 for (a, &b) in gr.iter_mut().zip(yr) {
                     *a -= b.exp() * total;
                 }

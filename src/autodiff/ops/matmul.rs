@@ -34,9 +34,7 @@ fn gemm_new<T: Scalar>(
     a: ArrayView2<T>,
     b: ArrayView2<T>,
 ) -> ndarray::Array2<T> {
-    let mut c = ndarray::Array2::zeros((a.nrows(), b.ncols()));
-    k.gemm(T::one(), a, b, T::zero(), c.view_mut());
-    c
+    k.gemm_alloc(T::one(), a, b)
 }
 
 fn batched<T: Scalar>(

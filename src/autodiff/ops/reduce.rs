@@ -15,7 +15,7 @@ impl<T: Scalar> Tape<T> {
     /// Sum of all entries (a 0-d result).
     pub fn sum_all(&self, a: Var) -> Var {
         let av = contiguous(self.value(a));
-        let total = crate::kernels::reduce::sum(av.as_slice().expect("standard layout"));
+        let total = self.kernels().sum(av.as_slice().expect("standard layout"));
         let shape = av.shape().to_vec();
         self.push_op(ArrayD::from_elem(IxDyn(&[]), total), &[a], move |g, s| {
             let gv = g.iter().next().copied().unwrap_or_else(T::zero);
