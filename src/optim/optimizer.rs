@@ -703,17 +703,6 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
     }
 }
 
-#[inline(always)]
-fn load<T: Scalar>(s: &[&mut [T]; 3], used: [bool; 3], i: usize) -> [T; 3] {
-    let mut out = [T::zero(); 3];
-    for j in 0..3 {
-        if used[j] {
-            out[j] = s[j][i];
-        }
-    }
-    out
-}
-
 fn fill_keys<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
@@ -730,13 +719,121 @@ fn fill_keys<F: Filter, B: Base, T: Scalar>(
             }
         }
         _ => {
-            let has_pre = !v.pre.is_empty();
+            let n = keys.len();
+            let (p, g) = (&v.p[..n], &v.g[..n]);
+            let pre = if v.pre.is_empty() {
+                &[][..]
+            } else {
+                &v.pre[..n]
+            };
+            let used = ctx.used;
+            let buf = |j: usize| -> &[T] {
+                if used[j] {
+                    &v.s[j][..n]
+                } else {
+                    &[]
+                }
+            };
+            let (s0, s1, s2) = (buf(0), buf(1), buf(2));
+            let plain = pre.is_empty() && ctx.prep.is_identity();
             for (i, k) in keys.iter_mut().enumerate() {
-                let p = v.p[i];
-                let pre = if has_pre { v.pre[i] } else { T::zero() };
-                let g = ctx.prep.apply(v.g[i], p, pre);
-                let s = load(&v.s, ctx.used, i);
-                *k = ctx.filter.score(ctx.base, c, p, g, &s).abs_key();
+                let s = [
+                    if used[0] { s0[i] } else { T::zero() },
+                    if used[1] { s1[i] } else { T::zero() },
+                    if used[2] { s2[i] } else { T::zero() },
+                ];
+                let gi = if plain {
+                    g[i]
+                } else {
+                    let r = if pre.is_empty() { T::zero() } else { pre[i] };
+                    ctx.prep.apply(g[i], p[i], r)
+                };
+                *k = ctx.filter.score(ctx.base, c, p[i], gi, &s).abs_key();
+            }
+        }
+    }
+}
+
+/// Runs `f(i, θ_i, g_i, state_i)` over a chunk with one tight, bounds-check
+/// free loop per buffer pattern (the pattern is matched once per chunk).
+#[inline(always)]
+fn for_each_entry<T: Scalar>(
+    v: &mut View<'_, T>,
+    used: [bool; 3],
+    mut f: impl FnMut(usize, &mut T, T, &mut [T; 3]),
+) {
+    let [a, b, c] = &mut v.s;
+    let z = T::zero();
+    let p = &mut *v.p;
+    let g = v.g;
+    match used {
+        [false, false, false] => {
+            for (i, (p, &g)) in p.iter_mut().zip(g).enumerate() {
+                let mut s = [z; 3];
+                f(i, p, g, &mut s);
+            }
+        }
+        [true, false, false] => {
+            for (i, ((p, &g), a)) in p.iter_mut().zip(g).zip(a.iter_mut()).enumerate() {
+                let mut s = [*a, z, z];
+                f(i, p, g, &mut s);
+                *a = s[0];
+            }
+        }
+        [true, true, false] => {
+            for (i, ((p, &g), (a, b))) in p
+                .iter_mut()
+                .zip(g)
+                .zip(a.iter_mut().zip(b.iter_mut()))
+                .enumerate()
+            {
+                let mut s = [*a, *b, z];
+                f(i, p, g, &mut s);
+                *a = s[0];
+                *b = s[1];
+            }
+        }
+        [true, false, true] => {
+            for (i, ((p, &g), (a, c))) in p
+                .iter_mut()
+                .zip(g)
+                .zip(a.iter_mut().zip(c.iter_mut()))
+                .enumerate()
+            {
+                let mut s = [*a, z, *c];
+                f(i, p, g, &mut s);
+                *a = s[0];
+                *c = s[2];
+            }
+        }
+        [true, true, true] => {
+            for (i, ((p, &g), ((a, b), c))) in p
+                .iter_mut()
+                .zip(g)
+                .zip(a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()))
+                .enumerate()
+            {
+                let mut s = [*a, *b, *c];
+                f(i, p, g, &mut s);
+                *a = s[0];
+                *b = s[1];
+                *c = s[2];
+            }
+        }
+        _ => {
+            for i in 0..p.len() {
+                let mut s = [z; 3];
+                for j in 0..3 {
+                    if used[j] {
+                        s[j] = v.s[j][i];
+                    }
+                }
+                f(i, &mut p[i], g[i], &mut s);
+                for j in 0..3 {
+                    if used[j] {
+                        v.s[j][i] = s[j];
+                    }
+                }
             }
         }
     }
@@ -751,34 +848,44 @@ fn apply_chunk<F: Filter, B: Base, T: Scalar>(
     full: bool,
     track: &mut [u8],
 ) -> (usize, usize, usize) {
-    let n = v.len();
-    let has_pre = !v.pre.is_empty();
     let used = ctx.used;
+    let base = ctx.base;
+    let plain = v.pre.is_empty() && !ctx.track && ctx.prep.is_identity();
+    if plain && dec.is_none() && full {
+        // Hot path: the base's update on every entry.
+        for_each_entry(v, used, |_, p, g, s| *p = base.update(c, *p, g, s));
+        return (v.len(), 0, 0);
+    }
+    if plain && dec.is_none() && !ctx.scope_all {
+        // Frozen block: state only.
+        for_each_entry(v, used, |_, p, g, s| {
+            base.update(c, *p, g, s);
+        });
+        return (0, 0, 0);
+    }
+    let pre = v.pre;
+    let has_pre = !pre.is_empty();
+    let scope_all = ctx.scope_all;
+    let tracking = ctx.track;
+    let prep = ctx.prep;
     let mut selected = 0;
     let mut overlap = 0;
     let mut newly = 0;
-    for i in 0..n {
-        let p = v.p[i];
-        let pre = if has_pre { v.pre[i] } else { T::zero() };
-        let g = ctx.prep.apply(v.g[i], p, pre);
-        let mut s = load(&v.s, used, i);
-        let pn = ctx.base.update(c, p, g, &mut s);
-        for (j, &u) in used.iter().enumerate() {
-            if u {
-                v.s[j][i] = s[j];
-            }
-        }
+    for_each_entry(v, used, |i, pr, g, s| {
+        let p = *pr;
+        let g = prep.apply(g, p, if has_pre { pre[i] } else { T::zero() });
+        let pn = base.update(c, p, g, s);
         let sel = match &mut dec {
             Some(d) => d.take(keys[i]),
             None => full,
         };
         if sel {
-            v.p[i] = pn;
+            *pr = pn;
             selected += 1;
-        } else if ctx.scope_all {
-            v.p[i] = ctx.base.decay_only(c, p);
+        } else if scope_all {
+            *pr = base.decay_only(c, p);
         }
-        if ctx.track {
+        if tracking {
             let old = track[i];
             if sel {
                 overlap += (old & 1) as usize;
@@ -788,6 +895,6 @@ fn apply_chunk<F: Filter, B: Base, T: Scalar>(
                 track[i] = old & 2;
             }
         }
-    }
+    });
     (selected, overlap, newly)
 }

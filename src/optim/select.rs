@@ -111,10 +111,16 @@ impl Decider {
     }
 }
 
+/// Blocks at least this long use the sampled candidate search.
+const SAMPLED_MIN: usize = 1 << 16;
+/// Sample size of the candidate search.
+const SAMPLE: usize = 4096;
+
 /// Reusable scratch for exact top-k selection.
 #[derive(Clone, Debug, Default)]
 pub struct TopK {
     work: Vec<u64>,
+    sample: Vec<u64>,
 }
 
 impl TopK {
@@ -139,6 +145,16 @@ impl TopK {
             };
         }
         self.work.clear();
+        if d >= SAMPLED_MIN && k <= d / 4 {
+            // Candidates: estimate from a deterministic sample a key τ_lo that
+            // at least k keys reach, keep only keys ≥ τ_lo (≈ k + margin of
+            // them), and select exactly among those. Every key ≥ τ (the k-th
+            // largest) is a candidate, so τ and the tie count are exact.
+            if let Some(cut) = self.cut_sampled(keys, k) {
+                return cut;
+            }
+            self.work.clear();
+        }
         self.work.extend_from_slice(keys);
         // k-th largest = element at position d - k in ascending order.
         let pos = d - k;
@@ -149,6 +165,33 @@ impl TopK {
             threshold_key: tau,
             ties_taken: k - greater,
         }
+    }
+
+    fn cut_sampled(&mut self, keys: &[u64], k: usize) -> Option<Cut> {
+        let d = keys.len();
+        let stride = d / SAMPLE;
+        let sample = &mut self.sample;
+        sample.clear();
+        sample.extend((0..SAMPLE).map(|i| keys[i * stride]));
+        // Sample rank that, with a margin of ~4 standard deviations, stays
+        // below the true k-th largest.
+        let expect = k as f64 * SAMPLE as f64 / d as f64;
+        let margin = 4.0 * expect.sqrt() + 8.0;
+        let r = ((expect + margin).ceil() as usize).min(SAMPLE - 1);
+        let (_, &mut lo, _) = sample.select_nth_unstable(SAMPLE - 1 - r);
+        self.work.extend(keys.iter().copied().filter(|&x| x >= lo));
+        let m = self.work.len();
+        if m < k {
+            return None;
+        }
+        let pos = m - k;
+        let (_, &mut tau, above) = self.work.select_nth_unstable(pos);
+        let greater = above.iter().filter(|&&x| x > tau).count();
+        Some(Cut {
+            k,
+            threshold_key: tau,
+            ties_taken: k - greater,
+        })
     }
 
     /// Selects the `k` entries of largest magnitude `|x_i|` of `values`.
@@ -192,6 +235,31 @@ mod tests {
         assert_eq!(cut.indices(&keys), vec![0, 1, 3]);
         let cut = t.cut(&keys, 4);
         assert_eq!(cut.indices(&keys), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn sampled_path_matches_reference() {
+        // Blocks long enough for the candidate search, with heavy ties.
+        let mut x: u64 = 1;
+        for (d, levels) in [(70_000usize, 5u64), (100_000, 1_000_000), (65_536, 1)] {
+            let keys: Vec<u64> = (0..d)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 33) % levels
+                })
+                .collect();
+            let mut t = TopK::new();
+            for k in [1, 7, d / 10, d / 4] {
+                let cut = t.cut(&keys, k);
+                assert_eq!(
+                    cut.indices(&keys),
+                    reference_indices(&keys, k),
+                    "d={d} k={k}"
+                );
+            }
+        }
     }
 
     proptest! {

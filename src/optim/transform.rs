@@ -58,6 +58,10 @@ impl<T: Scalar> GradPrep<T> {
         }
     }
 
+    pub fn is_identity(&self) -> bool {
+        self.clip_value.is_none() && self.scale.is_none() && self.pull.is_none()
+    }
+
     #[inline(always)]
     pub fn clip(&self, g: T) -> T {
         match self.clip_value {
