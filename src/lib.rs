@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod io;
 pub mod model;
+pub mod norm;
 pub mod optim;
 pub mod params;
 pub mod scalar;
