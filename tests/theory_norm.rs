@@ -339,7 +339,7 @@ fn find_counterexample(
         let labels: Vec<usize> = (0..d).map(|_| rng.random_range(0..d)).collect();
         let p = partition_from_labels(&labels);
         let alpha = rng.random_range(0.05..1.0f64);
-        let mut draw = |rng: &mut ChaCha8Rng| -> Vec<f64> {
+        let draw = |rng: &mut ChaCha8Rng| -> Vec<f64> {
             (0..d)
                 .map(|_| {
                     if rng.random_bool(0.5) {
