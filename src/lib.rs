@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod experiments;
 pub mod io;
 pub mod model;
 pub mod norm;
