@@ -16,14 +16,18 @@
 
 #![warn(missing_docs)]
 
+pub mod autodiff;
 pub mod cli;
+pub mod cuda;
 pub mod experiments;
 pub mod io;
+pub mod kernels;
 pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod params;
 pub mod scalar;
+pub mod tokenizer;
 
 pub use params::{Param, ParamError, ParamStore};
 pub use scalar::Scalar;
