@@ -28,6 +28,10 @@
 use serde::Serialize;
 
 use super::example1::{Example1, Example1Error};
+use crate::optim::{
+    Adam, Base, Filter, HalfFineTuning, Lion, Momentum, NoFilter, OptimConfig, OptimError,
+    Optimizer, Partition, Pull, Random,
+};
 use crate::ParamStore;
 
 /// Figures of the paper's Table 4 (averaged over three seeds), printed beside
@@ -438,15 +442,90 @@ pub trait Stepper {
     ) -> Result<(), ExperimentError>;
 }
 
+/// The crate's optimizer `Optimizer<F, B, f64>` behind [`Stepper`].
+struct CrateOptimizer<F: Filter, B: Base> {
+    method: Method,
+    opt: Optimizer<F, B, f64>,
+}
+
+impl<F: Filter, B: Base> Stepper for CrateOptimizer<F, B> {
+    fn step(
+        &mut self,
+        params: &mut ParamStore<f64>,
+        grads: &ParamStore<f64>,
+    ) -> Result<(), ExperimentError> {
+        self.opt
+            .step(params, grads)
+            .map(|_| ())
+            .map_err(|e| optim_error(self.method, e))
+    }
+}
+
+fn optim_error(method: Method, e: OptimError) -> ExperimentError {
+    ExperimentError::Optimizer {
+        method: method.name(),
+        message: e.to_string(),
+    }
+}
+
+fn boxed<F: Filter, B: Base>(
+    method: Method,
+    filter: F,
+    base: B,
+    config: OptimConfig,
+    params: &ParamStore<f64>,
+) -> Result<Box<dyn Stepper>, ExperimentError> {
+    let opt = Optimizer::new(filter, base, config, params).map_err(|e| optim_error(method, e))?;
+    Ok(Box::new(CrateOptimizer { method, opt }))
+}
+
 /// The crate optimizer of `method` for the tensors of `params` (each method
-/// as listed in the module docs; lr, seed and λ from `cfg`).
+/// as listed in the module docs; lr, seed and λ from `cfg`). The filtered
+/// methods keep one entry per step of a tensor of n entries (α = 1/n).
 pub fn build_optimizer(
     method: Method,
-    _params: &ParamStore<f64>,
-    _cfg: &RunConfig,
+    params: &ParamStore<f64>,
+    cfg: &RunConfig,
 ) -> Result<Box<dyn Stepper>, ExperimentError> {
-    Err(ExperimentError::Optimizer {
-        method: method.name(),
-        message: "the optimizer has not landed on main yet".into(),
-    })
+    let n = params
+        .iter()
+        .map(|p| p.value.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let alpha = 1.0 / n as f64;
+    let adam = Adam::new(cfg.lr);
+    let plain = OptimConfig::default();
+    match method {
+        Method::Adam => boxed(method, NoFilter, adam, plain, params),
+        Method::Mofo => boxed(method, Momentum::new(alpha), adam, plain, params),
+        Method::Lion => {
+            let lion = Lion {
+                lr: cfg.lr,
+                ..Lion::default()
+            };
+            boxed(method, NoFilter, lion, plain, params)
+        }
+        Method::RandomBcd => boxed(method, Random::new(alpha, cfg.seed), adam, plain, params),
+        Method::Hft => {
+            let config = OptimConfig {
+                partition: Partition::Chunks(1),
+                ..OptimConfig::default()
+            };
+            boxed(method, HalfFineTuning::new(cfg.seed), adam, config, params)
+        }
+        Method::L1Pull | Method::L2Pull => {
+            let lambda = cfg.reg;
+            let pull = if method == Method::L1Pull {
+                Pull::L1 { lambda }
+            } else {
+                Pull::L2 { lambda }
+            };
+            let config = OptimConfig {
+                pull: Some(pull),
+                ..OptimConfig::default()
+            };
+            boxed(method, NoFilter, adam, config, params)
+        }
+    }
 }
