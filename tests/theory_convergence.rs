@@ -10,7 +10,8 @@
 //! coupled) losses, in f64 with small n: the scaled quantity
 //! min_{t≤T}‖∇L‖_α·√T/log T must not grow from T = 256 to T = 4096, and the
 //! minimum gradient must fall below a tolerance (a fraction of the initial
-//! gradient's L_α norm).
+//! gradient's L_α norm). Every step is also checked to move only entries of
+//! S(m_t), the L_α filter of the optimizer's own first moment.
 
 use mofo::norm::{AlphaNorm, Partition};
 use rand::{Rng, SeedableRng};
@@ -146,7 +147,16 @@ fn check_rate(
     for _ in 0..4096 {
         let g = loss.grad(run.theta());
         history.push(norm.norm(&g).unwrap());
+        let before = run.theta().to_vec();
         run.step(&g);
+        // MoFO's update is h_α of the momentum: only entries of S(m_t) move.
+        let selected = norm.mask(run.momentum()).unwrap();
+        for (i, (b, a)) in before.iter().zip(run.theta()).enumerate() {
+            assert!(
+                b == a || selected[i],
+                "{family}: entry {i} outside S(m_t) moved"
+            );
+        }
     }
     let (s256, s4096) = (scaled(&history, 256), scaled(&history, 4096));
     let g0 = history[0];

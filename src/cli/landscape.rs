@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1e-2)]
     pub lr: f64,
     /// Step budget per path.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 10_000)]
     pub max_iters: usize,
     /// A path stops when L_ft < TOL.
     #[arg(long, default_value_t = 1e-6)]

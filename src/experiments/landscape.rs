@@ -56,7 +56,7 @@ impl Default for LandscapeConfig {
             a: [1.0, 1.0],
             b: [1.0, 1.0],
             lr: 1e-2,
-            max_iters: 3000,
+            max_iters: 10_000,
             tol: 1e-6,
             reg: 1e-2,
             lora_slope: 0.5,

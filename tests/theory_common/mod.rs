@@ -68,6 +68,15 @@ impl OptRun {
         self.params.get("theta").unwrap().as_slice()
     }
 
+    /// The first moment m_t (Adam's `exp_avg`) after the last step.
+    pub fn momentum(&self) -> &[f64] {
+        match &self.opt {
+            Opt::Adam(o) => o.buffer("theta", "exp_avg"),
+            Opt::Mofo(o) => o.buffer("theta", "exp_avg"),
+        }
+        .expect("Adam keeps exp_avg")
+    }
+
     /// One step on the full gradient `g`.
     pub fn step(&mut self, g: &[f64]) {
         self.grads
