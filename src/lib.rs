@@ -19,9 +19,11 @@
 pub mod autodiff;
 pub mod cli;
 pub mod cuda;
+pub mod experiments;
 pub mod io;
 pub mod kernels;
 pub mod model;
+pub mod norm;
 pub mod optim;
 pub mod params;
 pub mod scalar;
