@@ -17,11 +17,13 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod data;
 pub mod io;
 pub mod model;
 pub mod optim;
 pub mod params;
 pub mod scalar;
+pub mod train;
 
 pub use params::{Param, ParamError, ParamStore};
 pub use scalar::Scalar;
