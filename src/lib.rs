@@ -18,10 +18,12 @@
 
 pub mod cli;
 pub mod data;
+pub mod experiments;
 pub mod io;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod plot;
 pub mod scalar;
 pub mod train;
 

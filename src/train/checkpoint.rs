@@ -35,7 +35,8 @@ pub struct TrainState {
     pub losses: Vec<Option<f64>>,
     /// Evaluations: (step, metrics).
     pub evals: Vec<(u64, BTreeMap<String, f64>)>,
-    /// Wall-clock seconds spent training so far.
+    /// Wall-clock seconds spent in training steps so far (evaluation and
+    /// checkpoints excluded).
     pub seconds: f64,
 }
 

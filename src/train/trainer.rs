@@ -14,6 +14,8 @@
 //! run resumed from a checkpoint is bit-identical to an uninterrupted one.
 //! Every `eval_every` steps (and at the end) an evaluation callback runs;
 //! every `checkpoint_every` steps (and at the end) a checkpoint is written.
+//! `TrainState::seconds` counts the training steps only (not evaluation or
+//! checkpoints).
 
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -171,9 +173,8 @@ impl Trainer<'_> {
             None => None,
         };
         let bar = Progress::new(&o.label, o.steps, state.step, o.progress);
-        let started = Instant::now();
-        let seconds_before = state.seconds;
         while state.step < o.steps {
+            let started = Instant::now();
             let step = state.step + 1;
             let lr = (self.lr)(step);
             let mut loss_sum = 0.0f64;
@@ -233,7 +234,7 @@ impl Trainer<'_> {
                     state.losses.push(Some(loss));
                 }
             }
-            state.seconds = seconds_before + started.elapsed().as_secs_f64();
+            state.seconds += started.elapsed().as_secs_f64();
             if let Some(log) = &mut log {
                 if step % o.log_every == 0 || step == o.steps {
                     log.write(&json!({

@@ -1,0 +1,86 @@
+//! Reusable PNG plots (plotters, bitmap backend): labelled scatter plots,
+//! bar charts and line charts. Text uses the bundled DejaVu Sans
+//! (assets/DejaVuSans.ttf), registered once as "sans-serif" before the first
+//! drawing, so no system font is needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub mod bars;
+pub mod lines;
+pub mod scatter;
+
+pub use bars::bar_chart;
+pub use lines::line_chart;
+pub use scatter::{scatter_chart, ScatterSeries};
+
+/// Errors of plotting.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The bundled font could not be registered.
+    #[error("cannot register the bundled font: {0}")]
+    Font(String),
+    /// Drawing or writing the PNG failed.
+    #[error("cannot draw {path}: {reason}")]
+    Draw {
+        /// The PNG being drawn.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// Nothing to plot.
+    #[error("nothing to plot in {0}")]
+    Empty(PathBuf),
+}
+
+/// The font family name used by every plot.
+pub const FONT: &str = "sans-serif";
+
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+/// Registers the bundled font (once per process).
+pub fn ensure_font() -> Result<(), PlotError> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font(FONT, plotters::style::FontStyle::Normal, FONT_BYTES)
+            .map_err(|_| "invalid font data".to_string())
+    })
+    .clone()
+    .map_err(PlotError::Font)
+}
+
+/// The i-th colour of the plots' palette (distinct for the first 10).
+pub fn color(i: usize) -> plotters::style::RGBColor {
+    const C: [(u8, u8, u8); 10] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ];
+    let (r, g, b) = C[i % C.len()];
+    plotters::style::RGBColor(r, g, b)
+}
+
+pub(crate) fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
+    PlotError::Draw {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// A range [lo, hi] padded by 5% on each side (and widened if degenerate).
+pub(crate) fn padded(lo: f64, hi: f64) -> (f64, f64) {
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let span = (hi - lo).abs().max(1e-9 + 0.05 * hi.abs().max(lo.abs()));
+    (lo - 0.05 * span, hi + 0.05 * span)
+}
