@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cuda;
 pub mod data;
 pub mod experiments;
 pub mod io;

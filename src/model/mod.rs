@@ -2,5 +2,13 @@
 //! names), forward and backward on the tape, Hugging Face checkpoints.
 
 pub mod config;
+pub mod generate;
+pub mod hf_config;
+pub mod init;
+pub mod llama;
+pub mod safetensors_io;
 
 pub use config::LlamaConfig;
+pub use hf_config::{HfConfig, HfConfigError, HfExtras};
+pub use llama::{LlamaModel, ModelIoError};
+pub use safetensors_io::{SafetensorsError, SafetensorsFile};

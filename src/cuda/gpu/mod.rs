@@ -1,0 +1,8 @@
+//! Driver-side GPU code (feature `cuda`): context, kernels, the filtered
+//! optimizer with its state on the GPU.
+
+mod context;
+mod optim;
+
+pub use context::{driver_available, GpuContext, GpuError};
+pub use optim::{GpuBase, GpuFilter, GpuOptimizer};

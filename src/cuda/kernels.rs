@@ -1,0 +1,36 @@
+//! CUDA C sources of the GPU kernels, compiled with NVRTC at first use.
+
+/// The filtered optimizer step (state update fused with the score key and the
+/// first radix histogram, radix select, tie ranking, masked apply).
+pub const OPTIM_SOURCE: &str = include_str!("kernels/optim.cu");
+
+/// Names of the `extern "C"` kernels in [`OPTIM_SOURCE`].
+pub const OPTIM_KERNELS: &[&str] = &[
+    "adam_update",
+    "nadam_update",
+    "rmsprop_update",
+    "sgd_update",
+    "lion_update",
+    "radix_hist",
+    "radix_pick",
+    "tie_count",
+    "tie_scan",
+    "masked_apply",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_is_defined_once() {
+        for name in OPTIM_KERNELS {
+            let decl = format!("__global__ void {name}(");
+            assert_eq!(OPTIM_SOURCE.matches(&decl).count(), 1, "{name}");
+        }
+        assert_eq!(
+            OPTIM_SOURCE.matches("__global__").count(),
+            OPTIM_KERNELS.len()
+        );
+    }
+}
