@@ -71,6 +71,14 @@ pub enum DataError {
         /// Offset of the first invalid byte.
         offset: usize,
     },
+    /// The tokenizer failed on a data file.
+    #[error("{path}: the tokenizer failed: {reason}")]
+    Tokenizer {
+        /// The file.
+        path: PathBuf,
+        /// The tokenizer's message.
+        reason: String,
+    },
     /// A data file is shorter than one training sequence.
     #[error("{path} has {tokens} tokens, fewer than one sequence of {seq_len}: use a longer file or a smaller --seq-len")]
     FileTooShort {

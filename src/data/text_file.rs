@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::tokens::{Encode, StreamBatches, TokenBatch};
+use super::tokens::{StreamBatches, TokenBatch};
 use super::DataError;
 
 /// The tokenized file, split into a training and a validation stream.
@@ -22,7 +22,7 @@ pub struct TextData {
 /// Reads and tokenizes `path`, checking everything a user can get wrong.
 pub fn load_text_file(
     path: &Path,
-    encoder: &dyn Encode,
+    encode: &dyn Fn(&str) -> Result<Vec<u32>, String>,
     vocab_size: usize,
     seq_len: usize,
     validation_share: f64,
@@ -39,7 +39,10 @@ pub fn load_text_file(
         path: file(),
         offset: e.utf8_error().valid_up_to(),
     })?;
-    let tokens = encoder.encode(&text);
+    let tokens = encode(&text).map_err(|reason| DataError::Tokenizer {
+        path: file(),
+        reason,
+    })?;
     if let Some((pos, &id)) = tokens
         .iter()
         .enumerate()

@@ -242,7 +242,14 @@ pub fn prepare(cfg: &ForgettingConfig, tok: TokenizerInfo) -> Result<Prepared, E
         )));
     }
     let p = &cfg.pretrain;
-    let pretrain = LmBatches::new(enc, &kb.train_sentences, sp, p.batch_size, p.seq_len, p.seed)?;
+    let pretrain = LmBatches::new(
+        enc,
+        &kb.train_sentences,
+        sp,
+        p.batch_size,
+        p.seq_len,
+        p.seed,
+    )?;
     let pretrain_heldout =
         LmBatches::new(enc, &kb.heldout_sentences, sp, 32, p.seq_len, 0)?.eval_batches();
     let f = &cfg.finetune;
@@ -254,8 +261,7 @@ pub fn prepare(cfg: &ForgettingConfig, tok: TokenizerInfo) -> Result<Prepared, E
         f.seed,
     )?;
     let eval_qa = tokenize_qa(enc, &task.eval, sp.eos);
-    let finetune_heldout =
-        QaBatches::new(eval_qa.clone(), sp, 32, f.seq_len, 0)?.eval_batches();
+    let finetune_heldout = QaBatches::new(eval_qa.clone(), sp, 32, f.seq_len, 0)?.eval_batches();
     let task_items = eval_qa
         .into_iter()
         .map(|q| (with_bos(&sp, q.prompt), q.answer))
@@ -366,13 +372,20 @@ fn tail_mean(losses: &[Option<f64>], n: usize) -> f64 {
     }
 }
 
+/// The pre-trained base: model, parameters, scores.
+struct Base {
+    model: Box<dyn TrainableModel>,
+    params: ParamStore<f32>,
+    result: BaseResult,
+}
+
 /// Pre-trains the base model, or loads it from the cache when its key matches.
 fn base_model(
     cfg: &ForgettingConfig,
     backend: &dyn Backend,
     data: &Prepared,
     opts: &RunOptions,
-) -> Result<(Box<dyn TrainableModel>, ParamStore<f32>, BaseResult), ExperimentError> {
+) -> Result<Base, ExperimentError> {
     let (model, mut params) = backend.model(&cfg.model, data.tok.vocab_size)?;
     let key = BaseKey {
         format: "mofo-forgetting-base/1".into(),
@@ -459,23 +472,40 @@ fn base_model(
         cached: was_cached,
         cache_key: hash,
     };
-    Ok((model, params, base))
+    Ok(Base {
+        model,
+        params,
+        result: base,
+    })
+}
+
+/// What every fine-tuning run shares.
+struct Context<'a> {
+    cfg: &'a ForgettingConfig,
+    backend: &'a dyn Backend,
+    data: &'a Prepared,
+    base: &'a Base,
+    opts: &'a RunOptions,
 }
 
 /// Fine-tunes a copy of `base` with `method` and scores it.
-fn fine_tune(
-    cfg: &ForgettingConfig,
-    backend: &dyn Backend,
-    data: &Prepared,
-    model: &dyn TrainableModel,
-    base: &ParamStore<f32>,
-    base_scores: &BaseResult,
-    method: &MethodConfig,
-    opts: &RunOptions,
-) -> Result<MethodResult, ExperimentError> {
+fn fine_tune(ctx: &Context<'_>, method: &MethodConfig) -> Result<MethodResult, ExperimentError> {
+    let Context {
+        cfg,
+        backend,
+        data,
+        opts,
+        ..
+    } = *ctx;
+    let model = ctx.base.model.as_ref();
+    let base = &ctx.base.params;
+    let base_scores = &ctx.base.result;
     let mut params = base.clone();
     let mut opt = backend.optimizer(method, &cfg.finetune, base)?;
-    let lr = backend.schedule(&cfg.finetune, cfg.finetune.lr * method.lr_scale.unwrap_or(1.0));
+    let lr = backend.schedule(
+        &cfg.finetune,
+        cfg.finetune.lr * method.lr_scale.unwrap_or(1.0),
+    );
     let label = method.label();
     let trainer = Trainer {
         model,
@@ -512,7 +542,8 @@ fn fine_tune(
     };
     trainer.run(&mut params, opt.as_mut(), &mut state, Some(&mut eval))?;
     let s = score(model, &params, data);
-    let distance = distance_to_reference(&params, base).map_err(|e| TrainError::Model(e.to_string()))?;
+    let distance =
+        distance_to_reference(&params, base).map_err(|e| TrainError::Model(e.to_string()))?;
     let share = updated_share(&params, base, SIGNIFICANT_UPDATE)
         .map_err(|e| TrainError::Model(e.to_string()))?;
     Ok(MethodResult {
@@ -544,7 +575,8 @@ pub fn run_forgetting(
     cfg.validate().map_err(ExperimentError::Config)?;
     let started = Instant::now();
     let data = prepare(cfg, backend.tokenizer())?;
-    let (model, base, base_res) = base_model(cfg, backend, &data, opts)?;
+    let base = base_model(cfg, backend, &data, opts)?;
+    let base_res = base.result.clone();
     log(
         opts,
         &format!(
@@ -557,7 +589,14 @@ pub fn run_forgetting(
     );
     let mut rows = Vec::new();
     for m in cfg.runs() {
-        let r = fine_tune(cfg, backend, &data, model.as_ref(), &base, &base_res, &m, opts)?;
+        let ctx = Context {
+            cfg,
+            backend,
+            data: &data,
+            base: &base,
+            opts,
+        };
+        let r = fine_tune(&ctx, &m)?;
         log(
             opts,
             &format!(

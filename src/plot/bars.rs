@@ -54,7 +54,10 @@ pub fn bar_chart(
     chart
         .draw_series(bars.iter().enumerate().map(|(i, b)| {
             let v = if b.1.is_finite() { b.1 } else { 0.0 };
-            Rectangle::new([(i as f64 + 0.15, 0.0), (i as f64 + 0.85, v)], color(i).filled())
+            Rectangle::new(
+                [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, v)],
+                color(i).filled(),
+            )
         }))
         .map_err(|e| draw_err(path, e))?;
     chart

@@ -84,3 +84,61 @@ pub(crate) fn padded(lo: f64, hi: f64) -> (f64, f64) {
     let span = (hi - lo).abs().max(1e-9 + 0.05 * hi.abs().max(lo.abs()));
     (lo - 0.05 * span, hi + 0.05 * span)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_png(p: &Path) -> bool {
+        std::fs::read(p).is_ok_and(|b| b.len() > 2000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
+    }
+
+    #[test]
+    fn draws_every_chart_kind() {
+        let dir = std::env::temp_dir().join(format!("mofo-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = dir.join("s.png");
+        scatter_chart(
+            &s,
+            "t",
+            "x",
+            "y",
+            &[ScatterSeries {
+                name: "a".into(),
+                points: vec![(0.0, 1.0, "p".into()), (1.0, f64::NAN, String::new())],
+            }],
+            (300, 200),
+        )
+        .unwrap();
+        assert!(is_png(&s));
+        let b = dir.join("b.png");
+        bar_chart(
+            &b,
+            "t",
+            "y",
+            &[("a".into(), 1.0), ("b".into(), 0.5)],
+            (300, 200),
+        )
+        .unwrap();
+        assert!(is_png(&b));
+        let l = dir.join("l.png");
+        let pts = vec![(1.0, 2.0), (2.0, 1.0), (3.0, 0.5)];
+        line_chart(
+            &l,
+            "t",
+            "x",
+            "y",
+            &[("a".into(), pts.clone())],
+            true,
+            (300, 200),
+        )
+        .unwrap();
+        line_chart(&l, "t", "x", "y", &[("a".into(), pts)], false, (300, 200)).unwrap();
+        assert!(is_png(&l));
+        assert!(matches!(
+            bar_chart(&b, "t", "y", &[], (300, 200)),
+            Err(PlotError::Empty(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

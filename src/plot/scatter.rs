@@ -78,13 +78,21 @@ pub fn scatter_chart(
                 .map_err(|e| draw_err(path, e))?;
         }
         chart
-            .draw_series(finite.iter().map(|p| Circle::new((p.0, p.1), 5, c.filled())))
+            .draw_series(
+                finite
+                    .iter()
+                    .map(|p| Circle::new((p.0, p.1), 5, c.filled())),
+            )
             .map_err(|e| draw_err(path, e))?
             .label(s.name.clone())
             .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
         chart
             .draw_series(finite.iter().filter(|p| !p.2.is_empty()).map(|p| {
-                Text::new(p.2.clone(), (p.0, p.1), (FONT, 12).into_font().color(&BLACK))
+                Text::new(
+                    p.2.clone(),
+                    (p.0, p.1),
+                    (FONT, 12).into_font().color(&BLACK),
+                )
             }))
             .map_err(|e| draw_err(path, e))?;
     }

@@ -285,7 +285,7 @@ impl ForgettingConfig {
                     p.seq_len, m.max_position_embeddings
                 ));
             }
-            if !(p.lr > 0.0 && p.lr.is_finite()) || !(0.0..=1.0).contains(&p.min_lr_ratio) {
+            if !(p.lr > 0.0 && p.lr.is_finite() && (0.0..=1.0).contains(&p.min_lr_ratio)) {
                 return Err(format!("{name}: lr must be > 0 and min_lr_ratio in [0, 1]"));
             }
             if p.warmup_steps >= p.steps {
@@ -365,12 +365,14 @@ mod tests {
         let q = ForgettingConfig::quick_preset();
         q.validate().unwrap();
         let m = q
-            .merged(serde_json::json!({"finetune": {"steps": 7}, "alpha_sweep": [0.05]}))
+            .merged(serde_json::json!({"finetune": {"steps": 70}, "alpha_sweep": [0.05]}))
             .unwrap();
-        assert_eq!(m.finetune.steps, 7);
+        assert_eq!(m.finetune.steps, 70);
         assert_eq!(m.finetune.lr, q.finetune.lr);
         assert_eq!(m.runs().len(), q.methods.len() + 1);
-        assert!(q.merged(serde_json::json!({"finetune": {"stepz": 7}})).is_err());
+        assert!(q
+            .merged(serde_json::json!({"finetune": {"stepz": 7}}))
+            .is_err());
         assert!(q
             .merged(serde_json::json!({"methods": [{"name": "sgdx"}]}))
             .is_err());

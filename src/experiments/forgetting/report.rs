@@ -41,7 +41,15 @@ pub fn table(r: &ForgettingResults) -> String {
     let _ = writeln!(
         s,
         "{:<18} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8}",
-        "method", "task %", "task L", "facts %", "MC %", "ΔL_pre", "distance", "updated%", "seconds"
+        "method",
+        "task %",
+        "task L",
+        "facts %",
+        "MC %",
+        "ΔL_pre",
+        "distance",
+        "updated%",
+        "seconds"
     );
     for row in &r.rows {
         let _ = writeln!(
@@ -174,7 +182,11 @@ pub fn write_plots(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, Ex
             true,
             "retained knowledge (multiple choice, %)",
         ),
-        ("pareto_recall.png", false, "retained knowledge (greedy recall, %)"),
+        (
+            "pareto_recall.png",
+            false,
+            "retained knowledge (greedy recall, %)",
+        ),
     ] {
         let y = |mc: f64, gr: f64| 100.0 * if retained { mc } else { gr };
         let mut series = vec![ScatterSeries {
@@ -222,7 +234,11 @@ pub fn write_plots(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, Ex
         paths.push(p);
     }
 
-    let bars: Vec<(String, f64)> = r.rows.iter().map(|x| (x.label.clone(), x.distance)).collect();
+    let bars: Vec<(String, f64)> = r
+        .rows
+        .iter()
+        .map(|x| (x.label.clone(), x.distance))
+        .collect();
     let p = dir.join("distance.png");
     bar_chart(
         &p,
@@ -243,7 +259,10 @@ pub fn write_plots(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, Ex
         vals.windows(w)
             .map(|win| {
                 let last = win[win.len() - 1].0 as f64;
-                (last, win.iter().map(|x| x.1).sum::<f64>() / win.len() as f64)
+                (
+                    last,
+                    win.iter().map(|x| x.1).sum::<f64>() / win.len() as f64,
+                )
             })
             .collect()
     };
