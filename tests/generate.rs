@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use mofo::model::generate::{
-    argmax, generate_greedy, generate_greedy_batch, generate_with, sequence_logits, Decoder,
-    GenerateError, Sampling,
+    argmax, continuation_logprob, generate_greedy, generate_greedy_batch, generate_with,
+    sequence_logits, Decoder, GenerateError, Sampling,
 };
 use mofo::model::safetensors_io::SafetensorsFile;
 use mofo::model::{HfExtras, LlamaConfig, LlamaModel};
@@ -252,4 +252,188 @@ fn bad_inputs_are_errors() {
         Decoder::new(&model.config, &params),
         Err(GenerateError::Params(_))
     ));
+}
+
+fn mofo(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mofo"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mofo-generate-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn cli_forward_no_grad_matches_reference() {
+    for name in MODELS {
+        let Some(dir) = reference_model(name) else {
+            return;
+        };
+        let (ids, logits) = reference(&dir);
+        let f = SafetensorsFile::open(&dir.join("reference.safetensors")).unwrap();
+        let ref_loss = f.read_float::<f64>("loss").unwrap()[[0]];
+        let tmp = temp_dir(&format!("fwd-{name}"));
+        let ids_path = tmp.join("ids.json");
+        std::fs::write(&ids_path, serde_json::to_string(&ids).unwrap()).unwrap();
+        let out = tmp.join("out.safetensors");
+        for dtype in ["f32", "f64"] {
+            let res = mofo(&[
+                "forward",
+                "--model",
+                dir.to_str().unwrap(),
+                "--input-ids",
+                ids_path.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--dtype",
+                dtype,
+                "--no-grad",
+            ]);
+            assert!(res.status.success(), "{res:?}");
+            let o = SafetensorsFile::open(&out).unwrap();
+            assert_eq!(o.dtype("logits").unwrap(), "F32");
+            assert_eq!(
+                o.read_i64("input_ids").unwrap(),
+                f.read_i64("input_ids").unwrap()
+            );
+            let ours = o.read_float::<f64>("logits").unwrap();
+            let err = ours
+                .iter()
+                .zip(logits.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            let loss = o.read_float::<f64>("loss").unwrap()[[0]];
+            eprintln!(
+                "{name} {dtype}: max |Δlogit| {err:.3e}, |Δloss| {:.3e}",
+                (loss - ref_loss).abs()
+            );
+            assert!(err <= 1e-4);
+            assert!((loss - ref_loss).abs() <= 1e-5, "{loss} vs {ref_loss}");
+        }
+        // Validation errors reach the user as messages.
+        std::fs::write(&ids_path, "[[1, 2, 3], [4, 5]]").unwrap();
+        let res = mofo(&[
+            "forward",
+            "--model",
+            dir.to_str().unwrap(),
+            "--input-ids",
+            ids_path.to_str().unwrap(),
+            "--out",
+            tmp.join("x.safetensors").to_str().unwrap(),
+        ]);
+        assert!(!res.status.success());
+        assert!(String::from_utf8_lossy(&res.stderr).contains("sequence 1 has length 2"));
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}
+
+#[test]
+fn cli_generate_ids_and_text() {
+    let tmp = temp_dir("cli-gen");
+    // A model whose vocabulary covers the byte tokenizer (259 ids).
+    let mut model = small_model(false, 21);
+    model.config.vocab_size = 259;
+    let model = LlamaModel::<f32>::init(model.config, model.extras, 21).unwrap();
+    model.save(&tmp).unwrap();
+    let dir = tmp.to_str().unwrap();
+
+    let res = mofo(&[
+        "generate",
+        "--model",
+        dir,
+        "--prompt-ids",
+        "5,6,7",
+        "--max-new-tokens",
+        "5",
+        "--json",
+    ]);
+    assert!(res.status.success(), "{res:?}");
+    let v: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    let new: Vec<u32> = serde_json::from_value(v["new_ids"].clone()).unwrap();
+    assert_eq!(new, generate_greedy(&model, &[5, 6, 7], 5, None).unwrap());
+
+    let res = mofo(&[
+        "generate",
+        "--model",
+        dir,
+        "--prompt",
+        "hi",
+        "--max-new-tokens",
+        "4",
+        "--json",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "5",
+        "--seed",
+        "3",
+    ]);
+    assert!(res.status.success(), "{res:?}");
+    let v: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    assert_eq!(v["prompt_ids"], serde_json::json!([104, 105]));
+    assert!(v["text"].is_string());
+    let again = mofo(&[
+        "generate",
+        "--model",
+        dir,
+        "--prompt",
+        "hi",
+        "--max-new-tokens",
+        "4",
+        "--json",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "5",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(again.stdout, res.stdout, "same seed, same output");
+
+    // Errors: an id outside the vocabulary, a bad temperature, no prompt.
+    let res = mofo(&["generate", "--model", dir, "--prompt-ids", "1,300"]);
+    assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("token id 300"));
+    let res = mofo(&[
+        "generate",
+        "--model",
+        dir,
+        "--prompt-ids",
+        "1",
+        "--temperature=-1",
+    ]);
+    assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("temperature"));
+    assert!(!mofo(&["generate", "--model", dir]).status.success());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn continuation_logprob_sums_next_token_log_softmax() {
+    let model = small_model(true, 13);
+    let decoder = Decoder::new(&model.config, &model.params).unwrap();
+    let (prompt, cont) = ([4u32, 9, 2], [7u32, 7, 1]);
+    // By the definition, one token at a time from the full-sequence logits.
+    let mut seq = prompt.to_vec();
+    let mut expected = 0.0;
+    for &t in &cont {
+        let logits = sequence_logits(&model, &seq).unwrap();
+        let row = logits.row(seq.len() - 1);
+        let z: f64 = row.iter().map(|x| x.exp()).sum();
+        expected += (row[t as usize].exp() / z).ln();
+        seq.push(t);
+    }
+    let got = continuation_logprob(&decoder, &prompt, &cont).unwrap();
+    assert!((got - expected).abs() < 1e-10, "{got} vs {expected}");
+    assert!(got < 0.0);
+    assert_eq!(continuation_logprob(&decoder, &prompt, &[]).unwrap(), 0.0);
+    assert_eq!(
+        continuation_logprob(&decoder, &[], &cont),
+        Err(GenerateError::EmptyPrompt)
+    );
 }

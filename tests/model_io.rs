@@ -316,6 +316,32 @@ fn loads_reference_checkpoints() {
         // The saved config parses to the same config as the original.
         let orig = HfConfig::from_file(&dir.join("config.json")).unwrap();
         assert_eq!(back.hf_config(), orig);
+        // Same keys as transformers' own config.json (its version stamp aside),
+        // and the safetensors metadata transformers requires.
+        let keys = |p: &Path| -> Vec<String> {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.retain(|k| k != "transformers_version");
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&out.join("config.json")),
+            keys(&dir.join("config.json"))
+        );
+        let saved = SafetensorsFile::open(&out.join("model.safetensors")).unwrap();
+        assert_eq!(
+            saved.metadata().get("format").map(String::as_str),
+            Some("pt")
+        );
+        assert_eq!(saved.names(), file.names());
+        // In fact the weights file is byte-for-byte what transformers wrote.
+        assert!(
+            std::fs::read(out.join("model.safetensors")).unwrap()
+                == std::fs::read(dir.join("model.safetensors")).unwrap(),
+            "{name}: re-saved model.safetensors differs from transformers' file"
+        );
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
@@ -623,4 +649,50 @@ fn init_is_deterministic_and_transformers_like() {
     let q = a.get("model.layers.0.self_attn.q_proj.weight").unwrap();
     let k = a.get("model.layers.1.self_attn.q_proj.weight").unwrap();
     assert_ne!(q.as_slice()[..8], k.as_slice()[..8]);
+}
+
+#[test]
+fn cli_init_model_writes_the_seeded_model() {
+    let dir = temp_dir("cli-init");
+    let hf = HfConfig {
+        model: tiny_config(true),
+        extras: HfExtras {
+            initializer_range: 0.1,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
+            pad_token_id: None,
+        },
+    };
+    let config = dir.join("in.json");
+    std::fs::write(&config, hf.to_json_string()).unwrap();
+    let out = dir.join("model");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_mofo"))
+        .args(["init-model", "--seed", "17", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let loaded = LlamaModel::<f32>::load(&out).unwrap();
+    let expected = LlamaModel::<f32>::init(hf.model.clone(), hf.extras.clone(), 17).unwrap();
+    assert_eq!(loaded, expected);
+
+    // A config we do not implement: a non-zero exit and a message naming it.
+    let bad = dir.join("bad.json");
+    let mut v = hf.to_json_value();
+    v["hidden_act"] = "gelu".into();
+    std::fs::write(&bad, v.to_string()).unwrap();
+    let res = std::process::Command::new(env!("CARGO_BIN_EXE_mofo"))
+        .args(["init-model", "--config"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.join("never"))
+        .output()
+        .unwrap();
+    assert!(!res.status.success());
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(stderr.contains("hidden_act"), "{stderr}");
+    assert!(!dir.join("never").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -541,6 +541,38 @@ pub fn sequence_logits<T: Scalar>(
     decoder.forward(&mut decoder.new_cache(), tokens)
 }
 
+/// Log-probability of `continuation` after `prompt`:
+/// `Σ_j log softmax(logits at position |prompt|+j−1)[continuation_j]`, in f64
+/// (the log-likelihood scoring of multiple-choice evaluation). One forward
+/// pass over prompt + continuation.
+pub fn continuation_logprob<T: Scalar>(
+    decoder: &Decoder<'_, T>,
+    prompt: &[u32],
+    continuation: &[u32],
+) -> Result<f64, GenerateError> {
+    if prompt.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    let seq: Vec<u32> = prompt.iter().chain(continuation).copied().collect();
+    let logits = decoder.forward(&mut decoder.new_cache(), &seq)?;
+    let mut total = 0.0;
+    for (j, &tok) in continuation.iter().enumerate() {
+        let row = logits.row(prompt.len() + j - 1);
+        let max = row
+            .iter()
+            .map(|x| x.as_f64())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let lse = max
+            + row
+                .iter()
+                .map(|x| (x.as_f64() - max).exp())
+                .sum::<f64>()
+                .ln();
+        total += row[tok as usize].as_f64() - lse;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

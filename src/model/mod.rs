@@ -2,6 +2,7 @@
 //! names), forward and backward on the tape, Hugging Face checkpoints.
 
 pub mod config;
+pub mod forward;
 pub mod generate;
 pub mod hf_config;
 pub mod init;

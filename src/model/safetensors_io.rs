@@ -128,6 +128,7 @@ pub struct SafetensorsFile {
     bytes: Vec<u8>,
     data_start: usize,
     tensors: HashMap<String, TensorInfo>,
+    metadata: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for SafetensorsFile {
@@ -193,17 +194,24 @@ impl SafetensorsFile {
             .into_iter()
             .map(|(name, info)| (name, info.clone()))
             .collect();
+        let metadata = metadata.metadata().clone().unwrap_or_default();
         Ok(Self {
             path: path.to_path_buf(),
             bytes,
             data_start: 8 + n,
             tensors,
+            metadata,
         })
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The header's `__metadata__` string map (empty when absent).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
     }
 
     /// Tensor names, sorted.

@@ -1,0 +1,67 @@
+//! The ops of the tape, one file per family, each with its backward.
+//!
+//! Every op is a method of [`Tape`](super::Tape): it computes its value,
+//! and, when an input needs a gradient, records a closure that maps the
+//! output gradient `ḡ = ∂L/∂y` to input gradients (formulas in each file).
+
+pub mod activation;
+pub mod arith;
+pub mod attention;
+pub mod embedding;
+pub mod loss;
+pub mod matmul;
+pub mod norm;
+pub mod reduce;
+pub mod rope;
+pub mod shape;
+pub mod unary;
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use super::tape::Value;
+use crate::Scalar;
+
+/// `v` in standard (row-major, contiguous) layout, sharing when it already is.
+pub(crate) fn contiguous<T: Scalar>(v: Value<T>) -> Value<T> {
+    if v.is_standard_layout() {
+        v
+    } else {
+        v.as_standard_layout().into_owned().into_shared()
+    }
+}
+
+/// An owned gradient in standard layout.
+pub(crate) fn contiguous_owned<T: Scalar>(g: ArrayD<T>) -> ArrayD<T> {
+    if g.is_standard_layout() {
+        g
+    } else {
+        g.as_standard_layout().into_owned()
+    }
+}
+
+/// The flat row-major slice of a standard-layout value.
+pub(crate) fn flat<T>(v: &Value<T>) -> &[T] {
+    v.as_slice().expect("value in standard layout")
+}
+
+/// An array of `shape` from row-major values.
+pub(crate) fn from_vec<T>(shape: &[usize], data: Vec<T>) -> ArrayD<T> {
+    ArrayD::from_shape_vec(IxDyn(shape), data).expect("kernel output size matches its shape")
+}
+
+/// Sums a broadcast gradient back to `shape` (leading axes summed away,
+/// axes of size one summed with the axis kept), in a fixed order.
+pub(crate) fn sum_to_shape<T: Scalar>(mut g: ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
+    if g.shape() == shape {
+        return g;
+    }
+    while g.ndim() > shape.len() {
+        g = g.sum_axis(Axis(0));
+    }
+    for (ax, &n) in shape.iter().enumerate() {
+        if n == 1 && g.shape()[ax] != 1 {
+            g = g.sum_axis(Axis(ax)).insert_axis(Axis(ax));
+        }
+    }
+    g
+}

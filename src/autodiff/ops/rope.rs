@@ -1,0 +1,40 @@
+//! Rotary position embedding, rotate-half layout, positions `0..T`
+//! (equations in `crate::kernels::rope`); the backward rotates `ḡ` by the
+//! opposite angle.
+
+use std::sync::Arc;
+
+use super::{contiguous, contiguous_owned, flat, from_vec};
+use crate::autodiff::{Tape, Var};
+use crate::kernels::rope::RopeTable;
+use crate::Scalar;
+
+impl<T: Scalar> Tape<T> {
+    /// RoPE of `x: [B, T, heads·head_dim]` with base `theta`.
+    pub fn rope(&self, x: Var, heads: usize, head_dim: usize, theta: f64) -> Var {
+        let xv = contiguous(self.value(x));
+        assert!(
+            xv.ndim() == 3 && xv.shape()[2] == heads * head_dim,
+            "rope: x {:?} is not [B, T, {heads}·{head_dim}]",
+            xv.shape()
+        );
+        let table = Arc::new(RopeTable::<T>::new(xv.shape()[1], head_dim, theta));
+        let k = self.kernels();
+        let mut y = vec![T::zero(); xv.len()];
+        k.rope(flat(&xv), &table, heads, false, &mut y);
+        let shape = xv.shape().to_vec();
+        let y = from_vec(&shape, y);
+        self.push_op(y, &[x], move |g, s| {
+            let g = contiguous_owned(g);
+            let mut dx = vec![T::zero(); g.len()];
+            k.rope(
+                g.as_slice().expect("standard layout"),
+                &table,
+                heads,
+                true,
+                &mut dx,
+            );
+            s.add(x, from_vec(&shape, dx));
+        })
+    }
+}

@@ -1,0 +1,333 @@
+//! The tape: a flat list of nodes, each holding its value and a closure that
+//! maps the gradient of its output to gradients of its inputs.
+//!
+//! Reverse mode: for a scalar `L` and a node `y = f(x₁, …, x_n)` recorded
+//! after its inputs, `∂L/∂x_i += (∂f/∂x_i)ᵀ · ∂L/∂y`. [`Tape::backward`]
+//! visits the nodes in reverse recording order (a topological order), so a
+//! node's gradient is complete (all uses summed) before it is propagated.
+//!
+//! Only nodes that depend on a variable carry a closure; constants and frozen
+//! parameters never get a gradient buffer. A tape made by [`Tape::no_grad`]
+//! records no closure at all (forward only). `backward` empties the tape.
+
+use ndarray::{ArcArray, ArrayD, IxDyn};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::device::{kernels, Device, Kernels};
+use crate::{ParamStore, Scalar};
+
+/// A node's value: a shared, reference-counted n-dimensional array (cheap to
+/// clone; views such as transposes share the buffer).
+pub type Value<T> = ArcArray<T, IxDyn>;
+
+/// A backward closure: receives the gradient of the node's output.
+pub(crate) type BackwardFn<T> = Box<dyn FnOnce(ArrayD<T>, &mut GradSink<T>)>;
+
+static NEXT_TAPE: AtomicU64 = AtomicU64::new(1);
+
+/// A handle to a node on a [`Tape`] (copyable; only meaningful on its tape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Var {
+    tape: u64,
+    pub(crate) index: usize,
+}
+
+impl Var {
+    /// The node's position in recording order.
+    pub fn index(self) -> usize {
+        self.index
+    }
+}
+
+struct Node<T> {
+    value: Value<T>,
+    requires_grad: bool,
+    backward: Option<BackwardFn<T>>,
+}
+
+/// A reverse-mode tape over `ndarray` values of element type `T`.
+pub struct Tape<T: Scalar> {
+    id: u64,
+    recording: bool,
+    device: Device,
+    nodes: RefCell<Vec<Node<T>>>,
+    names: RefCell<Vec<(String, Var)>>,
+}
+
+impl<T: Scalar> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Scalar> Tape<T> {
+    fn with_recording(recording: bool) -> Self {
+        Self {
+            id: NEXT_TAPE.fetch_add(1, Ordering::Relaxed),
+            recording,
+            device: Device::Cpu,
+            nodes: RefCell::new(Vec::new()),
+            names: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A tape that records backward closures.
+    pub fn new() -> Self {
+        Self::with_recording(true)
+    }
+
+    /// A forward-only tape: variables are treated as constants and no
+    /// backward closure or saved activation is kept.
+    pub fn no_grad() -> Self {
+        Self::with_recording(false)
+    }
+
+    /// The same tape on another device (set before recording).
+    pub fn on_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// The device whose kernels run this tape's ops.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The kernel set of this tape's device.
+    pub fn kernels(&self) -> &'static dyn Kernels<T> {
+        kernels::<T>(self.device)
+    }
+
+    /// Whether this tape records gradients.
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// Number of nodes recorded so far.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// Whether no node has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn check(&self, v: Var) {
+        assert_eq!(
+            v.tape, self.id,
+            "Var from another tape (or a tape already consumed)"
+        );
+    }
+
+    /// A constant: never gets a gradient.
+    pub fn constant(&self, value: impl Into<Value<T>>) -> Var {
+        self.push_node(value.into(), false, None)
+    }
+
+    /// A variable: `backward` returns its gradient.
+    pub fn variable(&self, value: impl Into<Value<T>>) -> Var {
+        self.push_node(value.into(), self.recording, None)
+    }
+
+    /// A named trainable parameter (a variable whose gradient is also
+    /// reported under `name`).
+    pub fn param(&self, name: impl Into<String>, value: impl Into<Value<T>>) -> Var {
+        let v = self.variable(value);
+        self.names.borrow_mut().push((name.into(), v));
+        v
+    }
+
+    /// A frozen parameter: a constant (no gradient buffer, no closure).
+    pub fn frozen(&self, value: impl Into<Value<T>>) -> Var {
+        self.constant(value)
+    }
+
+    /// The value of `v` (a cheap shared clone).
+    pub fn value(&self, v: Var) -> Value<T> {
+        self.check(v);
+        self.nodes.borrow()[v.index].value.clone()
+    }
+
+    /// The shape of `v`.
+    pub fn shape(&self, v: Var) -> Vec<usize> {
+        self.check(v);
+        self.nodes.borrow()[v.index].value.shape().to_vec()
+    }
+
+    /// Whether a gradient flows to `v`.
+    pub fn requires_grad(&self, v: Var) -> bool {
+        self.check(v);
+        self.nodes.borrow()[v.index].requires_grad
+    }
+
+    /// Whether any of `inputs` requires a gradient (and the tape records).
+    pub(crate) fn needs_grad(&self, inputs: &[Var]) -> bool {
+        self.recording && inputs.iter().any(|&v| self.requires_grad(v))
+    }
+
+    fn push_node(
+        &self,
+        value: Value<T>,
+        requires_grad: bool,
+        backward: Option<BackwardFn<T>>,
+    ) -> Var {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(Node {
+            value,
+            requires_grad,
+            backward,
+        });
+        Var {
+            tape: self.id,
+            index: nodes.len() - 1,
+        }
+    }
+
+    /// Records the result of an op. The closure is kept only when one of
+    /// `inputs` requires a gradient.
+    pub(crate) fn push_op<F>(&self, value: impl Into<Value<T>>, inputs: &[Var], backward: F) -> Var
+    where
+        F: FnOnce(ArrayD<T>, &mut GradSink<T>) + 'static,
+    {
+        if self.needs_grad(inputs) {
+            self.push_node(value.into(), true, Some(Box::new(backward)))
+        } else {
+            self.push_node(value.into(), false, None)
+        }
+    }
+
+    /// Records a result with no gradient path (for ops whose inputs need no
+    /// gradient, computed without preparing a closure).
+    pub(crate) fn push_const_result(&self, value: impl Into<Value<T>>) -> Var {
+        self.push_node(value.into(), false, None)
+    }
+
+    /// Reverse pass from the scalar `loss` (a one-element node). Returns the
+    /// gradients of every variable and parameter that `loss` depends on, and
+    /// releases the tape (its nodes are dropped; old `Var`s become invalid).
+    pub fn backward(&self, loss: Var) -> Gradients<T> {
+        self.check(loss);
+        let mut nodes = std::mem::take(&mut *self.nodes.borrow_mut());
+        let names = std::mem::take(&mut *self.names.borrow_mut());
+        let shapes: Vec<Vec<usize>> = names
+            .iter()
+            .map(|(_, v)| nodes[v.index].value.shape().to_vec())
+            .collect();
+        let lv = &nodes[loss.index].value;
+        assert_eq!(
+            lv.len(),
+            1,
+            "backward: loss must have one element, has shape {:?}",
+            lv.shape()
+        );
+        let mut sink = GradSink {
+            tape: self.id,
+            grads: (0..nodes.len()).map(|_| None).collect(),
+            requires: nodes.iter().map(|n| n.requires_grad).collect(),
+        };
+        if nodes[loss.index].requires_grad {
+            sink.grads[loss.index] = Some(ArrayD::from_elem(lv.raw_dim(), T::one()));
+        }
+        let mut leaves = HashMap::new();
+        for i in (0..=loss.index).rev() {
+            let Some(g) = sink.grads[i].take() else {
+                continue;
+            };
+            match nodes[i].backward.take() {
+                Some(f) => f(g, &mut sink),
+                None => {
+                    leaves.insert(i, g);
+                }
+            }
+            nodes[i].value = ArcArray::from_elem(IxDyn(&[0]), T::zero());
+        }
+        drop(nodes);
+        Gradients {
+            tape: self.id,
+            by_index: leaves,
+            names,
+            shapes,
+        }
+    }
+}
+
+/// Gradient accumulator handed to backward closures.
+pub struct GradSink<T> {
+    tape: u64,
+    grads: Vec<Option<ArrayD<T>>>,
+    requires: Vec<bool>,
+}
+
+impl<T: Scalar> GradSink<T> {
+    /// Whether `v` wants a gradient (closures skip work for inputs that do not).
+    pub fn wants(&self, v: Var) -> bool {
+        v.tape == self.tape && self.requires[v.index]
+    }
+
+    /// Adds `g` to the gradient of `v` (ignored if `v` wants none).
+    pub fn add(&mut self, v: Var, g: ArrayD<T>) {
+        if !self.wants(v) {
+            return;
+        }
+        match &mut self.grads[v.index] {
+            Some(acc) => {
+                assert_eq!(acc.shape(), g.shape(), "gradient shape mismatch");
+                *acc += &g;
+            }
+            slot @ None => *slot = Some(g),
+        }
+    }
+}
+
+/// The result of [`Tape::backward`]: gradients keyed by variable and by
+/// parameter name. Variables the loss does not depend on have none
+/// (parameters then read as zeros in [`Gradients::into_param_store`]).
+pub struct Gradients<T> {
+    tape: u64,
+    by_index: HashMap<usize, ArrayD<T>>,
+    names: Vec<(String, Var)>,
+    shapes: Vec<Vec<usize>>,
+}
+
+impl<T: Scalar> Gradients<T> {
+    /// The gradient of variable `v`, if the loss depends on it.
+    pub fn get(&self, v: Var) -> Option<&ArrayD<T>> {
+        if v.tape != self.tape {
+            return None;
+        }
+        self.by_index.get(&v.index)
+    }
+
+    /// Removes and returns the gradient of `v`.
+    pub fn take(&mut self, v: Var) -> Option<ArrayD<T>> {
+        if v.tape != self.tape {
+            return None;
+        }
+        self.by_index.remove(&v.index)
+    }
+
+    /// The gradient of the parameter named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&ArrayD<T>> {
+        let (_, v) = self.names.iter().find(|(n, _)| n == name)?;
+        self.get(*v)
+    }
+
+    /// The gradients of all named parameters, in registration order, as a
+    /// [`ParamStore`] (zeros for parameters the loss does not depend on).
+    pub fn into_param_store(mut self) -> ParamStore<T> {
+        let mut out = ParamStore::new();
+        let names = std::mem::take(&mut self.names);
+        for ((name, v), shape) in names.into_iter().zip(&self.shapes) {
+            let g = self
+                .by_index
+                .remove(&v.index)
+                .unwrap_or_else(|| ArrayD::zeros(IxDyn(shape)));
+            out.insert(name, g)
+                .expect("parameter names are unique on a tape");
+        }
+        out
+    }
+}

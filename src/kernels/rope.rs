@@ -1,0 +1,147 @@
+//! Rotary position embedding in Hugging Face's rotate-half layout.
+//!
+//! For a head vector `x` of width `d` (even) at position `t`, with
+//! `h = d/2`, `f_i = θ^(−2i/d)` and angle `a_i = t·f_i` (i < h):
+//!
+//! ```text
+//! y_i     = x_i·cos a_i − x_{i+h}·sin a_i
+//! y_{i+h} = x_{i+h}·cos a_i + x_i·sin a_i
+//! ```
+//!
+//! The backward applies the inverse (transposed) rotation, angle `−a_i`.
+//! Data layout: row-major `[batch, seq, heads, d]`.
+
+use rayon::prelude::*;
+
+use crate::Scalar;
+
+/// Cosine and sine tables, `[seq, d/2]` each, row-major.
+#[derive(Clone, Debug)]
+pub struct RopeTable<T> {
+    /// `cos(t·f_i)`.
+    pub cos: Vec<T>,
+    /// `sin(t·f_i)`.
+    pub sin: Vec<T>,
+    /// Head width `d`.
+    pub head_dim: usize,
+    /// Number of positions.
+    pub seq: usize,
+}
+
+impl<T: Scalar> RopeTable<T> {
+    /// Tables for positions `0..seq`. Like Hugging Face, the inverse
+    /// frequencies and angles are computed in f32 and the cos/sin in f32
+    /// before conversion to `T` when `T` is f32; for f64 everything is f64.
+    pub fn new(seq: usize, head_dim: usize, theta: f64) -> Self {
+        assert!(head_dim % 2 == 0, "rope: head_dim {head_dim} must be even");
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(seq * half);
+        let mut sin = Vec::with_capacity(seq * half);
+        let single = T::NAME == "f32";
+        for t in 0..seq {
+            for i in 0..half {
+                if single {
+                    let inv = 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32);
+                    let a = t as f32 * inv;
+                    cos.push(T::of_f32(a.cos()));
+                    sin.push(T::of_f32(a.sin()));
+                } else {
+                    let inv = 1.0 / theta.powf((2 * i) as f64 / head_dim as f64);
+                    let a = t as f64 * inv;
+                    cos.push(T::of(a.cos()));
+                    sin.push(T::of(a.sin()));
+                }
+            }
+        }
+        Self {
+            cos,
+            sin,
+            head_dim,
+            seq,
+        }
+    }
+}
+
+/// Rotates `x` (`[batch, seq, heads, d]`) into `y`; `inverse` rotates by the
+/// opposite angle (the backward).
+pub fn rope<T: Scalar>(x: &[T], table: &RopeTable<T>, heads: usize, inverse: bool, y: &mut [T]) {
+    let d = table.head_dim;
+    let half = d / 2;
+    let row = heads * d;
+    assert!(
+        x.len() == y.len() && x.len() % (row * table.seq) == 0,
+        "rope: {} entries do not fit [*, {}, {heads}, {d}]",
+        x.len(),
+        table.seq
+    );
+    y.par_chunks_mut(row)
+        .zip(x.par_chunks(row))
+        .enumerate()
+        .for_each(|(bt, (yr, xr))| {
+            let t = bt % table.seq;
+            let c = &table.cos[t * half..(t + 1) * half];
+            let s = &table.sin[t * half..(t + 1) * half];
+            for (yh, xh) in yr.chunks_exact_mut(d).zip(xr.chunks_exact(d)) {
+                let (y1, y2) = yh.split_at_mut(half);
+                let (x1, x2) = xh.split_at(half);
+                for (((((a, b), &u), &v), &cv), &sv) in y1
+                    .iter_mut()
+                    .zip(y2.iter_mut())
+                    .zip(x1)
+                    .zip(x2)
+                    .zip(c)
+                    .zip(s)
+                {
+                    let sv = if inverse { -sv } else { sv };
+                    *a = u * cv - v * sv;
+                    *b = v * cv + u * sv;
+                }
+            }
+        });
+}
+
+/// Plain indexed forward rotation (reference).
+pub fn rope_reference<T: Scalar>(
+    x: &[T],
+    seq: usize,
+    heads: usize,
+    d: usize,
+    theta: f64,
+) -> Vec<T> {
+    let half = d / 2;
+    let mut y = vec![T::zero(); x.len()];
+    for bt in 0..x.len() / (heads * d) {
+        let t = (bt % seq) as f64;
+        for hd in 0..heads {
+            let base = bt * heads * d + hd * d;
+            for i in 0..half {
+                let a = t / theta.powf(2.0 * i as f64 / d as f64);
+                let (c, s) = (T::of(a.cos()), T::of(a.sin()));
+                y[base + i] = x[base + i] * c - x[base + i + half] * s;
+                y[base + i + half] = x[base + i + half] * c + x[base + i] * s;
+            }
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_reference_and_inverts() {
+        let (b, t, h, d) = (2, 5, 3, 8);
+        let x: Vec<f64> = (0..b * t * h * d)
+            .map(|i| ((i * 29 % 17) as f64 - 8.0) * 0.1)
+            .collect();
+        let table = RopeTable::<f64>::new(t, d, 10000.0);
+        let mut y = vec![0.0; x.len()];
+        rope(&x, &table, h, false, &mut y);
+        let want = rope_reference(&x, t, h, d, 10000.0);
+        assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
+        let mut back = vec![0.0; x.len()];
+        rope(&y, &table, h, true, &mut back);
+        assert!(back.iter().zip(&x).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
+}

@@ -1,0 +1,406 @@
+//! Forward and backward of the Llama model on the tape.
+//!
+//! For token ids `x ∈ [0, V)^{B×T}` (positions `0..T`), with RMSNorm
+//! `n(x; w) = x·rsqrt(mean(x²) + ε)·w`:
+//!
+//! ```text
+//! h₀ = E[x]
+//! for each layer ℓ:
+//!   a  = n(h; w_in)
+//!   q, k, v = RoPE(a·W_qᵀ), RoPE(a·W_kᵀ), a·W_vᵀ          (rotate-half, θ)
+//!   h  = h + Attn_causal(q, k, v)·W_oᵀ                      (GQA, scale 1/√d)
+//!   m  = n(h; w_post)
+//!   h  = h + (silu(m·W_gateᵀ) ⊙ m·W_upᵀ)·W_downᵀ
+//! logits = n(h; w_norm)·W_headᵀ                              (W_head = E when tied)
+//! L = mean over counted (b, t < T−1) of −log softmax(logits[b, t])[y[b, t+1]]
+//! ```
+//!
+//! `y` is the labels (default: the input ids); a label −100 is not counted
+//! (Hugging Face's shift and ignore index). With tied embeddings `E` is one
+//! tape variable used twice, so its gradient sums both uses.
+
+use ndarray::{Array2, Array3, Ix3};
+
+use super::LlamaConfig;
+use crate::autodiff::{Tape, Var};
+use crate::params::ParamError;
+use crate::{ParamStore, Scalar};
+
+/// Hugging Face's ignore index for labels.
+pub const IGNORE_INDEX: i64 = -100;
+
+/// One batch of token sequences.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// Token ids, `[batch, seq]`.
+    pub input_ids: Array2<u32>,
+    /// Labels, `[batch, seq]` (`−100` = ignored); `None` means the input ids.
+    pub labels: Option<Array2<i64>>,
+}
+
+impl Batch {
+    /// A batch whose labels are its input ids.
+    pub fn new(input_ids: Array2<u32>) -> Self {
+        Self {
+            input_ids,
+            labels: None,
+        }
+    }
+}
+
+/// Result of [`loss_and_grads`].
+#[derive(Clone, Debug)]
+pub struct ForwardOutput<T> {
+    /// Logits `[batch, seq, vocab]`.
+    pub logits: Array3<T>,
+    /// Mean next-token cross-entropy.
+    pub loss: T,
+    /// `∂loss/∂θ` for every parameter, same names and shapes as the params.
+    pub grads: ParamStore<T>,
+}
+
+/// Errors of the model's forward pass (bad parameters or batch).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ForwardError {
+    /// A parameter is missing or has the wrong shape.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// A token id is not below the vocabulary size.
+    #[error("token id {id} at [{b}, {t}] is out of range for vocabulary {vocab}")]
+    Token {
+        /// Offending id.
+        id: u32,
+        /// Batch row.
+        b: usize,
+        /// Position.
+        t: usize,
+        /// Vocabulary size.
+        vocab: usize,
+    },
+    /// A label is neither −100 nor a valid token id.
+    #[error("label {label} at [{b}, {t}] is neither -100 nor below vocabulary {vocab}")]
+    Label {
+        /// Offending label.
+        label: i64,
+        /// Batch row.
+        b: usize,
+        /// Position.
+        t: usize,
+        /// Vocabulary size.
+        vocab: usize,
+    },
+    /// Labels and input ids have different shapes.
+    #[error("labels shape {labels:?} differs from input_ids shape {input:?}")]
+    LabelShape {
+        /// Labels shape.
+        labels: Vec<usize>,
+        /// Input shape.
+        input: Vec<usize>,
+    },
+    /// The batch has no sequence.
+    #[error("empty batch (shape {0:?})")]
+    Empty(Vec<usize>),
+    /// The configuration is inconsistent.
+    #[error("invalid config: {0}")]
+    Config(String),
+}
+
+/// The model's parameters recorded on a tape, by role.
+#[derive(Clone, Debug)]
+pub struct ModelVars {
+    /// `model.embed_tokens.weight`.
+    pub embed: Var,
+    /// Per layer.
+    pub layers: Vec<LayerVars>,
+    /// `model.norm.weight`.
+    pub norm: Var,
+    /// `lm_head.weight`, or the embedding when tied.
+    pub lm_head: Var,
+}
+
+/// One layer's parameters on a tape.
+#[derive(Clone, Debug)]
+pub struct LayerVars {
+    /// `input_layernorm.weight`.
+    pub input_norm: Var,
+    /// `self_attn.q_proj.weight`.
+    pub q: Var,
+    /// `self_attn.k_proj.weight`.
+    pub k: Var,
+    /// `self_attn.v_proj.weight`.
+    pub v: Var,
+    /// `self_attn.o_proj.weight`.
+    pub o: Var,
+    /// `post_attention_layernorm.weight`.
+    pub post_norm: Var,
+    /// `mlp.gate_proj.weight`.
+    pub gate: Var,
+    /// `mlp.up_proj.weight`.
+    pub up: Var,
+    /// `mlp.down_proj.weight`.
+    pub down: Var,
+}
+
+fn check_config(cfg: &LlamaConfig) -> Result<(), ForwardError> {
+    let bad = |m: String| Err(ForwardError::Config(m));
+    if cfg.num_key_value_heads == 0 || cfg.num_attention_heads % cfg.num_key_value_heads != 0 {
+        return bad(format!(
+            "{} attention heads are not a multiple of {} kv heads",
+            cfg.num_attention_heads, cfg.num_key_value_heads
+        ));
+    }
+    if cfg.head_dim == 0 || cfg.head_dim % 2 != 0 {
+        return bad(format!(
+            "head_dim {} must be even and positive",
+            cfg.head_dim
+        ));
+    }
+    Ok(())
+}
+
+/// Records every parameter of `params` on `tape`: as a named variable when
+/// `trainable(name)`, else as a frozen constant. Checks names and shapes
+/// against `cfg.param_shapes()`.
+pub fn record_params<T: Scalar>(
+    tape: &Tape<T>,
+    cfg: &LlamaConfig,
+    params: &ParamStore<T>,
+    trainable: &dyn Fn(&str) -> bool,
+) -> Result<ModelVars, ForwardError> {
+    check_config(cfg)?;
+    let get = |name: &str, shape: &[usize]| -> Result<Var, ForwardError> {
+        let p = params
+            .get(name)
+            .ok_or_else(|| ParamError::Missing(name.to_string()))?;
+        if p.shape() != shape {
+            return Err(ParamError::Shape {
+                name: name.to_string(),
+                got: p.shape().to_vec(),
+                expected: shape.to_vec(),
+            }
+            .into());
+        }
+        let value = p.value.clone().into_shared();
+        Ok(if trainable(name) {
+            tape.param(name, value)
+        } else {
+            tape.frozen(value)
+        })
+    };
+    let shapes = cfg.param_shapes();
+    let mut vars = std::collections::HashMap::new();
+    for (name, shape) in &shapes {
+        vars.insert(name.clone(), get(name, shape)?);
+    }
+    let v = |name: String| vars[&name];
+    let embed = v("model.embed_tokens.weight".into());
+    let layers = (0..cfg.num_hidden_layers)
+        .map(|i| {
+            let l = |s: &str| v(LlamaConfig::layer_param(i, s));
+            LayerVars {
+                input_norm: l("input_layernorm.weight"),
+                q: l("self_attn.q_proj.weight"),
+                k: l("self_attn.k_proj.weight"),
+                v: l("self_attn.v_proj.weight"),
+                o: l("self_attn.o_proj.weight"),
+                post_norm: l("post_attention_layernorm.weight"),
+                gate: l("mlp.gate_proj.weight"),
+                up: l("mlp.up_proj.weight"),
+                down: l("mlp.down_proj.weight"),
+            }
+        })
+        .collect();
+    let norm = v("model.norm.weight".into());
+    let lm_head = if cfg.tie_word_embeddings {
+        embed
+    } else {
+        v("lm_head.weight".into())
+    };
+    Ok(ModelVars {
+        embed,
+        layers,
+        norm,
+        lm_head,
+    })
+}
+
+fn check_ids(cfg: &LlamaConfig, ids: &Array2<u32>) -> Result<(), ForwardError> {
+    if ids.is_empty() {
+        return Err(ForwardError::Empty(ids.shape().to_vec()));
+    }
+    for ((b, t), &id) in ids.indexed_iter() {
+        if id as usize >= cfg.vocab_size {
+            return Err(ForwardError::Token {
+                id,
+                b,
+                t,
+                vocab: cfg.vocab_size,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One decoder layer on the tape: `h: [B, T, hidden]` → `[B, T, hidden]`.
+pub fn layer_forward<T: Scalar>(tape: &Tape<T>, cfg: &LlamaConfig, lv: &LayerVars, h: Var) -> Var {
+    let (nh, nkv, d) = (
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim,
+    );
+    let a = tape.rms_norm(h, lv.input_norm, cfg.rms_norm_eps);
+    let q = tape.rope(tape.linear(a, lv.q), nh, d, cfg.rope_theta);
+    let k = tape.rope(tape.linear(a, lv.k), nkv, d, cfg.rope_theta);
+    let v = tape.linear(a, lv.v);
+    let att = tape.causal_attention(q, k, v, nh, nkv);
+    let h = tape.add(h, tape.linear(att, lv.o));
+    let m = tape.rms_norm(h, lv.post_norm, cfg.rms_norm_eps);
+    let mlp = tape.swiglu(tape.linear(m, lv.gate), tape.linear(m, lv.up));
+    tape.add(h, tape.linear(mlp, lv.down))
+}
+
+/// Records the logits `[B, T, vocab]` of `input_ids` (validated by the caller).
+pub fn record_logits<T: Scalar>(
+    tape: &Tape<T>,
+    cfg: &LlamaConfig,
+    vars: &ModelVars,
+    input_ids: &Array2<u32>,
+) -> Var {
+    let (b, t) = input_ids.dim();
+    let ids: Vec<u32> = input_ids.iter().copied().collect();
+    let mut h = tape.embedding(vars.embed, &ids, &[b, t]);
+    for lv in &vars.layers {
+        h = layer_forward(tape, cfg, lv, h);
+    }
+    let h = tape.rms_norm(h, vars.norm, cfg.rms_norm_eps);
+    tape.linear(h, vars.lm_head)
+}
+
+/// The shifted targets: row `(b, t)` predicts `labels[b, t+1]`; the last
+/// position of each sequence is ignored.
+pub fn shifted_targets(cfg: &LlamaConfig, batch: &Batch) -> Result<Vec<i64>, ForwardError> {
+    let (b, t) = batch.input_ids.dim();
+    let labels = match &batch.labels {
+        Some(l) => {
+            if l.dim() != (b, t) {
+                return Err(ForwardError::LabelShape {
+                    labels: l.shape().to_vec(),
+                    input: vec![b, t],
+                });
+            }
+            l.clone()
+        }
+        None => batch.input_ids.mapv(|x| x as i64),
+    };
+    let mut out = Vec::with_capacity(b * t);
+    for bi in 0..b {
+        for ti in 0..t {
+            let y = if ti + 1 < t {
+                labels[(bi, ti + 1)]
+            } else {
+                IGNORE_INDEX
+            };
+            if y != IGNORE_INDEX && !(0..cfg.vocab_size as i64).contains(&y) {
+                return Err(ForwardError::Label {
+                    label: y,
+                    b: bi,
+                    t: ti + 1,
+                    vocab: cfg.vocab_size,
+                });
+            }
+            out.push(y);
+        }
+    }
+    Ok(out)
+}
+
+/// Loss, logits and the gradient of every parameter.
+pub fn loss_and_grads<T: Scalar>(
+    cfg: &LlamaConfig,
+    params: &ParamStore<T>,
+    batch: &Batch,
+) -> Result<ForwardOutput<T>, ForwardError> {
+    loss_and_grads_with(cfg, params, batch, &|_| true)
+}
+
+/// Like [`loss_and_grads`], with only the parameters where `trainable(name)`
+/// recorded as variables; the others are frozen (no gradient buffer on the
+/// tape) and read as zeros in the returned gradients.
+pub fn loss_and_grads_with<T: Scalar>(
+    cfg: &LlamaConfig,
+    params: &ParamStore<T>,
+    batch: &Batch,
+    trainable: &dyn Fn(&str) -> bool,
+) -> Result<ForwardOutput<T>, ForwardError> {
+    check_ids(cfg, &batch.input_ids)?;
+    let targets = shifted_targets(cfg, batch)?;
+    let tape = Tape::new();
+    let vars = record_params(&tape, cfg, params, trainable)?;
+    let logits = record_logits(&tape, cfg, &vars, &batch.input_ids);
+    let loss = tape.cross_entropy(logits, &targets);
+    let logits_v = tape.value(logits);
+    let loss_v = tape
+        .value(loss)
+        .iter()
+        .next()
+        .copied()
+        .unwrap_or_else(T::zero);
+    let grads_by_var = tape.backward(loss);
+    let mut store = grads_by_var.into_param_store();
+    let mut grads = ParamStore::new();
+    for p in params.iter() {
+        let g = match store.get_mut(&p.name) {
+            Some(g) => {
+                std::mem::replace(&mut g.value, ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])))
+            }
+            None => ndarray::ArrayD::zeros(p.value.raw_dim()),
+        };
+        grads.insert(p.name.clone(), g)?;
+    }
+    Ok(ForwardOutput {
+        logits: logits_v
+            .into_owned()
+            .into_dimensionality::<Ix3>()
+            .expect("logits are 3-D"),
+        loss: loss_v,
+        grads,
+    })
+}
+
+/// Logits `[B, T, vocab]` without recording gradients.
+pub fn logits<T: Scalar>(
+    cfg: &LlamaConfig,
+    params: &ParamStore<T>,
+    input_ids: &Array2<u32>,
+) -> Result<Array3<T>, ForwardError> {
+    check_ids(cfg, input_ids)?;
+    let tape = Tape::no_grad();
+    let vars = record_params(&tape, cfg, params, &|_| false)?;
+    let logits = record_logits(&tape, cfg, &vars, input_ids);
+    let v = tape.value(logits);
+    drop(tape);
+    Ok(v.into_owned()
+        .into_dimensionality::<Ix3>()
+        .expect("logits are 3-D"))
+}
+
+/// Mean next-token cross-entropy without recording gradients.
+pub fn loss<T: Scalar>(
+    cfg: &LlamaConfig,
+    params: &ParamStore<T>,
+    batch: &Batch,
+) -> Result<T, ForwardError> {
+    check_ids(cfg, &batch.input_ids)?;
+    let targets = shifted_targets(cfg, batch)?;
+    let tape = Tape::no_grad();
+    let vars = record_params(&tape, cfg, params, &|_| false)?;
+    let logits = record_logits(&tape, cfg, &vars, &batch.input_ids);
+    let loss = tape.cross_entropy(logits, &targets);
+    let v = tape
+        .value(loss)
+        .iter()
+        .next()
+        .copied()
+        .unwrap_or_else(T::zero);
+    Ok(v)
+}

@@ -1,0 +1,142 @@
+//! Hugging Face `tokenizer.json` files through the `tokenizers` crate.
+//!
+//! The BOS/EOS ids are found, in order: from `bos_token`/`eos_token` of a
+//! `tokenizer_config.json` beside the file (as transformers stores them),
+//! otherwise from the first of the usual names present in the vocabulary
+//! (`<s>`, `<|begin_of_text|>`, `<bos>`, ... and `</s>`, `<|end_of_text|>`,
+//! `<|endoftext|>`, `<eos>`, ...). [`HfTokenizer::with_special_tokens`]
+//! overrides both.
+
+use std::path::Path;
+
+use super::{check_ids, Tokenizer, TokenizerError};
+
+const BOS_NAMES: [&str; 5] = [
+    "<s>",
+    "<|begin_of_text|>",
+    "<bos>",
+    "[BOS]",
+    "<|startoftext|>",
+];
+const EOS_NAMES: [&str; 6] = [
+    "</s>",
+    "<|end_of_text|>",
+    "<|endoftext|>",
+    "<eos>",
+    "[EOS]",
+    "<|eot_id|>",
+];
+
+/// A Hugging Face tokenizer loaded from `tokenizer.json`.
+pub struct HfTokenizer {
+    inner: tokenizers::Tokenizer,
+    bos: Option<u32>,
+    eos: Option<u32>,
+}
+
+impl std::fmt::Debug for HfTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HfTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .finish()
+    }
+}
+
+/// A special token in `tokenizer_config.json`: a string or `{"content": ...}`.
+fn config_token(cfg: &serde_json::Value, key: &str) -> Option<String> {
+    match cfg.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+impl HfTokenizer {
+    /// Loads `path` (a `tokenizer.json`); bad files are [`TokenizerError::Load`].
+    pub fn from_file(path: &Path) -> Result<Self, TokenizerError> {
+        let load_err = |message: String| TokenizerError::Load {
+            path: path.display().to_string(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| load_err(e.to_string()))?;
+        let mut tok = Self::from_tokenizer(inner);
+        let config_path = path.with_file_name("tokenizer_config.json");
+        if let Ok(text) = std::fs::read_to_string(&config_path) {
+            let cfg: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| TokenizerError::Load {
+                    path: config_path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            if let Some(b) = config_token(&cfg, "bos_token") {
+                tok.bos = Some(tok.id_of(&b)?);
+            }
+            if let Some(e) = config_token(&cfg, "eos_token") {
+                tok.eos = Some(tok.id_of(&e)?);
+            }
+        }
+        Ok(tok)
+    }
+
+    /// Wraps a `tokenizers::Tokenizer`, guessing BOS/EOS from the usual names.
+    pub fn from_tokenizer(inner: tokenizers::Tokenizer) -> Self {
+        let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
+        let bos = find(&BOS_NAMES);
+        let eos = find(&EOS_NAMES);
+        Self { inner, bos, eos }
+    }
+
+    /// Sets BOS and EOS by their token strings (`None` clears one).
+    pub fn with_special_tokens(
+        mut self,
+        bos: Option<&str>,
+        eos: Option<&str>,
+    ) -> Result<Self, TokenizerError> {
+        self.bos = bos.map(|b| self.id_of(b)).transpose()?;
+        self.eos = eos.map(|e| self.id_of(e)).transpose()?;
+        Ok(self)
+    }
+
+    /// The id of a token string.
+    pub fn id_of(&self, token: &str) -> Result<u32, TokenizerError> {
+        self.inner
+            .token_to_id(token)
+            .ok_or_else(|| TokenizerError::UnknownSpecial(token.to_string()))
+    }
+
+    /// The wrapped `tokenizers::Tokenizer`.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
+
+impl Tokenizer for HfTokenizer {
+    fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        self.inner
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| TokenizerError::Encode(e.to_string()))
+    }
+
+    fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        check_ids(ids, self.vocab_size())?;
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| TokenizerError::Decode(e.to_string()))
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    fn bos_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    fn eos_id(&self) -> Option<u32> {
+        self.eos
+    }
+}
