@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use mofo::model::generate::{
-    argmax, continuation_logprob, generate_greedy, generate_greedy_batch, generate_with,
-    sequence_logits, Decoder, GenerateError, Sampling,
+    argmax, continuation_logprob, continuation_logprobs, generate_greedy, generate_greedy_batch,
+    generate_with, sequence_logits, Decoder, GenerateError, Sampling,
 };
 use mofo::model::safetensors_io::SafetensorsFile;
 use mofo::model::{HfExtras, LlamaConfig, LlamaModel};
@@ -269,7 +269,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 #[test]
-fn cli_forward_no_grad_matches_reference() {
+fn cli_forward_matches_reference() {
     for name in MODELS {
         let Some(dir) = reference_model(name) else {
             return;
@@ -281,8 +281,8 @@ fn cli_forward_no_grad_matches_reference() {
         let ids_path = tmp.join("ids.json");
         std::fs::write(&ids_path, serde_json::to_string(&ids).unwrap()).unwrap();
         let out = tmp.join("out.safetensors");
-        for dtype in ["f32", "f64"] {
-            let res = mofo(&[
+        for (dtype, no_grad) in [("f32", false), ("f64", false), ("f32", true), ("f64", true)] {
+            let mut args = vec![
                 "forward",
                 "--model",
                 dir.to_str().unwrap(),
@@ -292,8 +292,11 @@ fn cli_forward_no_grad_matches_reference() {
                 out.to_str().unwrap(),
                 "--dtype",
                 dtype,
-                "--no-grad",
-            ]);
+            ];
+            if no_grad {
+                args.push("--no-grad");
+            }
+            let res = mofo(&args);
             assert!(res.status.success(), "{res:?}");
             let o = SafetensorsFile::open(&out).unwrap();
             assert_eq!(o.dtype("logits").unwrap(), "F32");
@@ -308,8 +311,38 @@ fn cli_forward_no_grad_matches_reference() {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f64::max);
             let loss = o.read_float::<f64>("loss").unwrap()[[0]];
+            // Gradients: every reference grad.* present, within 1e-4·max(1, max|g|).
+            let mut worst_grad: f64 = 0.0;
+            let grad_names: Vec<&str> = f
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with("grad."))
+                .collect();
+            assert!(!grad_names.is_empty());
+            for g in &grad_names {
+                if no_grad {
+                    assert!(!o.contains(g), "{g} written with --no-grad");
+                    continue;
+                }
+                let expected = f.read_float::<f64>(g).unwrap();
+                let got = o.read_float::<f64>(g).unwrap();
+                assert_eq!(got.shape(), expected.shape(), "{g}");
+                let scale = expected.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+                let e = got
+                    .iter()
+                    .zip(expected.iter())
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max)
+                    / scale;
+                assert!(e <= 1e-4, "{name} {dtype} {g}: {e}");
+                worst_grad = worst_grad.max(e);
+            }
+            if !no_grad {
+                assert_eq!(o.names().len(), 3 + grad_names.len());
+            }
             eprintln!(
-                "{name} {dtype}: max |Δlogit| {err:.3e}, |Δloss| {:.3e}",
+                "{name} {dtype} no_grad={no_grad}: max |Δlogit| {err:.3e}, |Δloss| {:.3e}, \
+                 max scaled |Δgrad| {worst_grad:.3e}",
                 (loss - ref_loss).abs()
             );
             assert!(err <= 1e-4);
@@ -431,9 +464,123 @@ fn continuation_logprob_sums_next_token_log_softmax() {
     let got = continuation_logprob(&decoder, &prompt, &cont).unwrap();
     assert!((got - expected).abs() < 1e-10, "{got} vs {expected}");
     assert!(got < 0.0);
+    let items = vec![(prompt.to_vec(), cont.to_vec()), (vec![1], vec![2, 3])];
+    let many = continuation_logprobs(&model, &items).unwrap();
+    assert_eq!(many[0], got);
+    assert_eq!(
+        many[1],
+        continuation_logprob(&decoder, &[1], &[2, 3]).unwrap()
+    );
     assert_eq!(continuation_logprob(&decoder, &prompt, &[]).unwrap(), 0.0);
     assert_eq!(
         continuation_logprob(&decoder, &[], &cont),
         Err(GenerateError::EmptyPrompt)
     );
+}
+
+#[test]
+fn cli_generate_with_tokenizer_json() {
+    let tmp = temp_dir("cli-tok");
+    let mut model = small_model(true, 8);
+    model.config.vocab_size = 7;
+    model.extras.bos_token_id = Some(1);
+    let model = LlamaModel::<f32>::init(model.config, model.extras, 8).unwrap();
+    model.save(&tmp).unwrap();
+    let added = |id: u32, content: &str| {
+        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+    };
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [added(0, "[UNK]"), added(1, "<s>"), added(2, "</s>")],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "unk_token": "[UNK]",
+            "vocab": {"[UNK]": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4, "c": 5, "d": 6}}
+    });
+    std::fs::write(tmp.join("tokenizer.json"), tok.to_string()).unwrap();
+    let dir = tmp.to_str().unwrap();
+    let res = mofo(&[
+        "generate",
+        "--model",
+        dir,
+        "--prompt",
+        "a b c",
+        "--add-bos",
+        "--json",
+        "--max-new-tokens",
+        "6",
+    ]);
+    assert!(res.status.success(), "{res:?}");
+    let v: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    assert_eq!(v["prompt_ids"], serde_json::json!([1, 3, 4, 5]));
+    // Stops before the tokenizer's EOS (</s> = 2); the text is the decoded ids.
+    let new: Vec<u32> = serde_json::from_value(v["new_ids"].clone()).unwrap();
+    let full = generate_greedy(&model, &[1, 3, 4, 5], 6, None).unwrap();
+    let end = full.iter().position(|&t| t == 2).unwrap_or(full.len());
+    assert_eq!(new, full[..end].to_vec());
+    let words: Vec<&str> = new
+        .iter()
+        .filter(|&&t| t > 2)
+        .map(|&t| ["a", "b", "c", "d"][t as usize - 3])
+        .collect();
+    assert_eq!(v["text"], words.join(" "));
+    // A tokenizer larger than the model's vocabulary is refused.
+    let mut big = tok.clone();
+    big["model"]["vocab"]["e"] = 7.into();
+    std::fs::write(tmp.join("tokenizer.json"), big.to_string()).unwrap();
+    let res = mofo(&["generate", "--model", dir, "--prompt", "a"]);
+    assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("vocabulary"));
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The inference forward and the tape forward are written independently;
+/// on configs the reference models do not cover (head_dim ≠ hidden/heads,
+/// 3 query heads per key/value head, one layer, odd sizes) they must agree.
+#[test]
+fn kv_cache_forward_agrees_with_tape_forward() {
+    let configs = [
+        (24, 10, 6, 1, 6, 2, 6, false), // head_dim 6 with hidden 10, GQA 3:1
+        (17, 8, 5, 3, 2, 1, 8, true),   // MQA, head_dim 8 = hidden
+        (9, 6, 3, 2, 2, 2, 2, false),
+    ];
+    for (i, &(vocab, hidden, mlp, layers, heads, kv, head_dim, tied)) in configs.iter().enumerate()
+    {
+        let cfg = LlamaConfig {
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: mlp,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            num_key_value_heads: kv,
+            head_dim,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500.0,
+            tie_word_embeddings: tied,
+            max_position_embeddings: 32,
+        };
+        let extras = HfExtras {
+            initializer_range: 0.4,
+            ..HfExtras::default()
+        };
+        let model = LlamaModel::<f64>::init(cfg, extras, 100 + i as u64).unwrap();
+        let ids: Vec<Vec<u32>> = (0..2)
+            .map(|b| {
+                (0..11)
+                    .map(|t| ((7 * t + 3 * b + i) % vocab) as u32)
+                    .collect()
+            })
+            .collect();
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let batch = ndarray::Array2::from_shape_vec((2, 11), flat).unwrap();
+        let tape = mofo::model::forward::logits(&model.config, &model.params, &batch).unwrap();
+        let decoder = Decoder::new(&model.config, &model.params).unwrap();
+        for (b, row) in ids.iter().enumerate() {
+            let ours = chunked(&decoder, row, &[1; 11]);
+            let theirs = tape.index_axis(Axis(0), b).into_dyn();
+            let err = max_abs_diff(&ours, &theirs.view());
+            assert!(err < 1e-10, "config {i} row {b}: {err}");
+        }
+    }
 }

@@ -249,6 +249,12 @@ fn rejects_bad_values_with_typed_errors() {
     let mut v: serde_json::Value = serde_json::from_str(BASE).unwrap();
     v["vocab_size"] = json!(u64::MAX / 2);
     assert!(HfConfig::from_json_str(&v.to_string()).is_err());
+    let mut v: serde_json::Value = serde_json::from_str(BASE).unwrap();
+    v["num_attention_heads"] = json!(1u64 << 40);
+    v["num_key_value_heads"] = json!(1u64 << 40);
+    v["head_dim"] = json!(1u64 << 40);
+    v["hidden_size"] = json!(1u64 << 62);
+    invalid(&v.to_string(), "hidden_size");
     // Not JSON / not an object.
     assert!(matches!(
         HfConfig::from_json_str("{\"vocab_size\": "),
@@ -601,10 +607,18 @@ fn model_dir_errors() {
         LlamaModel::<f32>::load(&dir),
         Err(ModelIoError::Weights(SafetensorsError::Missing { name, .. })) if name == "lm_head.weight"
     ));
-    // Invalid config built in code.
+    // Invalid config or extras built in code.
     let mut bad = tiny_config(false);
     bad.num_key_value_heads = 3;
     assert!(LlamaModel::<f32>::init(bad, HfExtras::default(), 0).is_err());
+    let bad_pad = HfExtras {
+        pad_token_id: Some(40),
+        ..HfExtras::default()
+    };
+    assert!(matches!(
+        LlamaModel::<f32>::init(tiny_config(false), bad_pad, 0),
+        Err(HfConfigError::Invalid { field, .. }) if field == "pad_token_id"
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -695,4 +709,76 @@ fn cli_init_model_writes_the_seeded_model() {
     assert!(stderr.contains("hidden_act"), "{stderr}");
     assert!(!dir.join("never").exists());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn good_file() -> Vec<u8> {
+        serialize_tensors(&model_tensors(&tiny_config(true), 2)).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Truncated or corrupted files give an error or a model, never a panic.
+        #[test]
+        fn corrupt_bytes_never_panic(
+            cut in 0usize..4000,
+            flips in proptest::collection::vec((0usize..4000, any::<u8>()), 0..6),
+        ) {
+            let mut bytes = good_file();
+            for (at, v) in flips {
+                let n = bytes.len();
+                bytes[at % n] = v;
+            }
+            if cut < bytes.len() && cut % 3 == 0 {
+                bytes.truncate(cut);
+            }
+            let path = Path::new("fuzz.safetensors");
+            let cfg = tiny_config(true);
+            if let Ok(file) = SafetensorsFile::from_bytes(path, bytes) {
+                let _ = mofo::model::safetensors_io::params_from_file::<f32>(&file, &cfg);
+                for name in file.names() {
+                    let _ = file.read_float::<f64>(name);
+                    let _ = file.read_i64(name);
+                }
+            }
+        }
+
+        /// Any valid config survives init → save → load bit for bit (f32).
+        #[test]
+        fn random_configs_round_trip(
+            vocab in 1usize..40,
+            kv in 1usize..3,
+            group in 1usize..3,
+            half_dim in 1usize..4,
+            hidden in 1usize..12,
+            mlp in 1usize..10,
+            layers in 1usize..3,
+            tied in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let cfg = LlamaConfig {
+                vocab_size: vocab,
+                hidden_size: hidden,
+                intermediate_size: mlp,
+                num_hidden_layers: layers,
+                num_attention_heads: kv * group,
+                num_key_value_heads: kv,
+                head_dim: 2 * half_dim,
+                rms_norm_eps: 1e-6,
+                rope_theta: 10000.0,
+                tie_word_embeddings: tied,
+                max_position_embeddings: 16,
+            };
+            let m = LlamaModel::<f32>::init(cfg, HfExtras::default(), seed).unwrap();
+            let dir = temp_dir(&format!("prop-{seed}"));
+            m.save(&dir).unwrap();
+            let back = LlamaModel::<f32>::load(&dir).unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            prop_assert_eq!(back, m);
+        }
+    }
 }

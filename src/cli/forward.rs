@@ -14,11 +14,12 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array3, Axis};
+use ndarray::{Array2, Array3, Axis};
 use rayon::prelude::*;
 
 use super::generate::DtypeArg;
 use super::CliResult;
+use crate::model::forward::{loss_and_grads, Batch};
 use crate::model::generate::{Decoder, GenerateError};
 use crate::model::safetensors_io::{params_to_tensors, write_tensors, OutTensor, SafetensorsError};
 use crate::model::{LlamaConfig, LlamaModel};
@@ -39,7 +40,8 @@ pub struct Args {
     /// Element type of the computation (the file is f32 either way).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
-    /// Write only input_ids, logits and loss (no backward pass).
+    /// Write only input_ids, logits and loss (no backward pass; the logits
+    /// then come from the key/value inference forward).
     #[arg(long)]
     pub no_grad: bool,
 }
@@ -230,24 +232,50 @@ pub fn write_outputs<T: Scalar>(
     write_tensors(path, &tensors)
 }
 
+/// Logits, loss and (unless `no_grad`) gradients of a validated batch.
+/// Gradients come from the tape forward/backward
+/// ([`crate::model::forward::loss_and_grads`]); without them the key/value
+/// inference forward gives the logits and [`next_token_loss`] the loss.
+pub fn compute<T: Scalar>(
+    model: &LlamaModel<T>,
+    ids: &[Vec<u32>],
+    no_grad: bool,
+) -> CliResult<(Array3<T>, f64, Option<ParamStore<T>>)> {
+    if no_grad {
+        let logits = batch_logits(model, ids)?;
+        let loss = next_token_loss(&logits, ids);
+        return Ok((logits, loss, None));
+    }
+    let (b, t) = (ids.len(), ids.first().map_or(0, Vec::len));
+    let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+    let input_ids = Array2::from_shape_vec((b, t), flat)
+        .map_err(|e| format!("input ids do not form a [{b}, {t}] batch: {e}"))?;
+    let out = loss_and_grads(&model.config, &model.params, &Batch::new(input_ids))?;
+    Ok((out.logits, out.loss.as_f64(), Some(out.grads)))
+}
+
 fn run_typed<T: Scalar>(args: &Args) -> CliResult {
     let model = LlamaModel::<T>::load(&args.model)?;
     let ids = read_input_ids(&args.input_ids, &model.config)?;
-    if !args.no_grad {
-        return Err(
-            "gradients need the tape forward (crate::model::forward), which this build \
-                    does not have yet; rerun with --no-grad for logits and loss"
-                .into(),
-        );
-    }
-    let logits = batch_logits(&model, &ids)?;
-    let loss = next_token_loss(&logits, &ids);
-    write_outputs(&args.out, &model.config, &ids, &logits, loss, None)?;
+    let (logits, loss, grads) = compute(&model, &ids, args.no_grad)?;
+    write_outputs(
+        &args.out,
+        &model.config,
+        &ids,
+        &logits,
+        loss,
+        grads.as_ref(),
+    )?;
     println!(
-        "wrote {} (batch {}, length {}, loss {loss:.6})",
+        "wrote {} (batch {}, length {}, loss {loss:.6}{})",
         args.out.display(),
         ids.len(),
-        ids[0].len()
+        ids[0].len(),
+        if grads.is_some() {
+            ", with gradients"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

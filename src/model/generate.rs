@@ -25,7 +25,7 @@
 //! explicitly. [`generate_greedy_batch`] runs prompts in parallel (one cache
 //! each); results do not depend on the thread count.
 
-use ndarray::{s, Array2, ArrayView1, ArrayView2, Ix1, Ix2};
+use ndarray::{Array2, ArrayView1, ArrayView2, Ix1, Ix2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -240,24 +240,24 @@ impl<'a, T: Scalar> Decoder<'a, T> {
         }
         for (layer, w) in self.layers.iter().enumerate() {
             let xn = rms_norm(&x.view(), &w.input_norm, cfg.rms_norm_eps);
-            let mut q = xn.dot(&w.q.t());
-            let mut k = xn.dot(&w.k.t());
-            let v = xn.dot(&w.v.t());
+            let mut q = matmul_t(&xn, &w.q);
+            let mut k = matmul_t(&xn, &w.k);
+            let v = matmul_t(&xn, &w.v);
             apply_rope(&mut q, cfg.head_dim, &cos, &sin);
             apply_rope(&mut k, cfg.head_dim, &cos, &sin);
             cache.keys[layer].extend(k.iter().copied());
             cache.values[layer].extend(v.iter().copied());
             let attn = self.attention(&q, &cache.keys[layer], &cache.values[layer], start);
-            x += &attn.dot(&w.o.t());
+            x += &matmul_t(&attn, &w.o);
             let xn = rms_norm(&x.view(), &w.post_norm, cfg.rms_norm_eps);
-            let mut gate = xn.dot(&w.gate.t());
-            let up = xn.dot(&w.up.t());
+            let mut gate = matmul_t(&xn, &w.gate);
+            let up = matmul_t(&xn, &w.up);
             gate.zip_mut_with(&up, |g, &u| *g = silu(*g) * u);
-            x += &gate.dot(&w.down.t());
+            x += &matmul_t(&gate, &w.down);
         }
         cache.len = start + n;
         let xn = rms_norm(&x.view(), &self.norm, cfg.rms_norm_eps);
-        Ok(xn.dot(&self.lm_head.t()))
+        Ok(matmul_t(&xn, &self.lm_head))
     }
 
     /// cos/sin tables `[n, head_dim/2]` for positions `start .. start+n`.
@@ -287,27 +287,99 @@ impl<'a, T: Scalar> Decoder<'a, T> {
         let n = q.nrows();
         let mut out = Array2::<T>::zeros((n, cfg.num_attention_heads * d));
         let mut scores = Vec::with_capacity(start + n);
+        let q = q.as_standard_layout();
+        let qs = q.as_slice().expect("standard layout");
+        let width = cfg.num_attention_heads * d;
+        let os = out.as_slice_mut().expect("fresh array");
         for t in 0..n {
             let visible = start + t + 1;
             for head in 0..cfg.num_attention_heads {
                 let kv_off = (head / group) * d;
-                let qh = q.slice(s![t, head * d..(head + 1) * d]);
+                let qh = &qs[t * width + head * d..t * width + (head + 1) * d];
                 scores.clear();
-                for p in 0..visible {
-                    let kh = &keys[p * kv_dim + kv_off..p * kv_dim + kv_off + d];
-                    let dot: T = qh.iter().zip(kh).map(|(&a, &b)| a * b).sum();
-                    scores.push(dot * scale);
-                }
+                scores.extend((0..visible).map(|p| {
+                    let at = p * kv_dim + kv_off;
+                    dot(qh, &keys[at..at + d]) * scale
+                }));
                 softmax_in_place(&mut scores);
-                let mut oh = out.slice_mut(s![t, head * d..(head + 1) * d]);
+                let oh = &mut os[t * width + head * d..t * width + (head + 1) * d];
                 for (p, &w) in scores.iter().enumerate() {
-                    let vh = &values[p * kv_dim + kv_off..p * kv_dim + kv_off + d];
-                    oh.iter_mut().zip(vh).for_each(|(o, &v)| *o += w * v);
+                    let at = p * kv_dim + kv_off;
+                    oh.iter_mut()
+                        .zip(&values[at..at + d])
+                        .for_each(|(o, &v)| *o += w * v);
                 }
             }
         }
         out
     }
+}
+
+/// Rows up to which [`matmul_t`] uses the row-dot kernel instead of a packed GEMM.
+const GEMV_MAX_ROWS: usize = 4;
+
+/// Multiply-adds per row below which [`matmul_t`] stays on the calling thread.
+const PARALLEL_MIN_WORK: usize = 1 << 20;
+
+/// `x · wᵀ` for `x: [n, k]`, `w: [m, k]` (a linear layer with weight `w`).
+///
+/// For the few rows of a decoding step, a packed GEMM spends most of its time
+/// packing `w`; there each output is a contiguous dot product instead
+/// ([`dot`], fixed association order, outputs in parallel). Larger `n` use
+/// `ndarray`'s GEMM ([`matmul_t_reference`]), which the tests compare with.
+fn matmul_t<T: Scalar>(x: &Array2<T>, w: &ArrayView2<'_, T>) -> Array2<T> {
+    let (n, k) = x.dim();
+    let (m, k2) = w.dim();
+    assert_eq!(k, k2, "matmul_t: x is [{n}, {k}] but w is [{m}, {k2}]");
+    let (Some(ws), true) = (w.as_slice(), n <= GEMV_MAX_ROWS) else {
+        return matmul_t_reference(x, w);
+    };
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let mut out = Array2::<T>::zeros((n, m));
+    let os = out.as_slice_mut().expect("fresh array");
+    let row = |xr: &[T], j0: usize, chunk: &mut [T]| {
+        for (dj, o) in chunk.iter_mut().enumerate() {
+            let j = j0 + dj;
+            *o = dot(xr, &ws[j * k..(j + 1) * k]);
+        }
+    };
+    for (xr, or) in xs.chunks_exact(k.max(1)).zip(os.chunks_exact_mut(m.max(1))) {
+        if m * k < PARALLEL_MIN_WORK {
+            row(xr, 0, or);
+        } else {
+            // Chunks of output columns, large enough to amortise the task overhead.
+            let cols_per_task = PARALLEL_MIN_WORK / 4 / k + 1;
+            or.par_chunks_mut(cols_per_task)
+                .enumerate()
+                .for_each(|(c, chunk)| row(xr, c * cols_per_task, chunk));
+        }
+    }
+    out
+}
+
+/// `x · wᵀ` by `ndarray`'s matrix product (the plain reference of [`matmul_t`]).
+fn matmul_t_reference<T: Scalar>(x: &Array2<T>, w: &ArrayView2<'_, T>) -> Array2<T> {
+    x.dot(&w.t())
+}
+
+/// Dot product with eight interleaved partial sums (lane i sums the entries
+/// ≡ i mod 8, then the lanes and the tail are added in a fixed order), so the
+/// compiler can vectorise it and the result does not depend on threads.
+fn dot<T: Scalar>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (at, bt) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (&x, &y) in at.iter().zip(bt) {
+        s += x * y;
+    }
+    s
 }
 
 /// RMSNorm of each row: `x / sqrt(mean(x²) + eps) · w` (mean accumulated in f64).
@@ -573,9 +645,65 @@ pub fn continuation_logprob<T: Scalar>(
     Ok(total)
 }
 
+/// [`continuation_logprob`] for many `(prompt, continuation)` pairs, in
+/// parallel (each result is the same as computed alone).
+pub fn continuation_logprobs<T: Scalar>(
+    model: &LlamaModel<T>,
+    items: &[(Vec<u32>, Vec<u32>)],
+) -> Result<Vec<f64>, GenerateError> {
+    let decoder = Decoder::new(&model.config, &model.params)?;
+    items
+        .par_iter()
+        .map(|(p, c)| continuation_logprob(&decoder, p, c))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_dot_matmul_matches_gemm() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for &(n, k, m) in &[
+            (1, 1, 1),
+            (1, 7, 5),
+            (2, 8, 3),
+            (3, 33, 70),
+            (4, 64, 20000),
+            (6, 17, 9),
+        ] {
+            let x = Array2::from_shape_fn((n, k), |_| rng.random::<f64>() - 0.5);
+            let w = Array2::from_shape_fn((m, k), |_| rng.random::<f64>() - 0.5);
+            let fast = matmul_t(&x, &w.view());
+            let reference = matmul_t_reference(&x, &w.view());
+            assert_eq!(fast.dim(), (n, m));
+            for (a, b) in fast.iter().zip(&reference) {
+                assert!((a - b).abs() < 1e-12, "{n}x{k}x{m}: {a} vs {b}");
+            }
+            let x32 = x.mapv(|v| v as f32);
+            let w32 = w.mapv(|v| v as f32);
+            let fast32 = matmul_t(&x32, &w32.view());
+            for (a, b) in fast32.iter().zip(&reference) {
+                assert!((*a as f64 - b).abs() < 1e-5, "f32 {n}x{k}x{m}: {a} vs {b}");
+            }
+        }
+        // Bit-identical whatever the thread count (parallel path: m·k ≥ 2^20).
+        let x = Array2::from_shape_fn((2, 300), |_| rng.random::<f32>() - 0.5);
+        let w = Array2::from_shape_fn((4000, 300), |_| rng.random::<f32>() - 0.5);
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| matmul_t(&x, &w.view()))
+        };
+        assert_eq!(on(1), on(3));
+        // Exact on integers, whatever the association order.
+        let x = Array2::from_shape_fn((1, 19), |(_, j)| j as f32);
+        let w = Array2::from_shape_fn((2, 19), |(i, j)| (i + j) as f32);
+        assert_eq!(matmul_t(&x, &w.view()), matmul_t_reference(&x, &w.view()));
+    }
 
     #[test]
     fn argmax_takes_first_maximum() {

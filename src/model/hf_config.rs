@@ -481,6 +481,13 @@ impl HfConfig {
         })
     }
 
+    /// Checks a config built in code with the parser's rules (architecture
+    /// as in [`LlamaConfig::validate`], token ids below the vocabulary,
+    /// initializer_range finite and ≥ 0).
+    pub fn validate(&self) -> Result<(), HfConfigError> {
+        Self::from_json_value(&self.to_json_value()).map(|_| ())
+    }
+
     /// The `config.json` text (pretty-printed, trailing newline).
     pub fn to_json_string(&self) -> String {
         let mut s = serde_json::to_string_pretty(&self.to_json_value())
@@ -493,19 +500,20 @@ impl HfConfig {
 /// Checks that the parameter count of `cfg` is representable and below
 /// [`MAX_PARAMETERS`], so that later size arithmetic cannot overflow.
 fn check_size(cfg: &LlamaConfig) -> Result<(), HfConfigError> {
-    let v = cfg.vocab_size as u128;
-    let h = cfg.hidden_size as u128;
-    let q = cfg.num_attention_heads as u128 * cfg.head_dim as u128;
-    let kv = cfg.num_key_value_heads as u128 * cfg.head_dim as u128;
-    let m = cfg.intermediate_size as u128;
-    let layer = 2 * h + 2 * q * h + 2 * kv * h + 3 * m * h;
-    let heads = if cfg.tie_word_embeddings { 1 } else { 2 };
-    let total = heads * v * h + h + cfg.num_hidden_layers as u128 * layer;
-    if total > MAX_PARAMETERS {
+    // In f64: exact enough for a limit check, and no product can overflow.
+    let v = cfg.vocab_size as f64;
+    let h = cfg.hidden_size as f64;
+    let q = cfg.num_attention_heads as f64 * cfg.head_dim as f64;
+    let kv = cfg.num_key_value_heads as f64 * cfg.head_dim as f64;
+    let m = cfg.intermediate_size as f64;
+    let layer = 2.0 * h + 2.0 * q * h + 2.0 * kv * h + 3.0 * m * h;
+    let heads = if cfg.tie_word_embeddings { 1.0 } else { 2.0 };
+    let total = heads * v * h + h + cfg.num_hidden_layers as f64 * layer;
+    if total > MAX_PARAMETERS as f64 {
         return Err(invalid(
             "hidden_size",
             format!(
-                "the config describes {total} parameters, more than the limit {MAX_PARAMETERS}"
+                "the config describes {total:.3e} parameters, more than the limit {MAX_PARAMETERS}"
             ),
         ));
     }
@@ -523,10 +531,10 @@ impl LlamaConfig {
     /// built in code (positive sizes, divisibility, even head_dim, eps > 0,
     /// θ > 0, bounded size).
     pub fn validate(&self) -> Result<(), HfConfigError> {
-        let hf = HfConfig {
+        HfConfig {
             model: self.clone(),
             extras: HfExtras::default(),
-        };
-        HfConfig::from_json_value(&hf.to_json_value()).map(|_| ())
+        }
+        .validate()
     }
 }

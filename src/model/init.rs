@@ -64,8 +64,8 @@ pub fn init_params<T: Scalar>(cfg: &LlamaConfig, extras: &HfExtras, seed: u64) -
             if name == "model.embed_tokens.weight" {
                 if let Some(pad) = extras.pad_token_id {
                     let h = cfg.hidden_size;
-                    let row = pad as usize * h;
-                    if row + h <= data.len() {
+                    let row = (pad as usize).checked_mul(h);
+                    if let Some(row) = row.filter(|r| r + h <= data.len()) {
                         data[row..row + h].fill(T::zero());
                     }
                 }

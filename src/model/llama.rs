@@ -53,9 +53,13 @@ pub struct LlamaModel<T> {
 
 impl<T: Scalar> LlamaModel<T> {
     /// A randomly initialised model (see [`crate::model::init`]),
-    /// deterministic in `seed`. The config is validated first.
+    /// deterministic in `seed`. The config and extras are validated first.
     pub fn init(config: LlamaConfig, extras: HfExtras, seed: u64) -> Result<Self, HfConfigError> {
-        config.validate()?;
+        HfConfig {
+            model: config.clone(),
+            extras: extras.clone(),
+        }
+        .validate()?;
         let params = init_params(&config, &extras, seed);
         Ok(Self {
             config,
@@ -94,7 +98,7 @@ impl<T: Scalar> LlamaModel<T> {
     /// `LlamaForCausalLM.from_pretrained(dir)` loads. The weights are written
     /// first, so a directory with a config always has complete weights.
     pub fn save(&self, dir: &Path) -> Result<(), ModelIoError> {
-        self.config.validate()?;
+        self.hf_config().validate()?;
         let tensors = params_to_tensors(&self.config, &self.params, "")?;
         write_tensors(&dir.join(WEIGHTS_FILE), &tensors)?;
         let path = dir.join(CONFIG_FILE);

@@ -10,6 +10,9 @@ pub mod llama;
 pub mod safetensors_io;
 
 pub use config::LlamaConfig;
+pub use generate::{
+    generate_greedy, generate_greedy_batch, Decoder, GenerateError, KvCache, Sampling,
+};
 pub use hf_config::{HfConfig, HfConfigError, HfExtras};
 pub use llama::{LlamaModel, ModelIoError};
 pub use safetensors_io::{SafetensorsError, SafetensorsFile};
