@@ -14,7 +14,9 @@ use std::path::Path;
 use super::model::{TrainOptimizer, TrainableModel};
 use super::TrainError;
 use crate::data::{SpecialTokens, TokenBatch};
-use crate::experiments::forgetting::{Backend, MethodConfig, ModelSize, PhaseConfig, TokenizerInfo};
+use crate::experiments::forgetting::{
+    Backend, MethodConfig, ModelSize, PhaseConfig, TokenizerInfo,
+};
 use crate::model::generate::{generate_with, Decoder, Sampling};
 use crate::model::{HfExtras, LlamaConfig, LlamaModel};
 use crate::optim::spec::BaseSpec;
@@ -67,27 +69,14 @@ impl TrainableModel for LlamaTrainModel {
             input_ids: batch.input_ids.clone(),
             labels: Some(batch.labels.clone()),
         };
-        let out = crate::model::forward::loss_and_grads(&self.config, params, &b);
+        let out = crate::model::forward::loss_and_grads(&self.config, params, &b)
+            .map_err(|e| TrainError::Model(e.to_string()))?;
         Ok((out.loss, out.grads))
     }
 
     fn logits(&self, params: &ParamStore<f32>, input_ids: &Array2<u32>) -> Array3<f32> {
-        let (b, t) = input_ids.dim();
-        let v = self.config.vocab_size;
-        let dec = self.decoder(params);
-        let rows: Vec<Array2<f32>> = (0..b)
-            .into_par_iter()
-            .map(|i| {
-                let ids: Vec<u32> = input_ids.row(i).to_vec();
-                dec.forward(&mut dec.new_cache(), &ids)
-                    .expect("token ids and length checked by the caller")
-            })
-            .collect();
-        let mut out = Array3::zeros((b, t, v));
-        for (i, r) in rows.iter().enumerate() {
-            out.slice_mut(ndarray::s![i, .., ..]).assign(r);
-        }
-        out
+        crate::model::forward::logits(&self.config, params, input_ids)
+            .expect("token ids checked by the caller and parameters match the configuration")
     }
 
     fn greedy(
@@ -191,7 +180,10 @@ impl TrainOptimizer for AlgebraOptimizer {
 /// FT `adam` is AdamW), with the method's α or λ, weight decay (the method's,
 /// else the phase's), gradient clipping by global norm (the phase's, 0 = off)
 /// and a seed for the random filters derived from the phase's seed.
-pub fn method_spec(method: &MethodConfig, phase: &PhaseConfig) -> Result<OptimizerSpec, TrainError> {
+pub fn method_spec(
+    method: &MethodConfig,
+    phase: &PhaseConfig,
+) -> Result<OptimizerSpec, TrainError> {
     let name = if method.name == "adam" {
         "adamw"
     } else {

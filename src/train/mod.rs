@@ -14,6 +14,7 @@
 pub mod checkpoint;
 pub mod drift;
 pub mod error;
+pub mod llama;
 pub mod metrics;
 pub mod model;
 pub mod progress;
