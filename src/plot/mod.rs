@@ -49,9 +49,9 @@ pub fn ensure_font() -> Result<(), PlotError> {
     .map_err(PlotError::Font)
 }
 
-/// The i-th colour of the plots' palette (distinct for the first 10).
+/// The i-th colour of the plots' palette (distinct for the first 12).
 pub fn color(i: usize) -> plotters::style::RGBColor {
-    const C: [(u8, u8, u8); 10] = [
+    const C: [(u8, u8, u8); 12] = [
         (31, 119, 180),
         (255, 127, 14),
         (44, 160, 44),
@@ -62,6 +62,8 @@ pub fn color(i: usize) -> plotters::style::RGBColor {
         (127, 127, 127),
         (188, 189, 34),
         (23, 190, 207),
+        (0, 0, 0),
+        (120, 120, 220),
     ];
     let (r, g, b) = C[i % C.len()];
     plotters::style::RGBColor(r, g, b)
@@ -107,6 +109,7 @@ mod tests {
                 name: "a".into(),
                 points: vec![(0.0, 1.0, "p".into()), (1.0, f64::NAN, String::new())],
             }],
+            None,
             (300, 200),
         )
         .unwrap();

@@ -16,13 +16,15 @@ pub struct ScatterSeries {
     pub points: Vec<(f64, f64, String)>,
 }
 
-/// Draws a scatter chart to `path` (PNG, `width`×`height`).
+/// Draws a scatter chart to `path` (PNG, `size` = width×height); `ranges`
+/// fixes the axes ((x0, x1), (y0, y1)), otherwise they fit the points.
 pub fn scatter_chart(
     path: &Path,
     title: &str,
     x_label: &str,
     y_label: &str,
     series: &[ScatterSeries],
+    ranges: Option<((f64, f64), (f64, f64))>,
     size: (u32, u32),
 ) -> Result<(), PlotError> {
     ensure_font()?;
@@ -37,14 +39,18 @@ pub fn scatter_chart(
     let fold = |f: fn(f64, f64) -> f64, init: f64, sel: fn(&(f64, f64)) -> f64| {
         pts.iter().map(sel).fold(init, f)
     };
-    let (x0, x1) = padded(
-        fold(f64::min, f64::INFINITY, |p| p.0),
-        fold(f64::max, f64::NEG_INFINITY, |p| p.0),
-    );
-    let (y0, y1) = padded(
-        fold(f64::min, f64::INFINITY, |p| p.1),
-        fold(f64::max, f64::NEG_INFINITY, |p| p.1),
-    );
+    let ((x0, x1), (y0, y1)) = ranges.unwrap_or_else(|| {
+        (
+            padded(
+                fold(f64::min, f64::INFINITY, |p| p.0),
+                fold(f64::max, f64::NEG_INFINITY, |p| p.0),
+            ),
+            padded(
+                fold(f64::min, f64::INFINITY, |p| p.1),
+                fold(f64::max, f64::NEG_INFINITY, |p| p.1),
+            ),
+        )
+    });
     let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
     let mut chart = ChartBuilder::on(&root)

@@ -82,6 +82,9 @@ pub struct MethodConfig {
     /// Multiplier of the fine-tuning learning rate (e.g. 0.3 for Lion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr_scale: Option<f64>,
+    /// Fine-tuning peak learning rate replacing the phase's (lr sweeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
     /// Strength λ of the L1 / L2 pull toward the pre-trained weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda: Option<f64>,
@@ -97,19 +100,29 @@ impl MethodConfig {
             name: name.to_string(),
             alpha: None,
             lr_scale: None,
+            lr: None,
             lambda: None,
             weight_decay: None,
         }
     }
 
-    /// The label in tables and plots ("mofo α=0.15").
+    /// The label in tables and plots ("mofo α=0.15", "adam lr=0.0003").
     pub fn label(&self) -> String {
-        match self.alpha {
+        let mut l = match self.alpha {
             Some(a) if self.name.contains("mofo") || self.name.ends_with("bcd") => {
                 format!("{} α={}", self.name, a)
             }
             _ => self.name.clone(),
+        };
+        if let Some(lr) = self.lr {
+            l.push_str(&format!(" lr={lr:e}"));
         }
+        l
+    }
+
+    /// The peak learning rate of this method in `phase`.
+    pub fn peak_lr(&self, phase: &PhaseConfig) -> f64 {
+        self.lr.unwrap_or(phase.lr) * self.lr_scale.unwrap_or(1.0)
     }
 }
 
@@ -141,6 +154,13 @@ pub struct ForgettingConfig {
     pub methods: Vec<MethodConfig>,
     /// Extra MoFO runs at these α (empty: none).
     pub alpha_sweep: Vec<f64>,
+    /// Extra runs of `lr_sweep_methods` at these fine-tuning learning rates
+    /// (the Pareto view across learning rates; empty: none).
+    #[serde(default)]
+    pub lr_sweep: Vec<f64>,
+    /// The methods of the learning-rate sweep.
+    #[serde(default)]
+    pub lr_sweep_methods: Vec<String>,
     /// Evaluation.
     pub eval: EvalConfig,
 }
@@ -168,7 +188,7 @@ fn default_methods(alpha: f64, lion_scale: f64, l1: f64, l2: f64) -> Vec<MethodC
 }
 
 impl ForgettingConfig {
-    /// The preset of a full run (about 10 minutes on 2 cores).
+    /// The preset of a full run (about 5 to 10 minutes on 2 cores).
     pub fn default_preset() -> Self {
         Self {
             model: ModelSize {
@@ -182,22 +202,22 @@ impl ForgettingConfig {
                 seed: 0,
             },
             knowledge: KnowledgeConfig {
-                entities: 120,
+                entities: 80,
                 ..Default::default()
             },
             task: TaskConfig {
-                kind: TaskKind::Reverse,
+                kind: TaskKind::Shift,
                 letters: 4,
                 train_examples: 4000,
                 eval_examples: 200,
                 ..Default::default()
             },
             pretrain: PhaseConfig {
-                steps: 800,
+                steps: 1200,
                 batch_size: 16,
                 seq_len: 96,
                 lr: 3e-3,
-                warmup_steps: 40,
+                warmup_steps: 50,
                 min_lr_ratio: 0.1,
                 weight_decay: 0.0,
                 grad_clip: 1.0,
@@ -205,7 +225,7 @@ impl ForgettingConfig {
             },
             finetune: PhaseConfig {
                 steps: 200,
-                batch_size: 16,
+                batch_size: 8,
                 seq_len: 64,
                 lr: 1e-3,
                 warmup_steps: 10,
@@ -216,6 +236,8 @@ impl ForgettingConfig {
             },
             methods: default_methods(0.15, 0.3, 1e-3, 1e-2),
             alpha_sweep: Vec::new(),
+            lr_sweep: vec![3e-4, 1e-4],
+            lr_sweep_methods: vec!["adam".into(), "mofo".into()],
             eval: EvalConfig {
                 probes: 0,
                 every: 25,
@@ -233,12 +255,12 @@ impl ForgettingConfig {
         c.knowledge.general_sentences = 100;
         c.task.train_examples = 1000;
         c.task.eval_examples = 100;
-        c.pretrain.steps = 300;
+        c.pretrain.steps = 700;
         c.pretrain.batch_size = 12;
         c.pretrain.seq_len = 80;
-        c.finetune.steps = 60;
-        c.finetune.batch_size = 8;
+        c.finetune.steps = 100;
         c.eval.every = 20;
+        c.lr_sweep = Vec::new();
         c
     }
 
@@ -314,11 +336,21 @@ impl ForgettingConfig {
                 return Err(format!("alpha sweep: alpha must be in (0, 1], got {a}"));
             }
         }
+        for &lr in &self.lr_sweep {
+            if !(lr > 0.0 && lr.is_finite()) {
+                return Err(format!("lr sweep: learning rates must be > 0, got {lr}"));
+            }
+        }
+        for n in &self.lr_sweep_methods {
+            if !METHODS.contains(&n.as_str()) {
+                return Err(format!("lr sweep: unknown method `{n}`"));
+            }
+        }
         Ok(())
     }
 
     /// The runs to make: the methods, then MoFO at every α of the sweep
-    /// (skipping an α already run).
+    /// (skipping an α already run), then the learning-rate sweep.
     pub fn runs(&self) -> Vec<MethodConfig> {
         let mut out = self.methods.clone();
         let template = self
@@ -333,6 +365,20 @@ impl ForgettingConfig {
                     alpha: Some(a),
                     ..template.clone()
                 });
+            }
+        }
+        for &lr in &self.lr_sweep {
+            if lr == self.finetune.lr {
+                continue;
+            }
+            for name in &self.lr_sweep_methods {
+                let m = self
+                    .methods
+                    .iter()
+                    .find(|m| &m.name == name)
+                    .cloned()
+                    .unwrap_or_else(|| MethodConfig::named(name));
+                out.push(MethodConfig { lr: Some(lr), ..m });
             }
         }
         out

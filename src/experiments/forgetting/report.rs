@@ -72,15 +72,16 @@ pub fn table(r: &ForgettingResults) -> String {
 /// The results as CSV (one line per run).
 pub fn csv(r: &ForgettingResults) -> String {
     let mut s = String::from(
-        "method,label,alpha,finetune_accuracy,finetune_loss,retained_accuracy,retained_mc_accuracy,pretrain_loss,pretrain_loss_increase,distance,significant_update_share,seconds,skipped_steps\n",
+        "method,label,alpha,lr,finetune_accuracy,finetune_loss,retained_accuracy,retained_mc_accuracy,pretrain_loss,pretrain_loss_increase,distance,significant_update_share,seconds,skipped_steps\n",
     );
     for row in &r.rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             row.method,
             row.label.replace(',', ";"),
             row.config.alpha.map(|a| a.to_string()).unwrap_or_default(),
+            row.config.peak_lr(&r.config.finetune),
             row.finetune_accuracy,
             row.finetune_loss,
             row.retained_accuracy,
@@ -105,14 +106,16 @@ fn finite(x: f64) -> serde_json::Value {
 }
 
 /// The `--json` summary: `{"format": "mofo-forgetting/1", "base": {...},
-/// "rows": [...]}`, one row per method of the configuration, MoFO runs of
-/// the α sweep under `"alpha_sweep"`.
+/// "rows": [...]}`, one row per method of the configuration; the MoFO runs
+/// of the α sweep are under `"alpha_sweep"` and the runs of the
+/// learning-rate sweep under `"lr_sweep"`.
 pub fn summary_json(r: &ForgettingResults) -> serde_json::Value {
     let row = |m: &super::MethodResult| {
         json!({
             "method": m.method,
             "label": m.label,
             "alpha": m.config.alpha,
+            "lr": m.config.peak_lr(&r.config.finetune),
             "finetune_accuracy": finite(m.finetune_accuracy),
             "finetune_loss": finite(m.finetune_loss),
             "retained_accuracy": finite(m.retained_accuracy),
@@ -138,7 +141,8 @@ pub fn summary_json(r: &ForgettingResults) -> serde_json::Value {
             "cached": b.cached,
         },
         "rows": r.rows[..n].iter().map(row).collect::<Vec<_>>(),
-        "alpha_sweep": r.rows[n..].iter().map(row).collect::<Vec<_>>(),
+        "alpha_sweep": r.rows[n..].iter().filter(|m| m.config.lr.is_none()).map(row).collect::<Vec<_>>(),
+        "lr_sweep": r.rows[n..].iter().filter(|m| m.config.lr.is_some()).map(row).collect::<Vec<_>>(),
     })
 }
 
@@ -189,14 +193,7 @@ pub fn write_plots(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, Ex
         ),
     ] {
         let y = |mc: f64, gr: f64| 100.0 * if retained { mc } else { gr };
-        let mut series = vec![ScatterSeries {
-            name: "pre-trained base".into(),
-            points: vec![(
-                100.0 * r.base.finetune_accuracy,
-                y(r.base.retained_mc_accuracy, r.base.retained_accuracy),
-                "base".into(),
-            )],
-        }];
+        let mut series = Vec::new();
         let mut names: Vec<&str> = Vec::new();
         for row in &r.rows {
             if !names.contains(&row.method.as_str()) {
@@ -222,6 +219,14 @@ pub fn write_plots(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, Ex
                 points: pts,
             });
         }
+        series.push(ScatterSeries {
+            name: "pre-trained base".into(),
+            points: vec![(
+                100.0 * r.base.finetune_accuracy,
+                y(r.base.retained_mc_accuracy, r.base.retained_accuracy),
+                "base".into(),
+            )],
+        });
         let p = dir.join(file);
         scatter_chart(
             &p,
@@ -229,6 +234,7 @@ pub fn write_plots(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, Ex
             "fine-tune task accuracy (%)",
             ylabel,
             &series,
+            Some(((-2.0, 102.0), (-2.0, 102.0))),
             size,
         )?;
         paths.push(p);
