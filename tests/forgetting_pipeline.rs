@@ -174,6 +174,19 @@ fn pipeline_bookkeeping_on_a_bigram_model() {
     // adam, mofo α=0.01, then the sweep's new α only.
     let labels: Vec<&str> = r.rows.iter().map(|x| x.label.as_str()).collect();
     assert_eq!(labels, vec!["adam", "mofo α=0.01", "mofo α=0.001"]);
+    // A learning-rate sweep run really uses its learning rate.
+    let mut swept = cfg.clone();
+    swept.lr_sweep = vec![0.01];
+    swept.lr_sweep_methods = vec!["adam".into()];
+    let rs = run_forgetting(&swept, &BigramBackend, &opts).unwrap();
+    let last = rs.rows.last().unwrap();
+    assert_eq!(last.label, "adam lr=1e-2");
+    assert!(
+        last.distance < rs.rows[0].distance,
+        "{} vs {}",
+        last.distance,
+        rs.rows[0].distance
+    );
     assert!(!r.base.cached);
     // Pre-training taught the bigram something: held-out loss below uniform.
     assert!(

@@ -502,10 +502,7 @@ fn fine_tune(ctx: &Context<'_>, method: &MethodConfig) -> Result<MethodResult, E
     let base_scores = &ctx.base.result;
     let mut params = base.clone();
     let mut opt = backend.optimizer(method, &cfg.finetune, base)?;
-    let lr = backend.schedule(
-        &cfg.finetune,
-        cfg.finetune.lr * method.lr_scale.unwrap_or(1.0),
-    );
+    let lr = backend.schedule(&cfg.finetune, method.peak_lr(&cfg.finetune));
     let label = method.label();
     let trainer = Trainer {
         model,

@@ -236,7 +236,7 @@ impl ForgettingConfig {
             },
             methods: default_methods(0.15, 0.3, 1e-3, 1e-2),
             alpha_sweep: Vec::new(),
-            lr_sweep: vec![3e-4, 1e-4],
+            lr_sweep: vec![3e-3, 3e-4],
             lr_sweep_methods: vec!["adam".into(), "mofo".into()],
             eval: EvalConfig {
                 probes: 0,
