@@ -19,6 +19,7 @@
 pub mod autodiff;
 pub mod cli;
 pub mod cuda;
+pub mod data;
 pub mod experiments;
 pub mod io;
 pub mod kernels;
@@ -26,8 +27,10 @@ pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod params;
+pub mod plot;
 pub mod scalar;
 pub mod tokenizer;
+pub mod train;
 
 pub use params::{Param, ParamError, ParamStore};
 pub use scalar::Scalar;
