@@ -19,6 +19,7 @@
 pub mod autodiff;
 pub mod cli;
 pub mod cuda;
+pub mod fuzzing;
 pub mod io;
 pub mod kernels;
 pub mod model;

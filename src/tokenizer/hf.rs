@@ -61,9 +61,10 @@ impl HfTokenizer {
             message,
         };
         let bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
-        let inner =
-            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| load_err(e.to_string()))?;
-        let mut tok = Self::from_tokenizer(inner);
+        let mut tok = Self::from_bytes(&bytes).map_err(|e| match e {
+            TokenizerError::Load { message, .. } => load_err(message),
+            other => other,
+        })?;
         let config_path = path.with_file_name("tokenizer_config.json");
         if let Ok(text) = std::fs::read_to_string(&config_path) {
             let cfg: serde_json::Value =
@@ -79,6 +80,17 @@ impl HfTokenizer {
             }
         }
         Ok(tok)
+    }
+
+    /// Parses the bytes of a `tokenizer.json` (no `tokenizer_config.json`:
+    /// BOS/EOS guessed as in [`HfTokenizer::from_tokenizer`]); bad bytes are
+    /// [`TokenizerError::Load`] with path `<bytes>`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenizerError> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Load {
+            path: "<bytes>".to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Self::from_tokenizer(inner))
     }
 
     /// Wraps a `tokenizers::Tokenizer`, guessing BOS/EOS from the usual names.
