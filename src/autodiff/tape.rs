@@ -64,6 +64,7 @@ impl<T: Scalar> Default for Tape<T> {
 
 impl<T: Scalar> Tape<T> {
     fn with_recording(recording: bool) -> Self {
+        crate::kernels::alloc::tune_allocator();
         Self {
             id: NEXT_TAPE.fetch_add(1, Ordering::Relaxed),
             recording,
@@ -329,5 +330,74 @@ impl<T: Scalar> Gradients<T> {
                 .expect("parameter names are unique on a tape");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{arr1, arr2};
+
+    #[test]
+    fn reused_nodes_accumulate() {
+        let t = Tape::<f64>::new();
+        let x = t.variable(arr1(&[1.0, -2.0, 3.0]).into_dyn());
+        let y = t.add(t.mul(x, x), x);
+        let l = t.sum_all(y);
+        let g = t.backward(l);
+        assert_eq!(g.get(x).unwrap().as_slice().unwrap(), &[3.0, -3.0, 7.0]);
+    }
+
+    #[test]
+    fn constants_and_frozen_get_no_gradient() {
+        let t = Tape::<f64>::new();
+        let c = t.constant(arr2(&[[1.0, 2.0]]).into_dyn());
+        let f = t.frozen(arr2(&[[3.0], [4.0]]).into_dyn());
+        let w = t.param("w", arr2(&[[0.5], [0.25]]).into_dyn());
+        let cf = t.matmul(c, f);
+        assert!(!t.requires_grad(c) && !t.requires_grad(f) && !t.requires_grad(cf));
+        let l = t.sum_all(t.add(t.matmul(c, w), cf));
+        assert!(t.requires_grad(l));
+        let g = t.backward(l);
+        assert!(g.get(c).is_none() && g.get(f).is_none() && g.get(cf).is_none());
+        assert_eq!(g.by_name("w").unwrap().as_slice().unwrap(), &[1.0, 2.0]);
+        let store = g.into_param_store();
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.get("w").unwrap().shape(), &[2, 1]);
+    }
+
+    #[test]
+    fn backward_releases_the_tape() {
+        let t = Tape::<f32>::new();
+        let x = t.param("x", arr1(&[2.0f32]).into_dyn());
+        let unused = t.param("unused", arr1(&[1.0f32, 1.0]).into_dyn());
+        let l = t.sum_all(t.exp(x));
+        assert_eq!(t.len(), 4);
+        let g = t.backward(l);
+        assert!(t.is_empty());
+        assert!(g.get(unused).is_none());
+        let store = g.into_param_store();
+        assert_eq!(store.get("unused").unwrap().as_slice(), &[0.0, 0.0]);
+        assert!((store.get("x").unwrap().as_slice()[0] - 2.0f32.exp()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn no_grad_records_no_closure() {
+        let t = Tape::<f64>::no_grad();
+        let x = t.variable(arr1(&[1.0, 2.0]).into_dyn());
+        let y = t.sum_all(t.mul(x, x));
+        assert!(!t.is_recording() && !t.requires_grad(x) && !t.requires_grad(y));
+        assert_eq!(t.value(y)[IxDyn(&[])], 5.0);
+        let g = t.backward(y);
+        assert!(g.get(x).is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "another tape")]
+    fn vars_are_tied_to_their_tape() {
+        let a = Tape::<f64>::new();
+        let b = Tape::<f64>::new();
+        let x = a.variable(arr1(&[1.0]).into_dyn());
+        b.value(x);
     }
 }

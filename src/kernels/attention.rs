@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Every product is a strided [`gemm_serial`] on views of the inputs (no copy
-//! of Q, K, V per head). The forward runs one task per (batch, head); the
+//! of Q, K, V per head), done in causal blocks of [`BLOCK`] rows that skip
+//! the blocks above the diagonal. The forward runs one task per (batch, head); the
 //! backward one task per (batch, kv head), looping over that head's query
 //! heads in order, so gradients are summed in a fixed order.
 
@@ -23,6 +24,10 @@ use rayon::prelude::*;
 
 use super::gemm::gemm_serial;
 use crate::Scalar;
+
+/// Rows (and columns) per causal block: a block of query rows `r0..r1`
+/// multiplies only keys `0..r1`, so the upper triangle is skipped.
+pub const BLOCK: usize = 64;
 
 /// Shape of one attention call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,12 +115,31 @@ pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>
             let kg = k4.slice(s![bi, .., gi, ..]);
             let vg = v4.slice(s![bi, .., gi, ..]);
             let mut pm = ArrayViewMut2::from_shape((t, t), pc).expect("block size");
-            gemm_serial(scale, qh, kg.t(), T::zero(), pm.view_mut());
+            // Causal blocks: rows r0..r1 only need keys 0..r1.
+            for r0 in (0..t).step_by(BLOCK) {
+                let r1 = (r0 + BLOCK).min(t);
+                gemm_serial(
+                    scale,
+                    qh.slice(s![r0..r1, ..]),
+                    kg.slice(s![0..r1, ..]).t(),
+                    T::zero(),
+                    pm.slice_mut(s![r0..r1, 0..r1]),
+                );
+            }
             let pc = pm.into_slice().expect("contiguous block");
             causal_softmax_rows(pc, t);
             let pv = ArrayView2::from_shape((t, t), &*pc).expect("block size");
-            let om = ArrayViewMut2::from_shape((t, d), oc).expect("block size");
-            gemm_serial(T::one(), pv, vg, T::zero(), om);
+            let mut om = ArrayViewMut2::from_shape((t, d), oc).expect("block size");
+            for r0 in (0..t).step_by(BLOCK) {
+                let r1 = (r0 + BLOCK).min(t);
+                gemm_serial(
+                    T::one(),
+                    pv.slice(s![r0..r1, 0..r1]),
+                    vg.slice(s![0..r1, ..]),
+                    T::zero(),
+                    om.slice_mut(s![r0..r1, ..]),
+                );
+            }
         });
     let mut o = vec![T::zero(); b * t * h * d];
     bhtd_to_bthd(&o_bhtd, &mut o, h, t, d);
@@ -184,10 +208,30 @@ pub fn attention_backward<T: Scalar>(
                 let ph = &p[(bi * h + hi) * t * t..(bi * h + hi + 1) * t * t];
                 let pv = ArrayView2::from_shape((t, t), ph).expect("block size");
                 let beta = if j == 0 { T::zero() } else { T::one() };
-                gemm_serial(T::one(), pv.t(), doh, beta, dv.view_mut());
+                // dV[c0..c1] = P[c0.., c0..c1]ᵀ dO[c0..]   (P is zero above the diagonal)
+                for c0 in (0..t).step_by(BLOCK) {
+                    let c1 = (c0 + BLOCK).min(t);
+                    gemm_serial(
+                        T::one(),
+                        pv.slice(s![c0..t, c0..c1]).t(),
+                        doh.slice(s![c0..t, ..]),
+                        beta,
+                        dv.slice_mut(s![c0..c1, ..]),
+                    );
+                }
                 {
-                    let dsm = ArrayViewMut2::from_shape((t, t), &mut ds[..]).expect("block size");
-                    gemm_serial(T::one(), doh, vg.t(), T::zero(), dsm);
+                    let mut dsm =
+                        ArrayViewMut2::from_shape((t, t), &mut ds[..]).expect("block size");
+                    for r0 in (0..t).step_by(BLOCK) {
+                        let r1 = (r0 + BLOCK).min(t);
+                        gemm_serial(
+                            T::one(),
+                            doh.slice(s![r0..r1, ..]),
+                            vg.slice(s![0..r1, ..]).t(),
+                            T::zero(),
+                            dsm.slice_mut(s![r0..r1, 0..r1]),
+                        );
+                    }
                 }
                 for (i, (dsr, pr)) in ds.chunks_exact_mut(t).zip(ph.chunks_exact(t)).enumerate() {
                     let live = i + 1;
@@ -198,9 +242,25 @@ pub fn attention_backward<T: Scalar>(
                     dsr[live..].fill(T::zero());
                 }
                 let dsv = ArrayView2::from_shape((t, t), &ds[..]).expect("block size");
-                let dqm = ArrayViewMut2::from_shape((t, d), dqh).expect("block size");
-                gemm_serial(scale, dsv, kg, T::zero(), dqm);
-                gemm_serial(scale, dsv.t(), qh, beta, dk.view_mut());
+                let mut dqm = ArrayViewMut2::from_shape((t, d), dqh).expect("block size");
+                for r0 in (0..t).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(t);
+                    gemm_serial(
+                        scale,
+                        dsv.slice(s![r0..r1, 0..r1]),
+                        kg.slice(s![0..r1, ..]),
+                        T::zero(),
+                        dqm.slice_mut(s![r0..r1, ..]),
+                    );
+                    // dK[r0..r1] = s · dS[r0.., r0..r1]ᵀ Q[r0..]
+                    gemm_serial(
+                        scale,
+                        dsv.slice(s![r0..t, r0..r1]).t(),
+                        qh.slice(s![r0..t, ..]),
+                        beta,
+                        dk.slice_mut(s![r0..r1, ..]),
+                    );
+                }
             }
         });
     let mut dq = vec![T::zero(); q.len()];
@@ -250,6 +310,68 @@ pub fn attention_reference<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) 
         }
     }
     o
+}
+
+/// Plain loop backward (reference): `(dq, dk, dv)`.
+pub fn attention_backward_reference<T: Scalar>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    d_o: &[T],
+    sh: AttnShape,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let AttnShape {
+        batch: b,
+        seq: t,
+        heads: h,
+        kv_heads: g,
+        head_dim: d,
+    } = sh;
+    let r = h / g;
+    let scale = sh.scale::<T>();
+    let qi = |bi: usize, ti: usize, hi: usize, di: usize| ((bi * t + ti) * h + hi) * d + di;
+    let ki = |bi: usize, ti: usize, gi: usize, di: usize| ((bi * t + ti) * g + gi) * d + di;
+    let (mut dq, mut dk, mut dv) = (
+        vec![T::zero(); q.len()],
+        vec![T::zero(); k.len()],
+        vec![T::zero(); v.len()],
+    );
+    for bi in 0..b {
+        for hi in 0..h {
+            let gi = hi / r;
+            for i in 0..t {
+                let mut p = vec![T::zero(); i + 1];
+                for (j, x) in p.iter_mut().enumerate() {
+                    let mut acc = T::zero();
+                    for di in 0..d {
+                        acc += q[qi(bi, i, hi, di)] * k[ki(bi, j, gi, di)];
+                    }
+                    *x = acc * scale;
+                }
+                let m = p.iter().fold(T::neg_infinity(), |a, &x| a.max(x));
+                let z: T = p.iter().map(|&x| (x - m).exp()).sum();
+                for x in p.iter_mut() {
+                    *x = (*x - m).exp() / z;
+                }
+                let mut dp = vec![T::zero(); i + 1];
+                for (j, x) in dp.iter_mut().enumerate() {
+                    for di in 0..d {
+                        *x += d_o[qi(bi, i, hi, di)] * v[ki(bi, j, gi, di)];
+                        dv[ki(bi, j, gi, di)] += p[j] * d_o[qi(bi, i, hi, di)];
+                    }
+                }
+                let c: T = (0..=i).map(|j| dp[j] * p[j]).sum();
+                for j in 0..=i {
+                    let ds = p[j] * (dp[j] - c) * scale;
+                    for di in 0..d {
+                        dq[qi(bi, i, hi, di)] += ds * k[ki(bi, j, gi, di)];
+                        dk[ki(bi, j, gi, di)] += ds * q[qi(bi, i, hi, di)];
+                    }
+                }
+            }
+        }
+    }
+    (dq, dk, dv)
 }
 
 #[cfg(test)]
@@ -302,6 +424,35 @@ mod tests {
                     grad[i]
                 );
             }
+        }
+    }
+
+    #[test]
+    fn blocked_kernel_matches_reference_on_long_sequences() {
+        let sh = AttnShape {
+            batch: 1,
+            seq: 2 * BLOCK + 5,
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 3,
+        };
+        let nq = sh.seq * 2 * 3;
+        let nk = sh.seq * 3;
+        let q: Vec<f64> = (0..nq)
+            .map(|i| ((i * 31 % 23) as f64 - 11.0) * 0.05)
+            .collect();
+        let k: Vec<f64> = (0..nk)
+            .map(|i| ((i * 17 % 19) as f64 - 9.0) * 0.07)
+            .collect();
+        let v: Vec<f64> = (0..nk).map(|i| ((i * 7 % 13) as f64 - 6.0) * 0.2).collect();
+        let w: Vec<f64> = (0..nq).map(|i| ((i * 5 % 11) as f64 - 5.0) * 0.3).collect();
+        let (o, p) = attention(&q, &k, &v, sh);
+        let want = attention_reference(&q, &k, &v, sh);
+        assert!(o.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
+        let got = attention_backward(&q, &k, &v, &p, &w, sh);
+        let want = attention_backward_reference(&q, &k, &v, &w, sh);
+        for (g, w) in [(&got.0, &want.0), (&got.1, &want.1), (&got.2, &want.2)] {
+            assert!(g.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-12));
         }
     }
 }

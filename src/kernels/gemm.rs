@@ -3,8 +3,8 @@
 //! `A` is `m×k`, `B` is `k×n`, `C` is `m×n`; each may have arbitrary (row,
 //! column) strides, so `A` or `B` may be a transposed view (`.t()`) of a
 //! contiguous matrix without any copy. f32 and f64 go to `matrixmultiply`'s
-//! `sgemm` / `dgemm`. [`gemm`] splits `C` into row panels of
-//! [`PANEL_ROWS`] rows computed in parallel; the split depends only on the
+//! `sgemm` / `dgemm`. [`gemm`] splits `C` into
+//! large fixed chunks computed in parallel; the split depends only on the
 //! shapes, and each output entry is computed by the same serial kernel, so
 //! the result does not depend on the number of threads.
 
@@ -14,8 +14,11 @@ use std::any::TypeId;
 
 use crate::Scalar;
 
-/// Rows of `C` per parallel task in [`gemm`].
-pub const PANEL_ROWS: usize = 64;
+/// Smallest chunk (rows or columns of `C`) of one parallel task in [`gemm`].
+pub const MIN_CHUNK: usize = 128;
+
+/// Most parallel tasks of one [`gemm`] call.
+pub const MAX_TASKS: usize = 8;
 
 /// Below this many multiply-adds (`m·k·n`) [`gemm`] runs serially.
 pub const PARALLEL_MIN_FLOPS: usize = 1 << 18;
@@ -110,8 +113,20 @@ pub fn gemm_serial<T: Scalar>(
     }
 }
 
-/// `C ← α·A·B + β·C`, parallel over fixed row panels of `C` when the product
-/// is large enough (the split depends only on the shapes).
+/// The split of one dimension of `C` into parallel tasks: chunks of at
+/// least [`MIN_CHUNK`] (a multiple of 16), at most [`MAX_TASKS`] of them. It
+/// depends only on the length, never on the thread count.
+pub fn chunk_len(dim: usize) -> usize {
+    let per_task = dim.div_ceil(MAX_TASKS).div_ceil(16) * 16;
+    per_task.max(MIN_CHUNK)
+}
+
+/// `C ← α·A·B + β·C`, parallel over fixed chunks of the larger of C's two
+/// dimensions when the product is large enough. Each task packs the other
+/// operand once (matrixmultiply packs both operands per call), so chunks
+/// are large: at least [`MIN_CHUNK`] rows or columns, at most [`MAX_TASKS`]
+/// tasks. Every entry of `C` is computed by the same serial kernel with the
+/// same `k` order whatever the split, and the split depends only on shapes.
 pub fn gemm<T: Scalar>(
     alpha: T,
     a: ArrayView2<T>,
@@ -120,14 +135,23 @@ pub fn gemm<T: Scalar>(
     mut c: ArrayViewMut2<T>,
 ) {
     let (m, k, n) = check_shapes(&a, &b, &c);
-    if m <= PANEL_ROWS || m.saturating_mul(k).saturating_mul(n) < PARALLEL_MIN_FLOPS {
+    if m.max(n) <= MIN_CHUNK || m.saturating_mul(k).saturating_mul(n) < PARALLEL_MIN_FLOPS {
         gemm_serial(alpha, a, b, beta, c);
         return;
     }
-    a.axis_chunks_iter(Axis(0), PANEL_ROWS)
-        .into_par_iter()
-        .zip(c.axis_chunks_iter_mut(Axis(0), PANEL_ROWS))
-        .for_each(|(ap, cp)| gemm_serial(alpha, ap, b, beta, cp));
+    if m >= n {
+        let rows = chunk_len(m);
+        a.axis_chunks_iter(Axis(0), rows)
+            .into_par_iter()
+            .zip(c.axis_chunks_iter_mut(Axis(0), rows))
+            .for_each(|(ap, cp)| gemm_serial(alpha, ap, b, beta, cp));
+    } else {
+        let cols = chunk_len(n);
+        b.axis_chunks_iter(Axis(1), cols)
+            .into_par_iter()
+            .zip(c.axis_chunks_iter_mut(Axis(1), cols))
+            .for_each(|(bp, cp)| gemm_serial(alpha, a, bp, beta, cp));
+    }
 }
 
 /// Plain triple loop `C ← α·A·B + β·C` (the reference the fast kernel is
@@ -207,6 +231,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let a = rand_mat(&mut rng, 300, 80).mapv(|x| x as f32);
         let b = rand_mat(&mut rng, 80, 70).mapv(|x| x as f32);
+        let mut serial = Array2::<f32>::zeros((300, 70));
+        gemm_serial(1.0, a.view(), b.view(), 0.0, serial.view_mut());
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -217,5 +243,6 @@ mod tests {
             c
         };
         assert_eq!(run(1), run(3));
+        assert_eq!(run(2), serial);
     }
 }

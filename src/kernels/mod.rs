@@ -1,11 +1,13 @@
-//! CPU kernels under the tape: the only place with `unsafe` code.
+//! CPU kernels under the tape: the only place with `unsafe` code (the gemm
+//! call and the `mallopt` FFI call).
 //!
 //! Every fast kernel has a plain reference version (a `*_reference`
 //! function next to it) that the unit tests compare it against.
 //!
+//! - [`alloc`]: keeps large freed buffers in the heap (glibc `mallopt`).
 //! - [`gemm`]: `C ← α·A·B + β·C` through `matrixmultiply` (sgemm / dgemm with
 //!   arbitrary strides, so transposed operands are never copied), threaded over
-//!   fixed row panels with rayon.
+//!   large fixed chunks of rows or columns with rayon.
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
 //! - [`reduce`]: sums and dot products with eight fixed lanes.
@@ -18,6 +20,7 @@
 //! and chunk sizes), never on the number of threads, and every reduction runs
 //! in a fixed order, so results are bitwise identical for any thread count.
 
+pub mod alloc;
 pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;

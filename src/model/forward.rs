@@ -404,3 +404,115 @@ pub fn loss<T: Scalar>(
         .unwrap_or_else(T::zero);
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, IxDyn};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn setup() -> (LlamaConfig, ParamStore<f32>, Batch) {
+        let cfg = LlamaConfig {
+            vocab_size: 50,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 8,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            tie_word_embeddings: false,
+            max_position_embeddings: 128,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut params = ParamStore::new();
+        for (name, shape) in cfg.param_shapes() {
+            params
+                .insert(
+                    name,
+                    ArrayD::from_shape_fn(IxDyn(&shape), |_| rng.random_range(-0.3f32..0.3)),
+                )
+                .unwrap();
+        }
+        let ids = Array2::from_shape_fn((3, 70), |_| rng.random_range(0..50u32));
+        (cfg, params, Batch::new(ids))
+    }
+
+    #[test]
+    fn identical_for_any_thread_count() {
+        let (cfg, params, batch) = setup();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| loss_and_grads(&cfg, &params, &batch).unwrap())
+        };
+        let (a, b) = (run(1), run(3));
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+        assert_eq!(a.logits, b.logits);
+        assert_eq!(a.grads, b.grads);
+    }
+
+    #[test]
+    fn bad_input_is_a_typed_error() {
+        let (cfg, params, batch) = setup();
+        let mut ids = batch.input_ids.clone();
+        ids[(1, 2)] = 50;
+        assert!(matches!(
+            loss_and_grads(&cfg, &params, &Batch::new(ids)),
+            Err(ForwardError::Token {
+                id: 50,
+                b: 1,
+                t: 2,
+                ..
+            })
+        ));
+        let mut labels = batch.input_ids.mapv(|x| x as i64);
+        labels[(0, 5)] = -3;
+        let bad = Batch {
+            input_ids: batch.input_ids.clone(),
+            labels: Some(labels),
+        };
+        assert!(matches!(
+            loss(&cfg, &params, &bad),
+            Err(ForwardError::Label { label: -3, .. })
+        ));
+        let mut missing = ParamStore::new();
+        for p in params.iter().skip(1) {
+            missing.insert(p.name.clone(), p.value.clone()).unwrap();
+        }
+        assert!(matches!(
+            logits(&cfg, &missing, &batch.input_ids),
+            Err(ForwardError::Param(ParamError::Missing(_)))
+        ));
+    }
+
+    #[test]
+    fn frozen_parameters_get_zero_gradients_and_ignored_labels_count_nothing() {
+        let (cfg, params, batch) = setup();
+        let full = loss_and_grads(&cfg, &params, &batch).unwrap();
+        let frozen = loss_and_grads_with(&cfg, &params, &batch, &|n| !n.contains("mlp")).unwrap();
+        assert_eq!(full.loss, frozen.loss);
+        for p in frozen.grads.iter() {
+            let g = full.grads.get(&p.name).unwrap();
+            if p.name.contains("mlp") {
+                assert!(p.as_slice().iter().all(|&x| x == 0.0));
+            } else {
+                assert_eq!(p, g);
+            }
+        }
+        let ignored = Batch {
+            input_ids: batch.input_ids.clone(),
+            labels: Some(batch.input_ids.mapv(|_| IGNORE_INDEX)),
+        };
+        let out = loss_and_grads(&cfg, &params, &ignored).unwrap();
+        assert_eq!(out.loss, 0.0);
+        assert!(out
+            .grads
+            .iter()
+            .all(|p| p.as_slice().iter().all(|&x| x == 0.0)));
+    }
+}

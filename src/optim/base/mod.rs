@@ -1,0 +1,136 @@
+//! Base optimizers: the state update and the full update of one entry.
+//!
+//! A base is a plain config struct (PyTorch's defaults on every field) that
+//! implements [`Base`]. Per step the optimizer asks it once per parameter
+//! group for its per-step constants ([`Base::coef`], computed in f64 and
+//! rounded to `T` once), then calls [`Base::update`] for every entry:
+//!
+//! ```text
+//! (θ', state') = update(coef, θ, g, state)
+//! ```
+//!
+//! Every entry gets its state update; the filter decides whether θ' is kept.
+//! Per-entry state lives in up to three buffers (`s[0..3]`), named by
+//! [`Base::buffers`]; unused slots hold zero.
+
+mod adam;
+mod lion;
+mod nadam;
+mod rmsprop;
+mod sgd;
+
+pub use adam::{Adam, AdamCoef};
+pub use lion::{Lion, LionCoef};
+pub use nadam::{NAdam, NAdamCoef};
+pub use rmsprop::{RmsProp, RmsPropCoef};
+pub use sgd::{Sgd, SgdCoef};
+
+use crate::optim::OptimError;
+use crate::Scalar;
+
+/// Step-wide scalar state of a base (saved with the optimizer state).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BaseScalars {
+    /// NAdam's running product of μ_t, kept in f32 as PyTorch does (1 at start).
+    pub mu_product: f32,
+}
+
+impl Default for BaseScalars {
+    fn default() -> Self {
+        BaseScalars { mu_product: 1.0 }
+    }
+}
+
+/// Which optional state a base keeps (what filters may score).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Has a momentum state (first moment or momentum buffer).
+    pub momentum: bool,
+    /// Has an Adam-style bias-corrected first moment m̂.
+    pub first_moment: bool,
+    /// Has a second moment v (for mv/gv scores).
+    pub second_moment: bool,
+}
+
+/// A base optimizer (PyTorch semantics, see SPEC.md section 2).
+pub trait Base: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// Per-step constants for one parameter group, in the element type.
+    type Coef<T: Scalar>: Copy + Send + Sync;
+
+    /// Short name (`adam`, `adamw`, `nadam`, `rmsprop`, `sgd`, `lion`).
+    fn name(&self) -> &'static str;
+    /// The configured learning rate.
+    fn lr(&self) -> f64;
+    /// The configured weight decay.
+    fn weight_decay(&self) -> f64;
+    /// Sets the learning rate (used by parameter groups and schedules).
+    fn set_lr(&mut self, lr: f64);
+    /// Sets the weight decay (used by parameter groups).
+    fn set_weight_decay(&mut self, wd: f64);
+    /// Whether weight decay is decoupled (θ ← θ·(1 − lr·wd)) rather than L2 in the gradient.
+    fn decoupled_decay(&self) -> bool;
+    /// Names of the per-entry state buffers in slots 0..3 (None: slot unused).
+    fn buffers(&self) -> [Option<&'static str>; 3];
+    /// What state this base keeps.
+    fn capabilities(&self) -> Capabilities;
+    /// Checks every hyperparameter; called at construction.
+    fn validate(&self) -> Result<(), OptimError>;
+    /// Advances the step-wide scalar state to step `t` (once per step).
+    fn advance_scalars(&self, _t: u64, _s: &mut BaseScalars) {}
+    /// Per-step constants at step `t` (1-based) for a group with this lr and wd.
+    fn coef<T: Scalar>(&self, t: u64, lr: f64, wd: f64, s: &BaseScalars) -> Self::Coef<T>;
+    /// The gradient that enters the state (coupled L2 term included).
+    fn effective_grad<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T) -> T;
+    /// One entry's full step: updates `s` and returns the new parameter value.
+    fn update<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &mut [T; 3]) -> T;
+    /// The momentum after this step's update, without writing state
+    /// (Adam/NAdam: m_t; Lion: m_t; RMSProp/SGD: the momentum buffer).
+    /// Bases without momentum return their update direction; the optimizer
+    /// never scores those with the momentum filter (construction error).
+    fn momentum<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+    /// The second-moment denominator √v̂ + ε after this step's update
+    /// (bases without a second moment return 1; never used by filters).
+    fn denom<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+    /// |m̂| / (√v̂ + ε) after this step's update (m̂ bias-corrected as in Adam).
+    fn mv_score<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+    /// Only the decoupled decay θ·(1 − lr·wd) (θ itself when decay is coupled or zero).
+    fn decay_only<T: Scalar>(&self, c: &Self::Coef<T>, p: T) -> T;
+}
+
+/// PyTorch's `lerp`: `a + w·(b − a)` for |w| < 0.5, else `b − (b − a)·(1 − w)`.
+#[inline(always)]
+pub fn lerp<T: Scalar>(a: T, b: T, w: T, one_minus_w: T) -> T {
+    if w < T::of(0.5) {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * one_minus_w
+    }
+}
+
+pub(crate) fn check_lr(lr: f64) -> Result<(), OptimError> {
+    if lr.is_finite() && lr >= 0.0 {
+        Ok(())
+    } else {
+        Err(OptimError::hyper(
+            "lr",
+            lr,
+            "the learning rate must be finite and ≥ 0",
+        ))
+    }
+}
+
+pub(crate) fn check_beta(name: &str, b: f64) -> Result<(), OptimError> {
+    if b.is_finite() && (0.0..1.0).contains(&b) {
+        Ok(())
+    } else {
+        Err(OptimError::hyper(name, b, "must lie in [0, 1)"))
+    }
+}
+
+pub(crate) fn check_nonneg(name: &str, x: f64) -> Result<(), OptimError> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(())
+    } else {
+        Err(OptimError::hyper(name, x, "must be finite and ≥ 0"))
+    }
+}

@@ -1,0 +1,178 @@
+//! RMSProp (torch.optim.RMSprop), centered and with momentum.
+//!
+//! ```text
+//! g ← g + wd·θ
+//! s ← α·s + (1 − α)·g²
+//! a ← lerp(a, g, 1 − α);  d = √(s − a²) + ε      (centered)      else  d = √s + ε
+//! b ← μ·b + g/d;  θ ← θ − lr·b                   (momentum > 0)  else  θ ← θ − lr·g/d
+//! ```
+//! ε is outside the square root and there is no bias correction. Buffers:
+//! `square_avg`, `grad_avg` (centered), `momentum_buffer` (momentum > 0).
+
+use super::{check_lr, check_nonneg, lerp, Base, BaseScalars, Capabilities};
+use crate::optim::OptimError;
+use crate::Scalar;
+
+/// RMSProp (PyTorch `torch.optim.RMSprop`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RmsProp {
+    /// Learning rate (PyTorch default 1e-2).
+    pub lr: f64,
+    /// Smoothing constant α (PyTorch default 0.99).
+    pub alpha: f64,
+    /// ε added outside the square root (PyTorch default 1e-8).
+    pub eps: f64,
+    /// L2 weight decay added to the gradient (PyTorch default 0).
+    pub weight_decay: f64,
+    /// Momentum μ (PyTorch default 0: no momentum buffer).
+    pub momentum: f64,
+    /// Centered: normalise by the estimated variance (PyTorch default false).
+    pub centered: bool,
+}
+
+impl Default for RmsProp {
+    fn default() -> Self {
+        RmsProp {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+        }
+    }
+}
+
+/// Per-step constants of [`RmsProp`].
+#[derive(Clone, Copy, Debug)]
+pub struct RmsPropCoef<T> {
+    alpha: T,
+    oma: T,
+    oma_w: T,
+    omw: T,
+    eps: T,
+    wd: T,
+    mu: T,
+    neg_lr: T,
+    coupled: bool,
+    centered: bool,
+    has_momentum: bool,
+}
+
+impl RmsProp {
+    #[inline(always)]
+    fn denom_of<T: Scalar>(c: &RmsPropCoef<T>, g: T, s: &[T; 3]) -> (T, T, T) {
+        let sq = s[0] * c.alpha + c.oma * g * g;
+        if c.centered {
+            let a = lerp(s[1], g, c.oma_w, c.omw);
+            ((sq + (-a) * a).sqrt() + c.eps, sq, a)
+        } else {
+            (sq.sqrt() + c.eps, sq, s[1])
+        }
+    }
+}
+
+impl Base for RmsProp {
+    type Coef<T: Scalar> = RmsPropCoef<T>;
+
+    fn name(&self) -> &'static str {
+        "rmsprop"
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn weight_decay(&self) -> f64 {
+        self.weight_decay
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn set_weight_decay(&mut self, wd: f64) {
+        self.weight_decay = wd;
+    }
+    fn decoupled_decay(&self) -> bool {
+        false
+    }
+    fn buffers(&self) -> [Option<&'static str>; 3] {
+        [
+            Some("square_avg"),
+            self.centered.then_some("grad_avg"),
+            (self.momentum > 0.0).then_some("momentum_buffer"),
+        ]
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            momentum: self.momentum > 0.0,
+            first_moment: false,
+            second_moment: true,
+        }
+    }
+    fn validate(&self) -> Result<(), OptimError> {
+        check_lr(self.lr)?;
+        check_nonneg("alpha", self.alpha)?;
+        check_nonneg("eps", self.eps)?;
+        check_nonneg("weight_decay", self.weight_decay)?;
+        check_nonneg("momentum", self.momentum)
+    }
+    fn coef<T: Scalar>(&self, _t: u64, lr: f64, wd: f64, _s: &BaseScalars) -> RmsPropCoef<T> {
+        RmsPropCoef {
+            alpha: T::of(self.alpha),
+            oma: T::of(1.0 - self.alpha),
+            oma_w: T::of(1.0 - self.alpha),
+            omw: T::of(1.0 - (1.0 - self.alpha)),
+            eps: T::of(self.eps),
+            wd: T::of(wd),
+            mu: T::of(self.momentum),
+            neg_lr: T::of(-lr),
+            coupled: wd != 0.0,
+            centered: self.centered,
+            has_momentum: self.momentum > 0.0,
+        }
+    }
+    #[inline(always)]
+    fn effective_grad<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T) -> T {
+        if c.coupled {
+            g + c.wd * p
+        } else {
+            g
+        }
+    }
+    #[inline(always)]
+    fn update<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &mut [T; 3]) -> T {
+        let g = self.effective_grad(c, p, g);
+        let (d, sq, a) = Self::denom_of(c, g, s);
+        s[0] = sq;
+        s[1] = a;
+        if c.has_momentum {
+            let b = s[2] * c.mu + g / d;
+            s[2] = b;
+            p + c.neg_lr * b
+        } else {
+            p + c.neg_lr * g / d
+        }
+    }
+    #[inline(always)]
+    fn momentum<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        let g = self.effective_grad(c, p, g);
+        let (d, _, _) = Self::denom_of(c, g, s);
+        if c.has_momentum {
+            s[2] * c.mu + g / d
+        } else {
+            g / d
+        }
+    }
+    #[inline(always)]
+    fn denom<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        let g = self.effective_grad(c, p, g);
+        Self::denom_of(c, g, s).0
+    }
+    #[inline(always)]
+    fn mv_score<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        self.momentum(c, p, g, s).abs()
+    }
+    #[inline(always)]
+    fn decay_only<T: Scalar>(&self, _c: &RmsPropCoef<T>, p: T) -> T {
+        p
+    }
+}

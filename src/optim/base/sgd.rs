@@ -1,0 +1,173 @@
+//! SGD (torch.optim.SGD) with momentum, dampening and Nesterov.
+//!
+//! ```text
+//! g ← g + wd·θ
+//! b ← g  (t = 1)   else   b ← μ·b + (1 − τ)·g          (momentum μ > 0, dampening τ)
+//! d = g + μ·b  (Nesterov)   else   d = b                (d = g without momentum)
+//! θ ← θ − lr·d
+//! ```
+//! Buffer: `momentum_buffer` (momentum > 0).
+
+use super::{check_lr, check_nonneg, Base, BaseScalars, Capabilities};
+use crate::optim::OptimError;
+use crate::Scalar;
+
+/// SGD (PyTorch `torch.optim.SGD`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Sgd {
+    /// Learning rate (PyTorch default 1e-3).
+    pub lr: f64,
+    /// Momentum μ (PyTorch default 0).
+    pub momentum: f64,
+    /// Dampening τ (PyTorch default 0).
+    pub dampening: f64,
+    /// L2 weight decay added to the gradient (PyTorch default 0).
+    pub weight_decay: f64,
+    /// Nesterov momentum (PyTorch default false; needs momentum > 0 and dampening 0).
+    pub nesterov: bool,
+}
+
+impl Default for Sgd {
+    fn default() -> Self {
+        Sgd {
+            lr: 1e-3,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
+    }
+}
+
+/// Per-step constants of [`Sgd`].
+#[derive(Clone, Copy, Debug)]
+pub struct SgdCoef<T> {
+    mu: T,
+    omd: T,
+    wd: T,
+    neg_lr: T,
+    first: bool,
+    coupled: bool,
+    has_momentum: bool,
+    nesterov: bool,
+}
+
+impl Sgd {
+    #[inline(always)]
+    fn buf<T: Scalar>(c: &SgdCoef<T>, g: T, s: &[T; 3]) -> T {
+        if c.first {
+            g
+        } else {
+            s[0] * c.mu + c.omd * g
+        }
+    }
+}
+
+impl Base for Sgd {
+    type Coef<T: Scalar> = SgdCoef<T>;
+
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn weight_decay(&self) -> f64 {
+        self.weight_decay
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn set_weight_decay(&mut self, wd: f64) {
+        self.weight_decay = wd;
+    }
+    fn decoupled_decay(&self) -> bool {
+        false
+    }
+    fn buffers(&self) -> [Option<&'static str>; 3] {
+        [
+            (self.momentum != 0.0).then_some("momentum_buffer"),
+            None,
+            None,
+        ]
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            momentum: self.momentum != 0.0,
+            first_moment: false,
+            second_moment: false,
+        }
+    }
+    fn validate(&self) -> Result<(), OptimError> {
+        check_lr(self.lr)?;
+        check_nonneg("momentum", self.momentum)?;
+        check_nonneg("dampening", self.dampening)?;
+        check_nonneg("weight_decay", self.weight_decay)?;
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(OptimError::hyper(
+                "nesterov",
+                1.0,
+                "Nesterov momentum requires momentum > 0 and dampening = 0",
+            ));
+        }
+        Ok(())
+    }
+    fn coef<T: Scalar>(&self, t: u64, lr: f64, wd: f64, _s: &BaseScalars) -> SgdCoef<T> {
+        SgdCoef {
+            mu: T::of(self.momentum),
+            omd: T::of(1.0 - self.dampening),
+            wd: T::of(wd),
+            neg_lr: T::of(-lr),
+            first: t <= 1,
+            coupled: wd != 0.0,
+            has_momentum: self.momentum != 0.0,
+            nesterov: self.nesterov,
+        }
+    }
+    #[inline(always)]
+    fn effective_grad<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T) -> T {
+        if c.coupled {
+            g + c.wd * p
+        } else {
+            g
+        }
+    }
+    #[inline(always)]
+    fn update<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &mut [T; 3]) -> T {
+        let g = self.effective_grad(c, p, g);
+        let d = if c.has_momentum {
+            let b = Self::buf(c, g, s);
+            s[0] = b;
+            if c.nesterov {
+                g + c.mu * b
+            } else {
+                b
+            }
+        } else {
+            g
+        };
+        p + c.neg_lr * d
+    }
+    #[inline(always)]
+    fn momentum<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        let g = self.effective_grad(c, p, g);
+        if c.has_momentum {
+            Self::buf(c, g, s)
+        } else {
+            g
+        }
+    }
+    #[inline(always)]
+    fn denom<T: Scalar>(&self, _c: &SgdCoef<T>, _p: T, _g: T, _s: &[T; 3]) -> T {
+        T::one()
+    }
+    #[inline(always)]
+    fn mv_score<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        self.momentum(c, p, g, s).abs()
+    }
+    #[inline(always)]
+    fn decay_only<T: Scalar>(&self, _c: &SgdCoef<T>, p: T) -> T {
+        p
+    }
+}

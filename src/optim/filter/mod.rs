@@ -1,0 +1,80 @@
+//! Filters: which entries of a block get the base's update.
+//!
+//! A scored filter gives every entry a score; the optimizer keeps, per block
+//! of d entries, the k = min(d, max(1, ⌈α·d − 1e-9⌉)) entries of largest
+//! score (ties: smaller flat index first) through [`crate::optim::select`].
+//!
+//! | filter | score | needs |
+//! |---|---|---|
+//! | [`Momentum`] (MoFO) | \|m_t\| | a momentum state |
+//! | [`Gradient`] | \|g\| (coupled L2 included) | any base |
+//! | [`Mv`] | \|m̂\| / (√v̂ + ε) | first and second moments |
+//! | [`Gv`] | \|g\| / (√v̂ + ε) | a second moment |
+//! | [`Random`] | uniform random k-subset, reseeded per step | any base |
+//! | [`HalfFineTuning`] | a random half of the blocks of each layer, in full | any base |
+//! | [`NoFilter`] | every entry | any base |
+
+mod gradient;
+mod gv;
+mod hft;
+mod momentum;
+mod mv;
+mod none;
+mod random;
+
+pub use gradient::Gradient;
+pub use gv::Gv;
+pub use hft::HalfFineTuning;
+pub use momentum::Momentum;
+pub use mv::Mv;
+pub use none::NoFilter;
+pub use random::Random;
+
+use crate::optim::base::Base;
+use crate::optim::OptimError;
+use crate::Scalar;
+
+/// How a filter chooses entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterMode {
+    /// Every entry is updated.
+    All,
+    /// Top-k of [`Filter::score`] per block.
+    Scored,
+    /// Top-k of random keys drawn per (seed, step, block): a uniform k-subset.
+    Random {
+        /// The seed.
+        seed: u64,
+    },
+    /// A random half of the blocks of each block group, each updated in full.
+    BlockRandom {
+        /// The seed.
+        seed: u64,
+    },
+}
+
+/// A filter (see the module docs for the list).
+pub trait Filter: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// Short name (`momentum`, `gradient`, `mv`, `gv`, `random`, `hft`, `none`).
+    fn name(&self) -> &'static str;
+    /// The default fraction α of each block that is updated (groups may override).
+    fn fraction(&self) -> f64;
+    /// How the filter chooses entries.
+    fn mode(&self) -> FilterMode;
+    /// Checks that the filter can work with `base`; called at construction.
+    fn check<B: Base>(&self, _base: &B) -> Result<(), OptimError> {
+        Ok(())
+    }
+    /// The score of one entry, from the state *before* this step's update
+    /// (the base computes the updated quantities). Only called in
+    /// [`FilterMode::Scored`] mode; other modes return zero.
+    fn score<B: Base, T: Scalar>(&self, base: &B, c: &B::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+}
+
+pub(crate) fn incompatible<B: Base>(filter: &str, base: &B, reason: &str) -> OptimError {
+    OptimError::Incompatible {
+        filter: filter.to_string(),
+        base: base.name().to_string(),
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,793 @@
+//! `Optimizer<F, B, T>`: a base optimizer B whose updates are filtered by F,
+//! over parameter groups and blocks (SPEC.md section 2).
+//!
+//! One step at t (1-based), for every block b with fraction α and k_b entries kept:
+//!
+//! ```text
+//! g      ← transforms(g)                          (clip by value / global norm, pull to θ_pre)
+//! keys_i ← abs_key(Filter.score_i)                 (scored filters; from the state after this step's update)
+//! S_b    ← top-k_b of keys (ties: smaller index)   (select.rs)
+//! for every entry i:  (θ'_i, state_i) ← Base.update(θ_i, g_i, state_i)
+//!     θ_i ← θ'_i                 if i ∈ S_b
+//!     θ_i ← θ_i·(1 − lr·wd)      if i ∉ S_b and scope = All (decoupled decay)
+//!     θ_i unchanged              otherwise
+//! ```
+//!
+//! Blocks run in parallel (rayon) and large blocks are cut into fixed chunks;
+//! every entry's arithmetic is independent of the chunking and the top-k is
+//! exact, so results are identical for any thread count.
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::base::{Base, BaseScalars};
+use super::filter::{Filter, FilterMode};
+use super::group::{GroupRule, ResolvedGroup};
+use super::layout::Layout;
+use super::partition::Partition;
+use super::schedule::Schedule;
+use super::select::{selection_count, Cut, Decider, TopK};
+use super::stats::{key_to_f64, BlockStats, StepStats};
+use super::transform::{Clip, GradPrep, Pull};
+use super::OptimError;
+use crate::{ParamError, ParamStore, Scalar};
+
+/// Entries per parallel work item inside a block.
+pub(crate) const CHUNK: usize = 1 << 15;
+
+/// Which entries decoupled weight decay applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecayScope {
+    /// Only selected entries (unselected entries are frozen bit for bit). Default.
+    #[default]
+    Selected,
+    /// Every entry every step (what the published implementation does).
+    All,
+}
+
+/// What to do with a non-finite gradient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonFinitePolicy {
+    /// Return [`OptimError::NonFinite`]; parameters and state untouched. Default.
+    #[default]
+    Error,
+    /// Skip the step (parameters and state untouched) and count it.
+    Skip,
+}
+
+/// Everything about an optimizer except its base and filter.
+#[derive(Clone, Debug, Default)]
+pub struct OptimConfig {
+    /// Group rules, first match wins; unmatched tensors form the default group.
+    pub groups: Vec<GroupRule>,
+    /// How tensors are split into blocks.
+    pub partition: Partition,
+    /// Decoupled weight-decay scope.
+    pub decay_scope: DecayScope,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Gradient clipping.
+    pub clip: Clip,
+    /// Pull toward the parameters the optimizer was built from.
+    pub pull: Option<Pull>,
+    /// Non-finite gradient policy.
+    pub non_finite: NonFinitePolicy,
+    /// Track selections for overlap and ever-updated statistics (1 byte per entry).
+    pub track_selection: bool,
+}
+
+impl OptimConfig {
+    /// The published MoFO implementation's setup: "bias"/"norm" tensors
+    /// updated in full, decay scope `All`.
+    pub fn reference() -> Self {
+        OptimConfig {
+            groups: vec![GroupRule::reference_unfiltered()],
+            decay_scope: DecayScope::All,
+            ..Self::default()
+        }
+    }
+}
+
+/// Per-block scratch kept across steps.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BlockRuntime {
+    pub topk: TopK,
+    pub keys: Vec<u64>,
+    /// bit 0: selected last step; bit 1: updated since the reference point.
+    pub track: Vec<u8>,
+    pub ever: usize,
+}
+
+/// The per-entry state buffers of one tensor (slots 0..3, empty when unused).
+pub(crate) type TensorState<T> = [Vec<T>; 3];
+
+/// A filtered optimizer. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Optimizer<F: Filter, B: Base, T: Scalar = f32> {
+    pub(crate) filter: F,
+    pub(crate) base: B,
+    pub(crate) config: OptimConfig,
+    pub(crate) layout: Layout,
+    pub(crate) state: Vec<TensorState<T>>,
+    pub(crate) pre: Option<Vec<Vec<T>>>,
+    pub(crate) runtime: Vec<BlockRuntime>,
+    pub(crate) scalars: BaseScalars,
+    pub(crate) step: u64,
+    pub(crate) skipped: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockMode {
+    Full,
+    Frozen,
+    Cut(usize),
+}
+
+struct View<'a, T> {
+    p: &'a mut [T],
+    g: &'a [T],
+    pre: &'a [T],
+    s: [&'a mut [T]; 3],
+    off: usize,
+}
+
+impl<'a, T> View<'a, T> {
+    fn len(&self) -> usize {
+        self.p.len()
+    }
+
+    fn split(self, at: usize) -> (View<'a, T>, View<'a, T>) {
+        let (p0, p1) = self.p.split_at_mut(at);
+        let (g0, g1) = self.g.split_at(at);
+        let (r0, r1) = if self.pre.is_empty() {
+            (self.pre, self.pre)
+        } else {
+            self.pre.split_at(at)
+        };
+        let [a, b, c] = self.s;
+        let sp = |x: &'a mut [T]| {
+            if x.is_empty() {
+                (x, &mut [][..])
+            } else {
+                x.split_at_mut(at)
+            }
+        };
+        let (a0, a1) = sp(a);
+        let (b0, b1) = sp(b);
+        let (c0, c1) = sp(c);
+        (
+            View {
+                p: p0,
+                g: g0,
+                pre: r0,
+                s: [a0, b0, c0],
+                off: self.off,
+            },
+            View {
+                p: p1,
+                g: g1,
+                pre: r1,
+                s: [a1, b1, c1],
+                off: self.off + at,
+            },
+        )
+    }
+}
+
+struct Ctx<'c, F: Filter, B: Base, T: Scalar> {
+    filter: &'c F,
+    base: &'c B,
+    coefs: &'c [B::Coef<T>],
+    prep: GradPrep<T>,
+    used: [bool; 3],
+    scope_all: bool,
+    track: bool,
+    t: u64,
+}
+
+/// A splitmix64-style mix of (seed, a, b) for per-step, per-block seeds.
+pub(crate) fn mix_seed(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z = seed
+        ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(17);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
+    /// Builds an optimizer for the tensors of `params` (names and shapes; their
+    /// current values are θ_pre for [`OptimConfig::pull`]).
+    ///
+    /// Errors: a bad hyperparameter (lr < 0, α ∉ (0, 1], ...), a filter that
+    /// cannot work with the base (momentum filter on RMSProp/SGD without
+    /// momentum, mv/gv without a second moment), an empty tensor or block,
+    /// a partition that does not fit.
+    pub fn new(
+        filter: F,
+        base: B,
+        config: OptimConfig,
+        params: &ParamStore<T>,
+    ) -> Result<Self, OptimError> {
+        base.validate()?;
+        filter.check(&base)?;
+        if let Some(c) = config.clip.max_norm {
+            super::base::check_nonneg("clip.max_norm", c)?;
+        }
+        if let Some(c) = config.clip.max_value {
+            super::base::check_nonneg("clip.max_value", c)?;
+        }
+        if let Some(Pull::L1 { lambda } | Pull::L2 { lambda }) = config.pull {
+            super::base::check_nonneg("pull.lambda", lambda)?;
+        }
+        let defaults = ResolvedGroup {
+            name: "default".to_string(),
+            lr: base.lr(),
+            weight_decay: base.weight_decay(),
+            fraction: filter.fraction(),
+            filtered: true,
+        };
+        let layout = Layout::build(params, &config.groups, defaults, &config.partition)?;
+        let used = base.buffers().map(|b| b.is_some());
+        let state = layout
+            .tensors
+            .iter()
+            .map(|t| {
+                used.map(|u| {
+                    if u {
+                        vec![T::zero(); t.numel]
+                    } else {
+                        Vec::new()
+                    }
+                })
+            })
+            .collect();
+        let pre = config
+            .pull
+            .map(|_| params.iter().map(|p| p.as_slice().to_vec()).collect());
+        let runtime = layout
+            .blocks
+            .iter()
+            .map(|b| BlockRuntime {
+                track: if config.track_selection {
+                    vec![0u8; b.len]
+                } else {
+                    Vec::new()
+                },
+                ..BlockRuntime::default()
+            })
+            .collect();
+        Ok(Optimizer {
+            filter,
+            base,
+            config,
+            layout,
+            state,
+            pre,
+            runtime,
+            scalars: BaseScalars::default(),
+            step: 0,
+            skipped: 0,
+        })
+    }
+
+    /// An optimizer with the default configuration (one group, one block per
+    /// tensor, constant lr, decay scope `Selected`): the quick way to run
+    /// full-batch Adam/MoFO/Lion/random BCD/HFT on a few vectors.
+    pub fn simple(filter: F, base: B, params: &ParamStore<T>) -> Result<Self, OptimError> {
+        Self::new(filter, base, OptimConfig::default(), params)
+    }
+
+    /// Number of steps taken (skipped steps not counted).
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Number of steps skipped for non-finite gradients.
+    pub fn skipped_steps(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The base.
+    pub fn base(&self) -> &B {
+        &self.base
+    }
+
+    /// The filter.
+    pub fn filter(&self) -> &F {
+        &self.filter
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OptimConfig {
+        &self.config
+    }
+
+    /// The tensors, groups and blocks.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Replaces the learning-rate schedule.
+    pub fn set_schedule(&mut self, schedule: Schedule) {
+        self.config.schedule = schedule;
+    }
+
+    /// Sets the base learning rate η of every group (before the schedule).
+    pub fn set_lr(&mut self, lr: f64) -> Result<(), OptimError> {
+        super::base::check_lr(lr)?;
+        for g in &mut self.layout.groups {
+            g.lr = lr;
+        }
+        self.base.set_lr(lr);
+        Ok(())
+    }
+
+    /// The learning rate of each group at the next step.
+    pub fn next_lrs(&self) -> Vec<f64> {
+        self.layout
+            .groups
+            .iter()
+            .map(|g| self.config.schedule.lr(self.step + 1, g.lr))
+            .collect()
+    }
+
+    /// Clears the "updated since the reference point" marks (selection tracking).
+    pub fn reset_reference(&mut self) {
+        for rt in &mut self.runtime {
+            for b in &mut rt.track {
+                *b &= 1;
+            }
+            rt.ever = 0;
+        }
+    }
+
+    /// A state buffer of a tensor by name (`exp_avg`, `exp_avg_sq`, ...).
+    pub fn buffer(&self, tensor: &str, buffer: &str) -> Option<&[T]> {
+        let ti = *self.layout.index.get(tensor)?;
+        let slot = self
+            .base
+            .buffers()
+            .iter()
+            .position(|b| *b == Some(buffer))?;
+        Some(&self.state[ti][slot])
+    }
+
+    fn check_store(&self, store: &ParamStore<T>) -> Result<(), OptimError> {
+        for t in &self.layout.tensors {
+            let p = store
+                .get(&t.name)
+                .ok_or_else(|| ParamError::Missing(t.name.clone()))?;
+            if p.shape() != t.shape.as_slice() {
+                return Err(ParamError::Shape {
+                    name: t.name.clone(),
+                    got: p.shape().to_vec(),
+                    expected: t.shape.clone(),
+                }
+                .into());
+            }
+        }
+        if store.len() != self.layout.tensors.len() {
+            let extra = store
+                .names()
+                .find(|n| !self.layout.index.contains_key(*n))
+                .unwrap_or("?");
+            return Err(ParamError::Missing(extra.to_string()).into());
+        }
+        Ok(())
+    }
+
+    /// First non-finite gradient (tensor, index) and the sum of squares of
+    /// the value-clipped gradient (f64, fixed order).
+    fn scan_grads(&self, grads: &[&[T]], prep: &GradPrep<T>) -> (Option<(usize, usize)>, f64) {
+        let want_norm = self.config.clip.max_norm.is_some();
+        let items: Vec<(usize, usize)> = grads
+            .iter()
+            .enumerate()
+            .flat_map(|(ti, g)| (0..g.len().div_ceil(CHUNK)).map(move |c| (ti, c * CHUNK)))
+            .collect();
+        let parts: Vec<(Option<usize>, f64)> = items
+            .par_iter()
+            .map(|&(ti, start)| {
+                let g = &grads[ti][start..(start + CHUNK).min(grads[ti].len())];
+                let bad = g.iter().position(|x| !x.is_finite()).map(|i| start + i);
+                let ss = if want_norm && bad.is_none() {
+                    g.iter()
+                        .map(|&x| {
+                            let x = prep.clip(x).as_f64();
+                            x * x
+                        })
+                        .sum()
+                } else {
+                    0.0
+                };
+                (bad, ss)
+            })
+            .collect();
+        let mut total = 0.0;
+        for (&(ti, _), (bad, ss)) in items.iter().zip(parts) {
+            if let Some(i) = bad {
+                return (Some((ti, i)), total);
+            }
+            total += ss;
+        }
+        (None, total)
+    }
+
+    fn block_modes(&self, t: u64) -> Vec<BlockMode> {
+        let mode = self.filter.mode();
+        let mut modes: Vec<BlockMode> = self
+            .layout
+            .blocks
+            .iter()
+            .map(|b| {
+                let g = &self.layout.groups[b.group];
+                if !g.filtered {
+                    return BlockMode::Full;
+                }
+                match mode {
+                    FilterMode::All | FilterMode::BlockRandom { .. } => BlockMode::Full,
+                    FilterMode::Scored | FilterMode::Random { .. } => {
+                        let k = selection_count(g.fraction, b.len);
+                        if k >= b.len {
+                            BlockMode::Full
+                        } else {
+                            BlockMode::Cut(k)
+                        }
+                    }
+                }
+            })
+            .collect();
+        if let FilterMode::BlockRandom { seed } = mode {
+            let mut members: Vec<Vec<usize>> = vec![Vec::new(); self.layout.num_hft_groups];
+            for (i, b) in self.layout.blocks.iter().enumerate() {
+                if self.layout.groups[b.group].filtered {
+                    members[b.hft_group].push(i);
+                }
+            }
+            for (gi, m) in members.iter().enumerate() {
+                if m.is_empty() {
+                    continue;
+                }
+                let keep = selection_count(0.5, m.len());
+                let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, t, gi as u64));
+                let chosen = rand::seq::index::sample(&mut rng, m.len(), keep);
+                for &bi in m {
+                    modes[bi] = BlockMode::Frozen;
+                }
+                for j in chosen.iter() {
+                    modes[m[j]] = BlockMode::Full;
+                }
+            }
+        }
+        modes
+    }
+
+    /// One optimizer step: updates `params` in place from `grads` (same
+    /// names and shapes as the store the optimizer was built from).
+    ///
+    /// On a non-finite gradient, returns [`OptimError::NonFinite`] (or, with
+    /// [`NonFinitePolicy::Skip`], returns skipped statistics); parameters and
+    /// state are untouched either way.
+    pub fn step(
+        &mut self,
+        params: &mut ParamStore<T>,
+        grads: &ParamStore<T>,
+    ) -> Result<StepStats, OptimError> {
+        self.check_store(params)?;
+        self.check_store(grads)?;
+        let t = self.step + 1;
+        let gslices: Vec<&[T]> = self
+            .layout
+            .tensors
+            .iter()
+            .map(|ti| grads.get(&ti.name).expect("checked above").as_slice())
+            .collect();
+        let mut prep = GradPrep::identity();
+        prep.clip_value = self.config.clip.max_value.map(T::of);
+        let (bad, sumsq) = self.scan_grads(&gslices, &prep);
+        if let Some((ti, index)) = bad {
+            return match self.config.non_finite {
+                NonFinitePolicy::Error => Err(OptimError::NonFinite {
+                    name: self.layout.tensors[ti].name.clone(),
+                    index,
+                }),
+                NonFinitePolicy::Skip => {
+                    self.skipped += 1;
+                    Ok(StepStats {
+                        step: self.step,
+                        skipped: true,
+                        lrs: Vec::new(),
+                        grad_norm: None,
+                        blocks: Vec::new(),
+                        selected: 0,
+                        total: self.layout.num_elements(),
+                        ever_updated_share: None,
+                    })
+                }
+            };
+        }
+        let grad_norm = self.config.clip.max_norm.map(|_| sumsq.sqrt());
+        if let (Some(max), Some(norm)) = (self.config.clip.max_norm, grad_norm) {
+            if norm > max {
+                // PyTorch's clip_grad_norm_: g · max/(norm + 1e-6).
+                prep.scale = Some(T::of(max / (norm + 1e-6)));
+            }
+        }
+        prep.pull = self.config.pull.map(|p| match p {
+            Pull::L1 { lambda } => (true, T::of(lambda)),
+            Pull::L2 { lambda } => (false, T::of(lambda)),
+        });
+        let lrs: Vec<f64> = self
+            .layout
+            .groups
+            .iter()
+            .map(|g| self.config.schedule.lr(t, g.lr))
+            .collect();
+        for &lr in &lrs {
+            super::base::check_lr(lr)?;
+        }
+        let mut scalars = self.scalars;
+        self.base.advance_scalars(t, &mut scalars);
+        let coefs: Vec<B::Coef<T>> = self
+            .layout
+            .groups
+            .iter()
+            .zip(&lrs)
+            .map(|(g, &lr)| self.base.coef::<T>(t, lr, g.weight_decay, &scalars))
+            .collect();
+        let modes = self.block_modes(t);
+        let ctx = Ctx {
+            filter: &self.filter,
+            base: &self.base,
+            coefs: &coefs,
+            prep,
+            used: self.base.buffers().map(|b| b.is_some()),
+            scope_all: self.config.decay_scope == DecayScope::All,
+            track: self.config.track_selection,
+            t,
+        };
+
+        // Mutable views of every block's pieces, in block order.
+        let layout = &self.layout;
+        let mut pslices: Vec<Option<&mut [T]>> = (0..layout.tensors.len()).map(|_| None).collect();
+        for p in params.iter_mut() {
+            let ti = layout.index[&p.name];
+            pslices[ti] = Some(p.as_slice_mut());
+        }
+        let mut views: Vec<Vec<View<'_, T>>> = layout.blocks.iter().map(|_| Vec::new()).collect();
+        for ((ti, st), pslice) in self.state.iter_mut().enumerate().zip(pslices) {
+            let [a, b, c] = st;
+            let mut rest = View {
+                p: pslice.expect("checked above"),
+                g: gslices[ti],
+                pre: self.pre.as_ref().map(|v| v[ti].as_slice()).unwrap_or(&[]),
+                s: [a.as_mut_slice(), b.as_mut_slice(), c.as_mut_slice()],
+                off: 0,
+            };
+            for &(bi, si) in &layout.tensor_segments[ti] {
+                let seg = layout.blocks[bi].segments[si];
+                let (mut head, tail) = rest.split(seg.len);
+                rest = tail;
+                head.off = seg.block_offset;
+                // Cut the piece into chunks for parallelism within the block.
+                while head.len() > CHUNK {
+                    let (h, t2) = head.split(CHUNK);
+                    views[bi].push(h);
+                    head = t2;
+                }
+                views[bi].push(head);
+            }
+        }
+        let block_stats: Vec<BlockStats> = views
+            .into_par_iter()
+            .zip(self.runtime.par_iter_mut())
+            .zip(modes.par_iter())
+            .enumerate()
+            .map(|(bi, ((chunks, rt), &mode))| {
+                let info = &layout.blocks[bi];
+                process_block(&ctx, bi, info.group, info.len, rt, chunks, mode)
+            })
+            .collect();
+        self.step = t;
+        self.scalars = scalars;
+        let selected = block_stats.iter().map(|b| b.selected).sum();
+        let total = layout.num_elements();
+        let ever_updated_share = self
+            .config
+            .track_selection
+            .then(|| self.runtime.iter().map(|r| r.ever).sum::<usize>() as f64 / total as f64);
+        Ok(StepStats {
+            step: t,
+            skipped: false,
+            lrs,
+            grad_norm,
+            blocks: block_stats,
+            selected,
+            total,
+            ever_updated_share,
+        })
+    }
+}
+
+fn process_block<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    block_index: usize,
+    group: usize,
+    len: usize,
+    rt: &mut BlockRuntime,
+    mut chunks: Vec<View<'_, T>>,
+    mode: BlockMode,
+) -> BlockStats {
+    let c = &ctx.coefs[group];
+    let mut threshold = None;
+    let mut cut: Option<Cut> = None;
+    let mut tie_before: Vec<usize> = Vec::new();
+    if let BlockMode::Cut(k) = mode {
+        rt.keys.resize(len, 0);
+        let mut key_slices: Vec<&mut [u64]> = Vec::with_capacity(chunks.len());
+        let mut rest = rt.keys.as_mut_slice();
+        for ch in &chunks {
+            let (h, tl) = rest.split_at_mut(ch.len());
+            key_slices.push(h);
+            rest = tl;
+        }
+        chunks
+            .par_iter()
+            .zip(key_slices.into_par_iter())
+            .for_each(|(ch, keys)| fill_keys(ctx, c, block_index, ch, keys));
+        let ct = rt.topk.cut(&rt.keys, k);
+        threshold = Some(key_to_f64::<T>(ct.threshold_key));
+        // Ties at τ seen before each chunk (the tie quota goes to smaller indices).
+        let counts: Vec<usize> = chunks
+            .par_iter()
+            .map(|ch| {
+                rt.keys[ch.off..ch.off + ch.len()]
+                    .iter()
+                    .filter(|&&k| k == ct.threshold_key)
+                    .count()
+            })
+            .collect();
+        let mut acc = 0;
+        tie_before = counts
+            .iter()
+            .map(|&n| {
+                let b = acc;
+                acc += n;
+                b
+            })
+            .collect();
+        cut = Some(ct);
+    }
+    let mut track_slices: Vec<&mut [u8]> = Vec::with_capacity(chunks.len());
+    if ctx.track {
+        let mut rest = rt.track.as_mut_slice();
+        for ch in &chunks {
+            let (h, tl) = rest.split_at_mut(ch.len());
+            track_slices.push(h);
+            rest = tl;
+        }
+    } else {
+        track_slices.resize_with(chunks.len(), || &mut []);
+    }
+    let keys = &rt.keys;
+    let (selected, overlap, newly) = chunks
+        .par_iter_mut()
+        .zip(track_slices.into_par_iter())
+        .enumerate()
+        .map(|(ci, (ch, track))| {
+            let dec = cut.map(|ct| {
+                Cut {
+                    ties_taken: ct.ties_taken.saturating_sub(tie_before[ci]),
+                    ..ct
+                }
+                .decider()
+            });
+            let ks = if cut.is_some() {
+                &keys[ch.off..ch.off + ch.len()]
+            } else {
+                &[][..]
+            };
+            apply_chunk(ctx, c, ch, ks, dec, mode == BlockMode::Full, track)
+        })
+        .reduce(|| (0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+    rt.ever += newly;
+    BlockStats {
+        selected,
+        len,
+        threshold,
+        overlap: (ctx.track && ctx.t > 1 && selected > 0).then(|| overlap as f64 / selected as f64),
+    }
+}
+
+#[inline(always)]
+fn load<T: Scalar>(s: &[&mut [T]; 3], used: [bool; 3], i: usize) -> [T; 3] {
+    let mut out = [T::zero(); 3];
+    for j in 0..3 {
+        if used[j] {
+            out[j] = s[j][i];
+        }
+    }
+    out
+}
+
+fn fill_keys<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    block_index: usize,
+    v: &View<'_, T>,
+    keys: &mut [u64],
+) {
+    match ctx.filter.mode() {
+        FilterMode::Random { seed } => {
+            let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, ctx.t, block_index as u64));
+            rng.set_word_pos(2 * v.off as u128);
+            for k in keys.iter_mut() {
+                *k = rng.next_u64();
+            }
+        }
+        _ => {
+            let has_pre = !v.pre.is_empty();
+            for (i, k) in keys.iter_mut().enumerate() {
+                let p = v.p[i];
+                let pre = if has_pre { v.pre[i] } else { T::zero() };
+                let g = ctx.prep.apply(v.g[i], p, pre);
+                let s = load(&v.s, ctx.used, i);
+                *k = ctx.filter.score(ctx.base, c, p, g, &s).abs_key();
+            }
+        }
+    }
+}
+
+fn apply_chunk<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    v: &mut View<'_, T>,
+    keys: &[u64],
+    mut dec: Option<Decider>,
+    full: bool,
+    track: &mut [u8],
+) -> (usize, usize, usize) {
+    let n = v.len();
+    let has_pre = !v.pre.is_empty();
+    let used = ctx.used;
+    let mut selected = 0;
+    let mut overlap = 0;
+    let mut newly = 0;
+    for i in 0..n {
+        let p = v.p[i];
+        let pre = if has_pre { v.pre[i] } else { T::zero() };
+        let g = ctx.prep.apply(v.g[i], p, pre);
+        let mut s = load(&v.s, used, i);
+        let pn = ctx.base.update(c, p, g, &mut s);
+        for (j, &u) in used.iter().enumerate() {
+            if u {
+                v.s[j][i] = s[j];
+            }
+        }
+        let sel = match &mut dec {
+            Some(d) => d.take(keys[i]),
+            None => full,
+        };
+        if sel {
+            v.p[i] = pn;
+            selected += 1;
+        } else if ctx.scope_all {
+            v.p[i] = ctx.base.decay_only(c, p);
+        }
+        if ctx.track {
+            let old = track[i];
+            if sel {
+                overlap += (old & 1) as usize;
+                newly += ((old & 2) == 0) as usize;
+                track[i] = 3;
+            } else {
+                track[i] = old & 2;
+            }
+        }
+    }
+    (selected, overlap, newly)
+}
