@@ -27,7 +27,12 @@ use crate::model::safetensors_io::{
     params_from_file, params_to_tensors, serialize_tensors, OutTensor,
 };
 use crate::model::{HfExtras, LlamaConfig, LlamaModel, SafetensorsFile};
+use crate::optim::trace::Trace;
+use crate::optim::{
+    Adam, Base, Filter, Lion, Momentum, NAdam, NoFilter, Optimizer, OptimizerSpec, Pull,
+};
 use crate::tokenizer::{ByteTokenizer, HfTokenizer, Tokenizer};
+use crate::ParamStore;
 
 /// A fuzz target body: parses arbitrary bytes, never panics.
 pub type Target = fn(&[u8]);
@@ -40,6 +45,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tokenizer_json", tokenizer_json),
     ("token_ids_json", token_ids_json),
     ("text_data", text_data),
+    ("optim_trace", optim_trace),
+    ("optim_state", optim_state),
+    ("optim_spec", optim_spec),
 ];
 
 /// The tiny architecture the weight and token-id targets check against:
@@ -79,7 +87,10 @@ pub fn config_json(data: &[u8]) {
         cfg.validate().expect("a parsed config validates");
         // The layout is bounded by the parser's size limit: cheap to list.
         let n = cfg.model.param_shapes().len();
-        assert_eq!(n, 2 + 9 * cfg.model.num_hidden_layers + usize::from(!cfg.model.tie_word_embeddings));
+        assert_eq!(
+            n,
+            2 + 9 * cfg.model.num_hidden_layers + usize::from(!cfg.model.tie_word_embeddings)
+        );
     }
 }
 
@@ -103,7 +114,10 @@ pub fn safetensors_weights(data: &[u8]) {
     };
     let _ = file.metadata().len();
     for name in file.names() {
-        let shape = file.shape(name).expect("a listed name has a shape").to_vec();
+        let shape = file
+            .shape(name)
+            .expect("a listed name has a shape")
+            .to_vec();
         let _ = file.dtype(name).expect("a listed name has a dtype");
         if let Ok(values) = file.read_float::<f32>(name) {
             assert_eq!(values.shape(), shape.as_slice());
@@ -164,7 +178,10 @@ pub fn token_ids_json(data: &[u8]) {
         let t = ids[0].len();
         assert!((2..=cfg.max_position_embeddings).contains(&t));
         assert!(ids.iter().all(|s| s.len() == t));
-        assert!(ids.iter().flatten().all(|&id| (id as usize) < cfg.vocab_size));
+        assert!(ids
+            .iter()
+            .flatten()
+            .all(|&id| (id as usize) < cfg.vocab_size));
     }
 }
 
@@ -189,6 +206,167 @@ pub fn text_data(data: &[u8]) {
             let _ = tok.decode(&ids);
         }
     });
+}
+
+/// `mofo-trace/1` optimizer traces (what `mofo replay` reads) through
+/// [`Trace::parse`]; an accepted trace that is small (≤ 16 steps, ≤ 4096
+/// values per step) is also run in f32 and compared with its expected values,
+/// which must not panic whatever the hyperparameters.
+pub fn optim_trace(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(trace) = Trace::parse(text) else {
+        return;
+    };
+    assert_eq!(trace.init.len(), trace.blocks.len());
+    let per_step: usize = trace.init.iter().map(Vec::len).sum();
+    if trace.grads.len() <= 16 && per_step <= 4096 {
+        if let Ok(run) = trace.run::<f32>() {
+            assert_eq!(run.len(), trace.grads.len());
+            let _ = trace.compare(&run);
+        }
+    }
+}
+
+/// The parameters the optimizer-state targets are built for: `w` [3, 4]
+/// and `b` [4] (values 0.1·i).
+pub fn tiny_params() -> ParamStore<f32> {
+    let mut p = ParamStore::new();
+    p.insert_vec("w", &[3, 4], (0..12).map(|i| 0.1 * i as f32).collect())
+        .expect("fresh name");
+    p.insert_vec("b", &[4], (0..4).map(|i| 0.1 * i as f32).collect())
+        .expect("fresh name");
+    p
+}
+
+/// MoFO (momentum filter, α = 0.5) on Adam with an L2 pull to θ_pre and
+/// selection tracking: the state file with every optional part.
+fn state_mofo() -> Optimizer<Momentum, Adam, f32> {
+    let mut spec = OptimizerSpec::method("mofo", 1e-2, 0.5, 0).expect("known method");
+    spec.track_selection = true;
+    spec.pull = Some(Pull::L2 { lambda: 0.1 });
+    Optimizer::new(
+        Momentum::new(0.5),
+        Adam::new(1e-2),
+        spec.config(),
+        &tiny_params(),
+    )
+    .expect("valid optimizer")
+}
+
+/// NAdam (scalar base state μ-product) without filter.
+fn state_nadam() -> Optimizer<NoFilter, NAdam, f32> {
+    let spec = OptimizerSpec::method("nadam", 1e-2, 0.5, 0).expect("known method");
+    Optimizer::new(NoFilter, NAdam::default(), spec.config(), &tiny_params())
+        .expect("valid optimizer")
+}
+
+/// Lion with the momentum filter (one buffer).
+fn state_lion() -> Optimizer<Momentum, Lion, f32> {
+    let spec = OptimizerSpec::method("lion_mofo", 1e-3, 0.5, 0).expect("known method");
+    Optimizer::new(
+        Momentum::new(0.5),
+        Lion::default(),
+        spec.config(),
+        &tiny_params(),
+    )
+    .expect("valid optimizer")
+}
+
+/// 64-bit FNV-1a, the optimizer state file's checksum.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Loads state bytes into `opt`; on success takes one step, which must not
+/// panic whatever the loaded counters and buffers hold.
+fn load_and_step<F: Filter, B: Base>(mut opt: Optimizer<F, B, f32>, bytes: &[u8]) {
+    if opt.load_bytes(bytes).is_ok() {
+        let mut params = tiny_params();
+        let mut grads = params.zeros_like();
+        for p in grads.iter_mut() {
+            p.as_slice_mut().iter_mut().for_each(|g| *g = 0.5);
+        }
+        let _ = opt.step(&mut params, &grads);
+    }
+}
+
+/// Optimizer state files (`optimizer.state`, [`Optimizer::save`]) through
+/// [`Optimizer::load_bytes`] into three optimizers (MoFO-Adam with pull and
+/// tracking, NAdam, MoFO-Lion), then one step. The first byte is a switch:
+/// when odd, the trailing FNV-1a checksum is recomputed over the rest, so
+/// that mutations get past the checksum into the metadata and payload
+/// checks.
+pub fn optim_state(data: &[u8]) {
+    let Some((&flag, rest)) = data.split_first() else {
+        return;
+    };
+    let mut bytes = rest.to_vec();
+    if flag & 1 == 1 && bytes.len() >= 8 {
+        let body = bytes.len() - 8;
+        let sum = fnv1a(&bytes[..body]);
+        bytes[body..].copy_from_slice(&sum.to_le_bytes());
+    }
+    load_and_step(state_mofo(), &bytes);
+    load_and_step(state_nadam(), &bytes);
+    load_and_step(state_lion(), &bytes);
+}
+
+/// Optimizer spec files (the optimizer part of experiment files) through
+/// [`OptimizerSpec::from_json`] and [`OptimizerSpec::from_toml`]; an
+/// accepted spec is built for [`tiny_params`] and takes two steps.
+pub fn optim_spec(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for spec in [
+        OptimizerSpec::from_json(text),
+        OptimizerSpec::from_toml(text),
+    ] {
+        let Ok(spec) = spec else {
+            continue;
+        };
+        let mut params = tiny_params();
+        let Ok(mut opt) = spec.build(&params) else {
+            continue;
+        };
+        let mut grads = params.zeros_like();
+        for p in grads.iter_mut() {
+            p.as_slice_mut().iter_mut().for_each(|g| *g = -0.25);
+        }
+        for _ in 0..2 {
+            let _ = opt.step(&mut params, &grads);
+        }
+    }
+}
+
+/// The bytes an optimizer writes with [`Optimizer::save`] after `steps`
+/// steps (through a temporary file: `save` writes atomically to a path).
+fn saved_state<F: Filter, B: Base>(
+    mut opt: Optimizer<F, B, f32>,
+    steps: usize,
+    tag: &str,
+) -> Vec<u8> {
+    let mut params = tiny_params();
+    let mut grads = params.zeros_like();
+    for (i, p) in grads.iter_mut().enumerate() {
+        p.as_slice_mut()
+            .iter_mut()
+            .enumerate()
+            .for_each(|(j, g)| *g = ((i * 7 + j) % 5) as f32 - 2.0);
+    }
+    for _ in 0..steps {
+        opt.step(&mut params, &grads).expect("finite step");
+    }
+    let path =
+        std::env::temp_dir().join(format!("mofo-fuzz-seed-{}-{tag}.state", std::process::id()));
+    opt.save(&path).expect("temp dir writable");
+    let bytes = std::fs::read(&path).expect("just written");
+    let _ = std::fs::remove_file(&path);
+    bytes
 }
 
 /// A word-level `tokenizer.json` (lowercasing, whitespace pre-tokenizer,
@@ -233,6 +411,25 @@ pub fn bpe_tokenizer_json() -> String {
     .to_string()
 }
 
+/// A two-block, two-step MoFO-Adam trace in the `mofo-trace/1` format.
+pub fn tiny_trace_json() -> String {
+    serde_json::json!({
+        "format": "mofo-trace/1", "name": "tiny",
+        "base": {"kind": "adam", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8,
+            "weight_decay": 0.0, "amsgrad": false},
+        "filter": {"kind": "momentum", "fraction": 0.5, "weight_decay_scope": "selected"},
+        "lr_schedule": [0.01, 0.005],
+        "blocks": [{"name": "w", "shape": [2, 2], "filtered": true},
+                   {"name": "b", "shape": [3], "filtered": false}],
+        "init": {"w": [0.1, -0.2, 0.3, -0.4], "b": [1.0, 2.0, 3.0]},
+        "grads": [{"w": [0.5, 0.1, -0.3, 0.2], "b": [0.1, 0.1, 0.1]},
+                  {"w": [-0.5, 0.2, 0.3, 0.0], "b": [0.0, -0.1, 0.2]}],
+        "expected": [{"w": [0.09, -0.2, 0.31, -0.4], "b": [0.99, 1.99, 2.99]},
+                     {"w": [0.095, -0.205, 0.305, -0.4], "b": [0.99, 1.995, 2.985]}]
+    })
+    .to_string()
+}
+
 /// Seed inputs for target `name`, written by this crate's own writers
 /// (configs and weights of the [`tiny_config`] models, the tokenizers
 /// above, token-id batches); empty for an unknown name.
@@ -272,6 +469,27 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
             b"[[1, 2, 3, 4], [5, 0, 1, 2]]".to_vec(),
             b"[[0,5]]".to_vec(),
         ],
+        "optim_trace" => vec![tiny_trace_json().into_bytes()],
+        "optim_state" => [
+            saved_state(state_mofo(), 3, "mofo"),
+            saved_state(state_nadam(), 2, "nadam"),
+            saved_state(state_lion(), 1, "lion"),
+        ]
+        .into_iter()
+        .flat_map(|b| [[&[1u8][..], &b].concat(), [&[0u8][..], &b].concat()])
+        .collect(),
+        "optim_spec" => {
+            let mut spec = OptimizerSpec::method("mofo", 1e-3, 0.1, 3).expect("known method");
+            spec.track_selection = true;
+            let json = serde_json::to_string_pretty(&spec).expect("spec serializes");
+            let toml = toml::to_string(&spec).unwrap_or_default();
+            let hft = OptimizerSpec::method("hft", 1e-3, 0.1, 3).expect("known method");
+            vec![
+                json.into_bytes(),
+                toml.into_bytes(),
+                serde_json::to_vec(&hft).expect("spec serializes"),
+            ]
+        }
         "text_data" => vec![
             b"Hello world! hello mofo.\nSecond line\twith tabs.\n".to_vec(),
             "ünïcödé — 日本語 🦀\r\n".as_bytes().to_vec(),

@@ -148,8 +148,46 @@ fn token_ids_beyond_u32_and_vocab_are_rejected() {
         "[]",
     ] {
         fuzzing::token_ids_json(text.as_bytes());
-        assert!(parse_input_ids(text, &cfg).is_err(), "{text} must be rejected");
+        assert!(
+            parse_input_ids(text, &cfg).is_err(),
+            "{text} must be rejected"
+        );
     }
     let long = format!("[[{}]]", vec!["1"; 17].join(","));
-    assert!(parse_input_ids(&long, &cfg).is_err(), "17 > max_position_embeddings 16");
+    assert!(
+        parse_input_ids(&long, &cfg).is_err(),
+        "17 > max_position_embeddings 16"
+    );
+}
+
+/// Found by the `tokenizer_json` campaign: a `\u` escape that is not a code
+/// point inside `"decoder"` made `tokenizers` 0.22 panic (`expect("Helper")`)
+/// instead of returning an error.
+#[test]
+fn tokenizer_with_a_bad_escape_in_the_decoder_is_an_error() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz/tokenizer_json-decoder-bad-unicode-escape.json");
+    let bytes = std::fs::read(&path).unwrap();
+    fuzzing::tokenizer_json(&bytes);
+    let err = HfTokenizer::from_bytes(&bytes).expect_err("must be rejected");
+    assert!(err.to_string().contains("unicode"), "{err}");
+}
+
+/// A `Precompiled` normalizer whose charsmap is not base64 bytes: `tokenizers`
+/// 0.22 `expect`s it to parse (panic); we check it first.
+#[test]
+fn tokenizer_with_a_bad_precompiled_normalizer_is_an_error() {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fuzzing::word_level_tokenizer_json()).unwrap();
+    for charsmap in [
+        serde_json::json!(5),
+        serde_json::json!("not base64 !!"),
+        serde_json::json!(null),
+    ] {
+        v["normalizer"] =
+            serde_json::json!({"type": "Precompiled", "precompiled_charsmap": charsmap});
+        let bytes = v.to_string().into_bytes();
+        fuzzing::tokenizer_json(&bytes);
+        assert!(HfTokenizer::from_bytes(&bytes).is_err(), "{v}");
+    }
 }

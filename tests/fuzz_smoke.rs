@@ -7,7 +7,7 @@
 //! the input. No libFuzzer, no nightly: seconds in the default test profile.
 //!
 //! `MOFO_FUZZ_SMOKE_MUTATIONS=N` changes the number of mutations per target
-//! (default 1500). `MOFO_WRITE_SEEDS=1 cargo test --test fuzz_smoke
+//! (default 3000). `MOFO_WRITE_SEEDS=1 cargo test --test fuzz_smoke
 //! write_seed_corpus -- --ignored` rewrites the generated seed files.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -39,15 +39,19 @@ fn corpus_files(name: &str) -> Vec<Vec<u8>> {
 
 /// Reference files used as extra seeds (the real Hugging Face outputs).
 fn reference_files(name: &str) -> Vec<Vec<u8>> {
-    let models = crate_root().join("../shared/reference/models");
-    let file = match name {
-        "config_json" => "config.json",
-        "safetensors_weights" => "model.safetensors",
+    let reference = crate_root().join("../shared/reference");
+    let paths = |dir: &str, files: [&str; 2]| files.map(|f| reference.join(dir).join(f));
+    let models = ["tiny-llama", "tiny-llama-gqa-tied"];
+    let files = match name {
+        "config_json" => models.map(|m| reference.join("models").join(m).join("config.json")),
+        "safetensors_weights" => {
+            models.map(|m| reference.join("models").join(m).join("model.safetensors"))
+        }
+        "optim_trace" => paths("optim", ["mofo_adam_momentum.json", "lion.json"]),
         _ => return Vec::new(),
     };
     let mut out = Vec::new();
-    for model in ["tiny-llama", "tiny-llama-gqa-tied"] {
-        let path = models.join(model).join(file);
+    for path in files {
         match std::fs::read(&path) {
             Ok(bytes) => out.push(bytes),
             Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
@@ -149,7 +153,8 @@ fn mutate(rng: &mut ChaCha8Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
                 } else {
                     rng.random_range(0..=len - 8)
                 };
-                let v: u64 = [u64::MAX, 1 << 40, len as u64, len as u64 - 7, 0][rng.random_range(0..5)];
+                let v: u64 =
+                    [u64::MAX, 1 << 40, len as u64, len as u64 - 7, 0][rng.random_range(0..5)];
                 out[i..i + 8].copy_from_slice(&v.to_le_bytes());
             }
             // Duplicate a range (repeated keys, nested lists).
@@ -189,7 +194,7 @@ fn smoke(name: &str, target: Target) {
     let n: usize = std::env::var("MOFO_FUZZ_SMOKE_MUTATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1500);
+        .unwrap_or(3000);
     let mut rng = ChaCha8Rng::seed_from_u64(0x6d6f666f);
     for m in 0..n {
         let a = &seeds[m % seeds.len()];
@@ -199,14 +204,21 @@ fn smoke(name: &str, target: Target) {
         }
         let b = &seeds[rng.random_range(0..seeds.len())];
         let input = mutate(&mut rng, a, b);
-        run_one(name, target, &input, &format!("mutation {m} of seed {}", m % seeds.len()));
+        run_one(
+            name,
+            target,
+            &input,
+            &format!("mutation {m} of seed {}", m % seeds.len()),
+        );
     }
 }
 
 #[test]
 fn every_target_has_a_wrapper_and_seeds() {
     for (name, _) in TARGETS {
-        let wrapper = crate_root().join("fuzz/fuzz_targets").join(format!("{name}.rs"));
+        let wrapper = crate_root()
+            .join("fuzz/fuzz_targets")
+            .join(format!("{name}.rs"));
         let text = std::fs::read_to_string(&wrapper)
             .unwrap_or_else(|e| panic!("{}: {e}", wrapper.display()));
         assert!(
@@ -214,7 +226,10 @@ fn every_target_has_a_wrapper_and_seeds() {
             "{} must call mofo::fuzzing::{name}",
             wrapper.display()
         );
-        assert!(!corpus_files(name).is_empty(), "fuzz/corpus/{name} has no seed-* file");
+        assert!(
+            !corpus_files(name).is_empty(),
+            "fuzz/corpus/{name} has no seed-* file"
+        );
     }
 }
 
@@ -229,7 +244,10 @@ fn mutations_are_deterministic_and_change_the_input() {
         assert_eq!(x, mutate(&mut b, input, b"[1, 2]"));
         changed += usize::from(x != input);
     }
-    assert!(changed > 90, "only {changed} of 100 mutations changed the input");
+    assert!(
+        changed > 90,
+        "only {changed} of 100 mutations changed the input"
+    );
 }
 
 macro_rules! smoke_tests {
@@ -259,7 +277,10 @@ smoke_tests!(
     safetensors_weights,
     tokenizer_json,
     token_ids_json,
-    text_data
+    text_data,
+    optim_trace,
+    optim_state,
+    optim_spec
 );
 
 /// Writes the generated seeds to `fuzz/corpus/<target>/seed-gen-<i>` (run
