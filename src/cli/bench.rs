@@ -1,17 +1,136 @@
-//! `mofo bench optim|train` (not implemented yet: placeholder until its issue lands).
+//! `mofo bench optim`: one optimizer step of AdamW and of MoFO-AdamW
+//! (α = 0.1) on GPT-2-small-shaped tensors (width scale 0.25, ≈40M
+//! parameters by default), reported as ns/parameter, GB/s (28 bytes per
+//! parameter for Adam: read θ, g, m, v, write θ, m, v) and the MoFO/Adam ratio.
+//! `mofo bench train` belongs to the training issue (not implemented yet).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::json;
 
 use super::CliResult;
+use crate::optim::workload::{count, gpt2_shapes, gpt2_shapes_for, random_stores};
+use crate::optim::{Adam, Momentum, NoFilter, OptimConfig, Optimizer};
+
+/// Arguments of `mofo bench optim`.
+#[derive(Debug, clap::Args)]
+pub struct OptimArgs {
+    /// Approximate number of parameters (default: GPT-2 small at width scale 0.25, ≈40M).
+    #[arg(long)]
+    pub params: Option<usize>,
+    /// Threads (default: rayon's default, all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed steps per optimizer (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    pub reps: usize,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
 
 /// The benchmarks.
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// One optimizer step (Adam and MoFO-Adam) on GPT-2-small-shaped tensors.
-    Optim,
+    Optim(OptimArgs),
     /// Training throughput (forward + backward + AdamW) of the S or M model.
     Train,
 }
 
 /// Runs a benchmark.
-pub fn run(_cmd: BenchCommand) -> CliResult {
-    Err("`mofo bench` is not implemented yet".into())
+pub fn run(cmd: BenchCommand) -> CliResult {
+    match cmd {
+        BenchCommand::Optim(a) => run_optim(a),
+        BenchCommand::Train => {
+            Err("`mofo bench train` is not implemented yet (training issue)".into())
+        }
+    }
+}
+
+fn median_ns(mut f: impl FnMut() -> CliResult, reps: usize) -> Result<f64, super::CliError> {
+    f()?;
+    let mut ts = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        ts.push(t0.elapsed().as_nanos() as f64);
+    }
+    ts.sort_by(|a, b| a.total_cmp(b));
+    Ok(ts[ts.len() / 2])
+}
+
+fn run_optim(a: OptimArgs) -> CliResult {
+    let shapes = match a.params {
+        Some(n) => gpt2_shapes_for(n),
+        None => gpt2_shapes(0.25),
+    };
+    let n = count(&shapes);
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(t) = a.threads {
+        builder = builder.num_threads(t);
+    }
+    let pool = builder.build()?;
+    let threads = pool.current_num_threads();
+    let (adam_ns, mofo_ns) = pool.install(|| -> Result<(f64, f64), super::CliError> {
+        let (mut params, grads) = random_stores(&shapes, 0);
+        let mut adam =
+            Optimizer::new(NoFilter, Adam::adamw(1e-5), OptimConfig::default(), &params)?;
+        let adam_ns = median_ns(
+            || {
+                adam.step(&mut params, &grads)?;
+                Ok(())
+            },
+            a.reps,
+        )?;
+        drop(adam);
+        let mut mofo = Optimizer::new(
+            Momentum::new(0.1),
+            Adam::adamw(1e-5),
+            OptimConfig::default(),
+            &params,
+        )?;
+        let mofo_ns = median_ns(
+            || {
+                mofo.step(&mut params, &grads)?;
+                Ok(())
+            },
+            a.reps,
+        )?;
+        Ok((adam_ns, mofo_ns))
+    })?;
+    let adam_pp = adam_ns / n as f64;
+    let mofo_pp = mofo_ns / n as f64;
+    let gbs = |ns: f64| 28.0 * n as f64 / ns;
+    println!(
+        "optimizer step on {n} parameters ({} tensors), {threads} threads, median of {} steps",
+        shapes.len(),
+        a.reps
+    );
+    println!(
+        "  AdamW      {adam_pp:8.3} ns/param  {:7.2} GB/s  ({:.1} ms/step)",
+        gbs(adam_ns),
+        adam_ns / 1e6
+    );
+    println!(
+        "  MoFO-AdamW {mofo_pp:8.3} ns/param  {:7.2} GB/s  ({:.1} ms/step)  α = 0.1",
+        gbs(mofo_ns),
+        mofo_ns / 1e6
+    );
+    println!("  MoFO/Adam ratio {:.3}", mofo_ns / adam_ns);
+    if let Some(p) = &a.json {
+        let j = json!({
+            "params": n,
+            "threads": threads,
+            "reps": a.reps,
+            "adam_ns_per_param": adam_pp,
+            "mofo_ns_per_param": mofo_pp,
+            "ratio": mofo_ns / adam_ns,
+            "adam_gb_per_s": gbs(adam_ns),
+            "mofo_gb_per_s": gbs(mofo_ns),
+        });
+        crate::io::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
+    }
+    Ok(())
 }

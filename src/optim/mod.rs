@@ -48,6 +48,7 @@ mod state;
 pub mod stats;
 pub mod trace;
 pub mod transform;
+pub mod workload;
 
 pub use base::{Adam, Base, Lion, NAdam, RmsProp, Sgd};
 pub use error::OptimError;
