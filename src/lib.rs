@@ -19,14 +19,18 @@
 pub mod autodiff;
 pub mod cli;
 pub mod cuda;
+pub mod data;
+pub mod experiments;
 pub mod fuzzing;
 pub mod io;
 pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod plot;
 pub mod scalar;
 pub mod tokenizer;
+pub mod train;
 
 pub use params::{Param, ParamError, ParamStore};
 pub use scalar::Scalar;

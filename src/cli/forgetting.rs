@@ -1,12 +1,180 @@
-//! `mofo forgetting` (not implemented yet: placeholder until its issue lands).
+//! `mofo forgetting`: the main job. Pre-trains a small Llama on a generated
+//! world of facts (cached under `--cache`, reused while its configuration is
+//! unchanged), fine-tunes it on a task of another domain with each method
+//! under the same budget and schedule, and reports per method the fine-tune
+//! accuracy, the retained knowledge, the rise of the held-out pre-training
+//! loss, the distance to the pre-trained model and the share of entries
+//! updated (see `mofo::experiments::forgetting`). Writes results.json,
+//! results.csv, table.txt and PNG plots into `--out`.
+
+use std::path::{Path, PathBuf};
 
 use super::CliResult;
+use crate::experiments::forgetting::{
+    report, run_forgetting, ForgettingConfig, MethodConfig, RunOptions,
+};
+use crate::io::write_atomic;
+use crate::train::llama::LlamaBackend;
 
 /// Arguments of `mofo forgetting`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The small preset: finishes in under 2 minutes on 2 cores (release build).
+    #[arg(long)]
+    pub quick: bool,
+    /// Experiment file (TOML or JSON): model size, data, budgets, methods and
+    /// their hyperparameters; merged key by key onto the preset.
+    #[arg(long, value_name = "FILE")]
+    pub experiment: Option<PathBuf>,
+    /// Extra MoFO runs at these α, e.g. 0.05,0.1,0.2.
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    pub alpha_sweep: Vec<f64>,
+    /// Run only these methods (comma-separated builder names).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub methods: Vec<String>,
+    /// Override the number of fine-tuning steps.
+    #[arg(long)]
+    pub finetune_steps: Option<u64>,
+    /// Override the fine-tuning learning rate.
+    #[arg(long)]
+    pub finetune_lr: Option<f64>,
+    /// Override the number of pre-training steps.
+    #[arg(long)]
+    pub pretrain_steps: Option<u64>,
+    /// Output directory.
+    #[arg(long, default_value = "runs/forgetting")]
+    pub out: PathBuf,
+    /// Cache of pre-trained base models (one folder per configuration hash).
+    #[arg(long, default_value = "runs/cache")]
+    pub cache: PathBuf,
+    /// Neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write the summary (`mofo-forgetting/1`) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bars or progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the resolved configuration (JSON) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Sets the size of the global worker pool (once per process).
+pub(crate) fn init_threads(threads: Option<usize>) -> CliResult {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| format!("cannot start {n} worker threads: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Reads an experiment file (TOML by extension `.toml`, JSON otherwise).
+pub fn read_experiment(path: &Path) -> CliResult<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read experiment file {}: {e}", path.display()))?;
+    let is_toml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    let v = if is_toml {
+        let t: toml::Value = toml::from_str(&text)
+            .map_err(|e| format!("experiment file {} is not valid TOML: {e}", path.display()))?;
+        serde_json::to_value(t)?
+    } else {
+        serde_json::from_str(&text)
+            .map_err(|e| format!("experiment file {} is not valid JSON: {e}", path.display()))?
+    };
+    if !v.is_object() {
+        return Err(format!(
+            "experiment file {} must hold a table/object",
+            path.display()
+        )
+        .into());
+    }
+    Ok(v)
+}
+
+/// The configuration the arguments describe.
+pub fn resolve_config(args: &Args) -> CliResult<ForgettingConfig> {
+    let preset = if args.quick {
+        ForgettingConfig::quick_preset()
+    } else {
+        ForgettingConfig::default_preset()
+    };
+    let mut cfg = match &args.experiment {
+        Some(p) => preset
+            .merged(read_experiment(p)?)
+            .map_err(|e| format!("experiment file {}: {e}", p.display()))?,
+        None => preset,
+    };
+    if !args.methods.is_empty() {
+        let mut chosen = Vec::new();
+        for name in &args.methods {
+            let m = cfg
+                .methods
+                .iter()
+                .find(|m| &m.name == name)
+                .cloned()
+                .unwrap_or_else(|| MethodConfig::named(name));
+            chosen.push(m);
+        }
+        cfg.methods = chosen;
+    }
+    if !args.alpha_sweep.is_empty() {
+        cfg.alpha_sweep = args.alpha_sweep.clone();
+    }
+    if let Some(s) = args.finetune_steps {
+        cfg.finetune.steps = s;
+        cfg.finetune.warmup_steps = cfg.finetune.warmup_steps.min(s.saturating_sub(1));
+    }
+    if let Some(lr) = args.finetune_lr {
+        cfg.finetune.lr = lr;
+    }
+    if let Some(s) = args.pretrain_steps {
+        cfg.pretrain.steps = s;
+        cfg.pretrain.warmup_steps = cfg.pretrain.warmup_steps.min(s.saturating_sub(1));
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
 
 /// Runs `mofo forgetting`.
-pub fn run(_args: Args) -> CliResult {
-    Err("`mofo forgetting` is not implemented yet".into())
+pub fn run(args: Args) -> CliResult {
+    let cfg = resolve_config(&args)?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    init_threads(args.threads)?;
+    let opts = RunOptions {
+        out_dir: args.out.clone(),
+        cache_dir: (!args.no_cache).then(|| args.cache.clone()),
+        progress: !args.quiet,
+        verbose: !args.quiet,
+    };
+    let results = run_forgetting(&cfg, &LlamaBackend, &opts)?;
+    print!("{}", report::table(&results));
+    let written = report::write_reports(&results, &args.out)?;
+    if let Some(p) = &args.json {
+        let s = serde_json::to_string_pretty(&report::summary_json(&results))?;
+        write_atomic(p, s.as_bytes()).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    if !args.quiet {
+        eprintln!(
+            "wrote {} files to {} in {:.1}s",
+            written.len(),
+            args.out.display(),
+            results.seconds
+        );
+    }
+    Ok(())
 }

@@ -1,0 +1,3 @@
+//! Experiments: the forgetting comparison of fine-tuning methods.
+
+pub mod forgetting;

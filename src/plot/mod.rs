@@ -1,0 +1,147 @@
+//! Reusable PNG plots (plotters, bitmap backend): labelled scatter plots,
+//! bar charts and line charts. Text uses the bundled DejaVu Sans
+//! (assets/DejaVuSans.ttf), registered once as "sans-serif" before the first
+//! drawing, so no system font is needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub mod bars;
+pub mod lines;
+pub mod scatter;
+
+pub use bars::bar_chart;
+pub use lines::line_chart;
+pub use scatter::{scatter_chart, ScatterSeries};
+
+/// Errors of plotting.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The bundled font could not be registered.
+    #[error("cannot register the bundled font: {0}")]
+    Font(String),
+    /// Drawing or writing the PNG failed.
+    #[error("cannot draw {path}: {reason}")]
+    Draw {
+        /// The PNG being drawn.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// Nothing to plot.
+    #[error("nothing to plot in {0}")]
+    Empty(PathBuf),
+}
+
+/// The font family name used by every plot.
+pub const FONT: &str = "sans-serif";
+
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+/// Registers the bundled font (once per process).
+pub fn ensure_font() -> Result<(), PlotError> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font(FONT, plotters::style::FontStyle::Normal, FONT_BYTES)
+            .map_err(|_| "invalid font data".to_string())
+    })
+    .clone()
+    .map_err(PlotError::Font)
+}
+
+/// The i-th colour of the plots' palette (distinct for the first 12).
+pub fn color(i: usize) -> plotters::style::RGBColor {
+    const C: [(u8, u8, u8); 12] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+        (0, 0, 0),
+        (120, 120, 220),
+    ];
+    let (r, g, b) = C[i % C.len()];
+    plotters::style::RGBColor(r, g, b)
+}
+
+pub(crate) fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
+    PlotError::Draw {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// A range [lo, hi] padded by 5% on each side (and widened if degenerate).
+pub(crate) fn padded(lo: f64, hi: f64) -> (f64, f64) {
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let span = (hi - lo).abs().max(1e-9 + 0.05 * hi.abs().max(lo.abs()));
+    (lo - 0.05 * span, hi + 0.05 * span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_png(p: &Path) -> bool {
+        std::fs::read(p).is_ok_and(|b| b.len() > 2000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
+    }
+
+    #[test]
+    fn draws_every_chart_kind() {
+        let dir = std::env::temp_dir().join(format!("mofo-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = dir.join("s.png");
+        scatter_chart(
+            &s,
+            "t",
+            "x",
+            "y",
+            &[ScatterSeries {
+                name: "a".into(),
+                points: vec![(0.0, 1.0, "p".into()), (1.0, f64::NAN, String::new())],
+            }],
+            None,
+            (300, 200),
+        )
+        .unwrap();
+        assert!(is_png(&s));
+        let b = dir.join("b.png");
+        bar_chart(
+            &b,
+            "t",
+            "y",
+            &[("a".into(), 1.0), ("b".into(), 0.5)],
+            (300, 200),
+        )
+        .unwrap();
+        assert!(is_png(&b));
+        let l = dir.join("l.png");
+        let pts = vec![(1.0, 2.0), (2.0, 1.0), (3.0, 0.5)];
+        line_chart(
+            &l,
+            "t",
+            "x",
+            "y",
+            &[("a".into(), pts.clone())],
+            true,
+            (300, 200),
+        )
+        .unwrap();
+        line_chart(&l, "t", "x", "y", &[("a".into(), pts)], false, (300, 200)).unwrap();
+        assert!(is_png(&l));
+        assert!(matches!(
+            bar_chart(&b, "t", "y", &[], (300, 200)),
+            Err(PlotError::Empty(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,115 @@
+//! Scatter plot of labelled points, one colour per series; points of a
+//! series with more than one point are joined in the given order (e.g. a
+//! sweep over α).
+
+use plotters::prelude::*;
+use std::path::Path;
+
+use super::{color, draw_err, ensure_font, padded, PlotError, FONT};
+
+/// One series of the scatter plot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScatterSeries {
+    /// Legend entry.
+    pub name: String,
+    /// Points (x, y, label drawn beside the point; empty for none).
+    pub points: Vec<(f64, f64, String)>,
+}
+
+/// Draws a scatter chart to `path` (PNG, `size` = width×height); `ranges`
+/// fixes the axes ((x0, x1), (y0, y1)), otherwise they fit the points.
+pub fn scatter_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[ScatterSeries],
+    ranges: Option<((f64, f64), (f64, f64))>,
+    size: (u32, u32),
+) -> Result<(), PlotError> {
+    ensure_font()?;
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| (p.0, p.1)))
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect();
+    if pts.is_empty() {
+        return Err(PlotError::Empty(path.to_path_buf()));
+    }
+    let fold = |f: fn(f64, f64) -> f64, init: f64, sel: fn(&(f64, f64)) -> f64| {
+        pts.iter().map(sel).fold(init, f)
+    };
+    let ((x0, x1), (y0, y1)) = ranges.unwrap_or_else(|| {
+        (
+            padded(
+                fold(f64::min, f64::INFINITY, |p| p.0),
+                fold(f64::max, f64::NEG_INFINITY, |p| p.0),
+            ),
+            padded(
+                fold(f64::min, f64::INFINITY, |p| p.1),
+                fold(f64::max, f64::NEG_INFINITY, |p| p.1),
+            ),
+        )
+    });
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(58)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| draw_err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 15))
+        .draw()
+        .map_err(|e| draw_err(path, e))?;
+    for (i, s) in series.iter().enumerate() {
+        let c = color(i);
+        let finite: Vec<&(f64, f64, String)> = s
+            .points
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        if finite.len() > 1 {
+            chart
+                .draw_series(LineSeries::new(
+                    finite.iter().map(|p| (p.0, p.1)),
+                    c.stroke_width(1),
+                ))
+                .map_err(|e| draw_err(path, e))?;
+        }
+        chart
+            .draw_series(
+                finite
+                    .iter()
+                    .map(|p| Circle::new((p.0, p.1), 5, c.filled())),
+            )
+            .map_err(|e| draw_err(path, e))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
+        chart
+            .draw_series(finite.iter().filter(|p| !p.2.is_empty()).map(|p| {
+                Text::new(
+                    p.2.clone(),
+                    (p.0, p.1),
+                    (FONT, 12).into_font().color(&BLACK),
+                )
+            }))
+            .map_err(|e| draw_err(path, e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(|e| draw_err(path, e))?;
+    root.present().map_err(|e| draw_err(path, e))?;
+    Ok(())
+}
