@@ -21,7 +21,11 @@
 
 use std::path::Path;
 
+use crate::cli::forgetting::parse_experiment;
 use crate::cli::forward::parse_input_ids;
+use crate::data::text_file::text_data_from_bytes;
+use crate::experiments::forgetting::ForgettingConfig;
+use crate::train::TrainState;
 use crate::model::hf_config::HfConfig;
 use crate::model::safetensors_io::{
     params_from_file, params_to_tensors, serialize_tensors, OutTensor,
@@ -48,6 +52,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("optim_trace", optim_trace),
     ("optim_state", optim_state),
     ("optim_spec", optim_spec),
+    ("experiment_file", experiment_file),
+    ("checkpoint", checkpoint),
 ];
 
 /// The tiny architecture the weight and token-id targets check against:
@@ -185,9 +191,19 @@ pub fn token_ids_json(data: &[u8]) {
     }
 }
 
-/// User text: arbitrary bytes through the byte tokenizer (must round-trip
-/// valid UTF-8 exactly) and through a small word-level `tokenizer.json`.
+/// User text (`mofo train --data FILE.txt`): arbitrary bytes through
+/// [`text_data_from_bytes`] with the byte tokenizer (vocabulary 259,
+/// sequences of 8, 10 % validation), and through the byte tokenizer (must
+/// round-trip valid UTF-8 exactly) and a small word-level `tokenizer.json`
+/// directly.
 pub fn text_data(data: &[u8]) {
+    let encode = |t: &str| ByteTokenizer.encode(t).map_err(|e| e.to_string());
+    let path = Path::new("<fuzz>/data.txt");
+    if let Ok(d) = text_data_from_bytes(data.to_vec(), path, &encode, 259, 8, 0.1) {
+        assert!(d.train.len() >= 8, "at least one training window");
+        let _ = d.train_batches(2, 8, 1);
+        let _ = d.validation_batches(2, 8);
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -343,6 +359,79 @@ pub fn optim_spec(data: &[u8]) {
     }
 }
 
+/// Experiment files of `mofo forgetting --experiment` (TOML when the first
+/// byte is odd, JSON otherwise; the rest is the text) through
+/// [`parse_experiment`] and [`ForgettingConfig::merged`] onto the quick
+/// preset; an accepted configuration lists its runs.
+pub fn experiment_file(data: &[u8]) {
+    let Some((&flag, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let path = Path::new("<fuzz>/experiment");
+    let Ok(value) = parse_experiment(text, flag & 1 == 1, path) else {
+        return;
+    };
+    if let Ok(cfg) = ForgettingConfig::quick_preset().merged(value) {
+        cfg.validate().expect("a merged configuration validates");
+        let _ = cfg.runs();
+    }
+}
+
+/// The separator between the files of a [`checkpoint`] input.
+pub const CHECKPOINT_SEPARATOR: &[u8] = b"\n--MOFO-CHECKPOINT-PART--\n";
+
+/// A training checkpoint (`trainer.json`, `model/config.json`,
+/// `model/model.safetensors`, `optimizer.state`, in this order, joined by
+/// [`CHECKPOINT_SEPARATOR`]): the loop state, the weights against the
+/// config read from the same checkpoint, and the optimizer state into a
+/// MoFO-Adam optimizer built for those weights.
+pub fn checkpoint(data: &[u8]) {
+    let parts = split_parts(data);
+    if let Ok(state) = serde_json::from_slice::<TrainState>(parts[0]) {
+        let text = serde_json::to_vec(&state).expect("state serializes");
+        let again: TrainState = serde_json::from_slice(&text).expect("trainer.json round trip");
+        assert_eq!(again.step, state.step);
+    }
+    let (Some(config), Some(weights)) = (parts.get(1), parts.get(2)) else {
+        return;
+    };
+    let Ok(Ok(cfg)) = std::str::from_utf8(config).map(HfConfig::from_json_str) else {
+        return;
+    };
+    let path = Path::new("<fuzz>/model/model.safetensors");
+    let Ok(file) = SafetensorsFile::from_bytes(path, weights.to_vec()) else {
+        return;
+    };
+    let Ok(params) = params_from_file::<f32>(&file, &cfg.model) else {
+        return;
+    };
+    if let Some(state) = parts.get(3) {
+        let spec = OptimizerSpec::method("mofo", 1e-3, 0.1, 0).expect("known method");
+        if let Ok(mut opt) =
+            Optimizer::new(Momentum::new(0.1), Adam::new(1e-3), spec.config(), &params)
+        {
+            let _ = opt.load_bytes(state);
+        }
+    }
+}
+
+fn split_parts(data: &[u8]) -> Vec<&[u8]> {
+    let mut parts = Vec::new();
+    let mut rest = data;
+    while let Some(i) = rest
+        .windows(CHECKPOINT_SEPARATOR.len())
+        .position(|w| w == CHECKPOINT_SEPARATOR)
+    {
+        parts.push(&rest[..i]);
+        rest = &rest[i + CHECKPOINT_SEPARATOR.len()..];
+    }
+    parts.push(rest);
+    parts
+}
+
 /// The bytes an optimizer writes with [`Optimizer::save`] after `steps`
 /// steps (through a temporary file: `save` writes atomically to a path).
 fn saved_state<F: Filter, B: Base>(
@@ -351,6 +440,15 @@ fn saved_state<F: Filter, B: Base>(
     tag: &str,
 ) -> Vec<u8> {
     let mut params = tiny_params();
+    take_steps(&mut opt, &mut params, steps);
+    state_bytes(&opt, tag)
+}
+
+fn take_steps<F: Filter, B: Base>(
+    opt: &mut Optimizer<F, B, f32>,
+    params: &mut ParamStore<f32>,
+    steps: usize,
+) {
     let mut grads = params.zeros_like();
     for (i, p) in grads.iter_mut().enumerate() {
         p.as_slice_mut()
@@ -359,8 +457,12 @@ fn saved_state<F: Filter, B: Base>(
             .for_each(|(j, g)| *g = ((i * 7 + j) % 5) as f32 - 2.0);
     }
     for _ in 0..steps {
-        opt.step(&mut params, &grads).expect("finite step");
+        opt.step(params, &grads).expect("finite step");
     }
+}
+
+/// The state file bytes of `opt` (through a temporary file).
+fn state_bytes<F: Filter, B: Base>(opt: &Optimizer<F, B, f32>, tag: &str) -> Vec<u8> {
     let path =
         std::env::temp_dir().join(format!("mofo-fuzz-seed-{}-{tag}.state", std::process::id()));
     opt.save(&path).expect("temp dir writable");
@@ -490,6 +592,47 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 serde_json::to_vec(&hft).expect("spec serializes"),
             ]
         }
+        "experiment_file" => {
+            let json = serde_json::json!({"finetune": {"steps": 20}, "methods": ["adam", "mofo"]});
+            vec![
+                [b"\x00".as_slice(), json.to_string().as_bytes()].concat(),
+                [
+                    b"\x01".as_slice(),
+                    b"[finetune]\nsteps = 30\nbatch_size = 4\n\n[model]\nhidden_size = 32\n",
+                ]
+                .concat(),
+                [
+                    b"\x00".as_slice(),
+                    &serde_json::to_vec(&ForgettingConfig::quick_preset()).expect("serializes"),
+                ]
+                .concat(),
+            ]
+        }
+        "checkpoint" => models()
+            .iter()
+            .map(|m| {
+                let state = TrainState {
+                    step: 3,
+                    skipped: 1,
+                    losses: vec![Some(2.5), None, Some(2.25)],
+                    ..TrainState::default()
+                };
+                let tensors = params_to_tensors(&m.config, &m.params, "").expect("own params");
+                let weights = serialize_tensors(&tensors).expect("own params serialize");
+                let spec = OptimizerSpec::method("mofo", 1e-3, 0.1, 0).expect("known method");
+                let mut opt =
+                    Optimizer::new(Momentum::new(0.1), Adam::new(1e-3), spec.config(), &m.params)
+                        .expect("valid optimizer");
+                take_steps(&mut opt, &mut m.params.clone(), 1);
+                [
+                    serde_json::to_vec_pretty(&state).expect("serializes"),
+                    m.hf_config().to_json_string().into_bytes(),
+                    weights,
+                    state_bytes(&opt, "ckpt"),
+                ]
+                .join(CHECKPOINT_SEPARATOR)
+            })
+            .collect(),
         "text_data" => vec![
             b"Hello world! hello mofo.\nSecond line\twith tabs.\n".to_vec(),
             "ünïcödé — 日本語 🦀\r\n".as_bytes().to_vec(),

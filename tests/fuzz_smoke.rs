@@ -280,7 +280,9 @@ smoke_tests!(
     text_data,
     optim_trace,
     optim_state,
-    optim_spec
+    optim_spec,
+    experiment_file,
+    checkpoint
 );
 
 /// Writes the generated seeds to `fuzz/corpus/<target>/seed-gen-<i>` (run

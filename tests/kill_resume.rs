@@ -74,8 +74,11 @@ fn write_inputs(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 const STEPS: u64 = 24;
+const KILL_ARGS: &[&str] = &["--lr", "3e-3", "--checkpoint-every", "2"];
 
-fn train_cmd(config: &Path, data: &Path, out: &Path, resume: bool) -> Command {
+/// `mofo train` on the tiny model; `extra` adds the learning rate and the
+/// checkpoint interval (and any other flag).
+fn train_cmd(config: &Path, data: &Path, out: &Path, resume: bool, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mofo"));
     c.args(["train", "--quiet", "--threads", "1"])
         .arg("--data")
@@ -85,16 +88,10 @@ fn train_cmd(config: &Path, data: &Path, out: &Path, resume: bool) -> Command {
         .arg("--out")
         .arg(out)
         .args(["--steps", &STEPS.to_string()])
-        .args(["--batch-size", "4", "--seq-len", "16", "--lr", "3e-3"])
+        .args(["--batch-size", "4", "--seq-len", "16"])
         .args(["--optimizer", "mofo", "--alpha", "0.2", "--seed", "11"])
-        .args([
-            "--eval-every",
-            "3",
-            "--checkpoint-every",
-            "2",
-            "--keep-checkpoints",
-            "2",
-        ])
+        .args(["--eval-every", "3", "--keep-checkpoints", "2"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if resume {
@@ -166,7 +163,7 @@ fn killed_training_resumes_bit_identically() {
     let (config, data) = write_inputs(&dir);
 
     let reference = dir.join("reference");
-    let wall = run_to_end(train_cmd(&config, &data, &reference, false));
+    let wall = run_to_end(train_cmd(&config, &data, &reference, false, KILL_ARGS));
     let expected = final_params(&reference);
 
     let out = dir.join("killed");
@@ -180,7 +177,7 @@ fn killed_training_resumes_bit_identically() {
             "the run keeps finishing before the kill"
         );
         let resume = latest(&out).is_some();
-        let mut child = train_cmd(&config, &data, &out, resume).spawn().unwrap();
+        let mut child = train_cmd(&config, &data, &out, resume, KILL_ARGS).spawn().unwrap();
         // Process start and data loading are part of the window too.
         let delay = wall.mul_f64(rng.random_range(0.0..1.0));
         std::thread::sleep(delay);
@@ -209,7 +206,7 @@ fn killed_training_resumes_bit_identically() {
         }
     }
     let resume = latest(&out).is_some();
-    run_to_end(train_cmd(&config, &data, &out, resume));
+    run_to_end(train_cmd(&config, &data, &out, resume, KILL_ARGS));
     let got = final_params(&out);
     assert_eq!(got.len(), expected.len());
     for ((na, a), (nb, b)) in got.iter().zip(&expected) {
@@ -225,5 +222,48 @@ fn killed_training_resumes_bit_identically() {
          uninterrupted run {:.2} s; final parameters bit-identical",
         wall.as_secs_f64()
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Non-finite training (issue 9, item 4): a learning rate of 1e30 makes the
+/// parameters huge after the first step and the next loss non-finite. With
+/// `--on-nonfinite stop` the run ends with an error naming the non-finite
+/// value; with `skip` it skips and counts steps up to `--max-skipped`. In
+/// both cases every checkpoint left behind loads with finite parameters.
+#[test]
+fn non_finite_loss_stops_or_skips_and_never_writes_a_bad_checkpoint() {
+    let dir = temp_dir("nonfinite");
+    let (config, data) = write_inputs(&dir);
+    for policy in ["stop", "skip"] {
+        let out = dir.join(policy);
+        let mut cmd = train_cmd(
+            &config,
+            &data,
+            &out,
+            false,
+            &["--lr", "1e30", "--checkpoint-every", "1", "--warmup", "0"],
+        );
+        cmd.args(["--on-nonfinite", policy, "--max-skipped", "3"]);
+        let result = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr).to_lowercase();
+        assert!(!result.status.success(), "{policy}: the run must not succeed: {stderr}");
+        assert!(
+            stderr.contains("non-finite") || stderr.contains("nan") || stderr.contains("inf"),
+            "{policy}: the error must name the non-finite value: {stderr}"
+        );
+        if policy == "skip" {
+            assert!(stderr.contains("skip"), "skip: the error must say steps were skipped: {stderr}");
+        }
+        let ckpts = out.join("checkpoints");
+        for entry in std::fs::read_dir(&ckpts).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                check_checkpoint_loads(&path);
+            }
+        }
+        if let Some(l) = latest(&out) {
+            check_checkpoint_loads(&l);
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
