@@ -25,7 +25,6 @@ use crate::cli::forgetting::parse_experiment;
 use crate::cli::forward::parse_input_ids;
 use crate::data::text_file::text_data_from_bytes;
 use crate::experiments::forgetting::ForgettingConfig;
-use crate::train::TrainState;
 use crate::model::hf_config::HfConfig;
 use crate::model::safetensors_io::{
     params_from_file, params_to_tensors, serialize_tensors, OutTensor,
@@ -36,6 +35,7 @@ use crate::optim::{
     Adam, Base, Filter, Lion, Momentum, NAdam, NoFilter, Optimizer, OptimizerSpec, Pull,
 };
 use crate::tokenizer::{ByteTokenizer, HfTokenizer, Tokenizer};
+use crate::train::TrainState;
 use crate::ParamStore;
 
 /// A fuzz target body: parses arbitrary bytes, never panics.
@@ -620,9 +620,13 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 let tensors = params_to_tensors(&m.config, &m.params, "").expect("own params");
                 let weights = serialize_tensors(&tensors).expect("own params serialize");
                 let spec = OptimizerSpec::method("mofo", 1e-3, 0.1, 0).expect("known method");
-                let mut opt =
-                    Optimizer::new(Momentum::new(0.1), Adam::new(1e-3), spec.config(), &m.params)
-                        .expect("valid optimizer");
+                let mut opt = Optimizer::new(
+                    Momentum::new(0.1),
+                    Adam::new(1e-3),
+                    spec.config(),
+                    &m.params,
+                )
+                .expect("valid optimizer");
                 take_steps(&mut opt, &mut m.params.clone(), 1);
                 [
                     serde_json::to_vec_pretty(&state).expect("serializes"),

@@ -177,7 +177,9 @@ fn killed_training_resumes_bit_identically() {
             "the run keeps finishing before the kill"
         );
         let resume = latest(&out).is_some();
-        let mut child = train_cmd(&config, &data, &out, resume, KILL_ARGS).spawn().unwrap();
+        let mut child = train_cmd(&config, &data, &out, resume, KILL_ARGS)
+            .spawn()
+            .unwrap();
         // Process start and data loading are part of the window too.
         let delay = wall.mul_f64(rng.random_range(0.0..1.0));
         std::thread::sleep(delay);
@@ -246,13 +248,19 @@ fn non_finite_loss_stops_or_skips_and_never_writes_a_bad_checkpoint() {
         cmd.args(["--on-nonfinite", policy, "--max-skipped", "3"]);
         let result = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&result.stderr).to_lowercase();
-        assert!(!result.status.success(), "{policy}: the run must not succeed: {stderr}");
+        assert!(
+            !result.status.success(),
+            "{policy}: the run must not succeed: {stderr}"
+        );
         assert!(
             stderr.contains("non-finite") || stderr.contains("nan") || stderr.contains("inf"),
             "{policy}: the error must name the non-finite value: {stderr}"
         );
         if policy == "skip" {
-            assert!(stderr.contains("skip"), "skip: the error must say steps were skipped: {stderr}");
+            assert!(
+                stderr.contains("skip"),
+                "skip: the error must say steps were skipped: {stderr}"
+            );
         }
         let ckpts = out.join("checkpoints");
         for entry in std::fs::read_dir(&ckpts).into_iter().flatten() {
