@@ -21,6 +21,7 @@ pub mod cli;
 pub mod cuda;
 pub mod data;
 pub mod experiments;
+pub mod fuzzing;
 pub mod io;
 pub mod kernels;
 pub mod model;

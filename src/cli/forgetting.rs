@@ -85,12 +85,18 @@ pub fn read_experiment(path: &Path) -> CliResult<serde_json::Value> {
     let is_toml = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    parse_experiment(&text, is_toml, path)
+}
+
+/// Parses the text of an experiment file (see [`read_experiment`]; `path`
+/// names it in messages only).
+pub fn parse_experiment(text: &str, is_toml: bool, path: &Path) -> CliResult<serde_json::Value> {
     let v = if is_toml {
-        let t: toml::Value = toml::from_str(&text)
+        let t: toml::Value = toml::from_str(text)
             .map_err(|e| format!("experiment file {} is not valid TOML: {e}", path.display()))?;
         serde_json::to_value(t)?
     } else {
-        serde_json::from_str(&text)
+        serde_json::from_str(text)
             .map_err(|e| format!("experiment file {} is not valid JSON: {e}", path.display()))?
     };
     if !v.is_object() {

@@ -27,11 +27,24 @@ pub fn load_text_file(
     seq_len: usize,
     validation_share: f64,
 ) -> Result<TextData, DataError> {
-    let file = || PathBuf::from(path);
     let bytes = std::fs::read(path).map_err(|e| DataError::Io {
-        path: file(),
+        path: PathBuf::from(path),
         source: e,
     })?;
+    text_data_from_bytes(bytes, path, encode, vocab_size, seq_len, validation_share)
+}
+
+/// [`load_text_file`] on the bytes of a file already read (`path` names it
+/// in messages only).
+pub fn text_data_from_bytes(
+    bytes: Vec<u8>,
+    path: &Path,
+    encode: &dyn Fn(&str) -> Result<Vec<u32>, String>,
+    vocab_size: usize,
+    seq_len: usize,
+    validation_share: f64,
+) -> Result<TextData, DataError> {
+    let file = || PathBuf::from(path);
     if bytes.is_empty() || bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(DataError::EmptyFile(file()));
     }

@@ -206,6 +206,17 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             return Err(corrupt(format!("file of {file_len} bytes is too short")));
         }
         let bytes = std::fs::read(path).map_err(io)?;
+        self.load_bytes(&bytes)
+    }
+
+    /// Loads state from the bytes of a file written by [`Optimizer::save`]
+    /// (what [`Optimizer::load`] does after reading the file). On any error
+    /// the optimizer is unchanged.
+    pub fn load_bytes(&mut self, bytes: &[u8]) -> Result<(), OptimError> {
+        let file_len = bytes.len() as u64;
+        if file_len < 24 {
+            return Err(corrupt(format!("file of {file_len} bytes is too short")));
+        }
         if &bytes[..8] != MAGIC {
             return Err(corrupt("bad magic (not a mofo optimizer state file)"));
         }

@@ -53,6 +53,24 @@ fn config_token(cfg: &serde_json::Value, key: &str) -> Option<String> {
     }
 }
 
+/// Every `{"type": "Precompiled", ...}` object must deserialize as the
+/// `tokenizers` crate will (it `expect`s success, i.e. panics otherwise).
+fn check_precompiled(v: &serde_json::Value) -> Result<(), String> {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.get("type").and_then(serde_json::Value::as_str) == Some("Precompiled") {
+                serde_json::from_str::<tokenizers::normalizers::precompiled::Precompiled>(
+                    &v.to_string(),
+                )
+                .map_err(|e| format!("bad Precompiled normalizer: {e}"))?;
+            }
+            m.values().try_for_each(check_precompiled)
+        }
+        serde_json::Value::Array(a) => a.iter().try_for_each(check_precompiled),
+        _ => Ok(()),
+    }
+}
+
 impl HfTokenizer {
     /// Loads `path` (a `tokenizer.json`); bad files are [`TokenizerError::Load`].
     pub fn from_file(path: &Path) -> Result<Self, TokenizerError> {
@@ -61,9 +79,10 @@ impl HfTokenizer {
             message,
         };
         let bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
-        let inner =
-            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| load_err(e.to_string()))?;
-        let mut tok = Self::from_tokenizer(inner);
+        let mut tok = Self::from_bytes(&bytes).map_err(|e| match e {
+            TokenizerError::Load { message, .. } => load_err(message),
+            other => other,
+        })?;
         let config_path = path.with_file_name("tokenizer_config.json");
         if let Ok(text) = std::fs::read_to_string(&config_path) {
             let cfg: serde_json::Value =
@@ -79,6 +98,29 @@ impl HfTokenizer {
             }
         }
         Ok(tok)
+    }
+
+    /// Parses the bytes of a `tokenizer.json` (no `tokenizer_config.json`:
+    /// BOS/EOS guessed as in [`HfTokenizer::from_tokenizer`]); bad bytes are
+    /// [`TokenizerError::Load`] with path `<bytes>`.
+    ///
+    /// `tokenizers` 0.22 panics instead of returning an error on some
+    /// malformed files (a JSON syntax error inside `"decoder"`, a bad
+    /// `Precompiled` normalizer; found by `fuzz/` target `tokenizer_json`), so
+    /// the JSON syntax and those normalizers are checked first, and any
+    /// remaining panic inside the crate is caught and reported as an error.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenizerError> {
+        let load = |message: String| TokenizerError::Load {
+            path: "<bytes>".to_string(),
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| load(e.to_string()))?;
+        check_precompiled(&value).map_err(load)?;
+        let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes))
+            .map_err(|_| load("the tokenizers crate panicked on this file".to_string()))?;
+        let inner = parsed.map_err(|e| load(e.to_string()))?;
+        Ok(Self::from_tokenizer(inner))
     }
 
     /// Wraps a `tokenizers::Tokenizer`, guessing BOS/EOS from the usual names.
