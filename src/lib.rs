@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod autodiff;
+pub mod bench;
 pub mod cli;
 pub mod cuda;
 pub mod data;

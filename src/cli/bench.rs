@@ -2,7 +2,7 @@
 //! (α = 0.1) on GPT-2-small-shaped tensors (width scale 0.25, ≈40M
 //! parameters by default), reported as ns/parameter, GB/s (28 bytes per
 //! parameter for Adam: read θ, g, m, v, write θ, m, v) and the MoFO/Adam ratio.
-//! `mofo bench train` belongs to the training issue (not implemented yet).
+//! `mofo bench train` is in `bench_train.rs`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -35,17 +35,15 @@ pub struct OptimArgs {
 pub enum BenchCommand {
     /// One optimizer step (Adam and MoFO-Adam) on GPT-2-small-shaped tensors.
     Optim(OptimArgs),
-    /// Training throughput (forward + backward + AdamW) of the S or M model.
-    Train,
+    /// Training throughput (forward + backward + AdamW) of the S, M or L model.
+    Train(super::bench_train::TrainArgs),
 }
 
 /// Runs a benchmark.
 pub fn run(cmd: BenchCommand) -> CliResult {
     match cmd {
         BenchCommand::Optim(a) => run_optim(a),
-        BenchCommand::Train => {
-            Err("`mofo bench train` is not implemented yet (training issue)".into())
-        }
+        BenchCommand::Train(a) => super::bench_train::run(a),
     }
 }
 
