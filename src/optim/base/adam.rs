@@ -73,7 +73,8 @@ pub struct AdamCoef<T> {
     b2: T,
     omb2: T,
     neg_step_size: T,
-    inv_bc1: T,
+    bc1: T,
+    bc2: T,
     bc2_sqrt: T,
     eps: T,
     wd: T,
@@ -139,7 +140,8 @@ impl Base for Adam {
             b2: T::of(b2),
             omb2: T::of(1.0 - b2),
             neg_step_size: T::of(-(lr / bc1)),
-            inv_bc1: T::of(1.0 / bc1),
+            bc1: T::of(bc1),
+            bc2: T::of(bc2),
             bc2_sqrt: T::of(bc2.sqrt()),
             eps: T::of(self.eps),
             wd: T::of(wd),
@@ -185,12 +187,15 @@ impl Base for Adam {
         let g = self.effective_grad(c, p, g);
         let v = s[1] * c.b2 + c.omb2 * g * g;
         let vd = if c.amsgrad && s[2] > v { s[2] } else { v };
-        vd.sqrt() / c.bc2_sqrt + c.eps
+        // The score's v̂ = v / bc2 (divided before the square root), as the
+        // reference computes it; the step itself uses √v / √bc2 (PyTorch).
+        (vd / c.bc2).sqrt() + c.eps
     }
     #[inline(always)]
     fn mv_score<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         let m = self.momentum(c, p, g, s);
-        (m * c.inv_bc1).abs() / self.denom(c, p, g, s)
+        // m̂ = m / bc1 (a division, as the reference computes it).
+        (m / c.bc1).abs() / self.denom(c, p, g, s)
     }
     #[inline(always)]
     fn decay_only<T: Scalar>(&self, c: &AdamCoef<T>, p: T) -> T {

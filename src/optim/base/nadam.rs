@@ -53,7 +53,7 @@ pub struct NAdamCoef<T> {
     b2: T,
     omb2: T,
     bc2: T,
-    inv_bc1: T,
+    bc1: T,
     c_grad: T,
     c_mom: T,
     eps: T,
@@ -121,7 +121,7 @@ impl Base for NAdam {
             b2: T::of(b2),
             omb2: T::of(1.0 - b2),
             bc2: T::of(1.0 - b2.powi(t as i32)),
-            inv_bc1: T::of(1.0 / (1.0 - b1.powi(t as i32))),
+            bc1: T::of(1.0 - b1.powi(t as i32)),
             c_grad: T::of(-lr * (1.0 - mu_t) / (1.0 - prod)),
             c_mom: T::of((-lr * mu_next) / (1.0 - prod_next)),
             eps: T::of(self.eps),
@@ -165,7 +165,7 @@ impl Base for NAdam {
     #[inline(always)]
     fn mv_score<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         let m = self.momentum(c, p, g, s);
-        (m * c.inv_bc1).abs() / self.denom(c, p, g, s)
+        (m / c.bc1).abs() / self.denom(c, p, g, s)
     }
     #[inline(always)]
     fn decay_only<T: Scalar>(&self, c: &NAdamCoef<T>, p: T) -> T {
