@@ -1,6 +1,7 @@
 //! Benchmarks behind `mofo bench`: training throughput of the S/M/L Llama
-//! configurations and the machine's peak f32 FLOP/s (the optimizer-step
+//! configurations, the machine's peak f32 FLOP/s and its streaming bandwidth (the optimizer-step
 //! benchmark lives with the optimizer, `crate::optim::workload`).
 
+pub mod bandwidth;
 pub mod peak;
 pub mod train;

@@ -338,6 +338,7 @@ impl GpuOptimizer {
                     let l2 = if decoupled { 0.0 } else { weight_decay as f32 };
                     let (b1, b2, e) = (beta1 as f32, beta2 as f32, eps as f32);
                     let (ss, bc1f, bc2s) = ((lr / bc1) as f32, bc1 as f32, bc2.sqrt() as f32);
+                    let bc2f = bc2 as f32;
                     let ams = amsgrad as i32;
                     let f = gpu.function("adam_update");
                     let mut l = stream.launch_builder(f);
@@ -348,7 +349,11 @@ impl GpuOptimizer {
                         .arg(&mut b.s3);
                     l.arg(&mut b.dir).arg(&mut b.key).arg(&mut b.hist);
                     l.arg(&n).arg(&b1).arg(&b2).arg(&e).arg(&l2).arg(&ss);
-                    l.arg(&bc1f).arg(&bc2s).arg(&ams).arg(&score_kind);
+                    l.arg(&bc1f)
+                        .arg(&bc2s)
+                        .arg(&bc2f)
+                        .arg(&ams)
+                        .arg(&score_kind);
                     // SAFETY: argument list matches `adam_update`'s signature;
                     // every buffer holds n entries (hist 256).
                     unsafe { l.launch(cfg) }?;

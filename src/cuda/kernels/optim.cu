@@ -48,13 +48,15 @@ __device__ __forceinline__ void hist_flush(const unsigned int* sh, unsigned int*
 }
 
 // Adam / AdamW / AMSGrad (PyTorch's definitions). `l2` is the coupled weight
-// decay (0 for decoupled); `step_size` = lr / (1 − β1^t); `bc2_sqrt` = sqrt(1 − β2^t).
+// decay (0 for decoupled); `step_size` = lr / (1 − β1^t); `bc2_sqrt` = sqrt(1 − β2^t),
+// `bc2` = 1 − β2^t (the mv/gv scores divide v by bc2 before the square root,
+// as the CPU and the reference do).
 extern "C" __global__ void adam_update(
     const float* __restrict__ p, const float* __restrict__ g,
     float* __restrict__ m, float* __restrict__ v, float* __restrict__ vmax,
     float* __restrict__ dir, unsigned int* __restrict__ key, unsigned int* __restrict__ hist,
     int n, float beta1, float beta2, float eps, float l2, float step_size,
-    float bc1, float bc2_sqrt, int amsgrad, int score_kind)
+    float bc1, float bc2_sqrt, float bc2, int amsgrad, int score_kind)
 {
     __shared__ unsigned int sh[256];
     hist_init(sh);
@@ -77,8 +79,8 @@ extern "C" __global__ void adam_update(
         switch (score_kind) {
             case SCORE_MOMENTUM: score = mi; break;
             case SCORE_GRADIENT: score = gi; break;
-            case SCORE_MV: score = (mi / bc1) / (sqrtf(vi) / bc2_sqrt + eps); break;
-            case SCORE_GV: score = gi / (sqrtf(vi) / bc2_sqrt + eps); break;
+            case SCORE_MV: score = (mi / bc1) / (sqrtf(vd / bc2) + eps); break;
+            case SCORE_GV: score = gi / (sqrtf(vd / bc2) + eps); break;
             default: score = 0.0f;
         }
         if (score_kind != SCORE_NONE) {
