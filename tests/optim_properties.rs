@@ -295,6 +295,27 @@ fn results_do_not_depend_on_thread_count() {
         })
         .collect();
     assert_eq!(runs[0], runs[1]);
+    // The tie quota crosses the parallel chunks in index order: at step 1
+    // |m| = 0.1·|g|, so the selection is the first k entries with |g| = 1.
+    let mut p = ParamStore::<f32>::new();
+    p.insert_vec("w", &[n], vec![0.1; n]).unwrap();
+    let before = p.clone();
+    let mut gs = ParamStore::<f32>::new();
+    gs.insert_vec("w", &[n], g.clone()).unwrap();
+    let mut opt = Optimizer::simple(Momentum::new(0.1), Adam::adamw(1e-2), &p).unwrap();
+    opt.step(&mut p, &gs).unwrap();
+    let k = mofo::optim::selection_count(0.1, n);
+    let want: Vec<bool> = {
+        let mut left = k;
+        g.iter()
+            .map(|&x| {
+                let take = x.abs() == 1.0 && left > 0;
+                left -= take as usize;
+                take
+            })
+            .collect()
+    };
+    assert_eq!(changed_mask(&before, &p), want);
 }
 
 fn err<F: Filter, B: Base>(r: Result<Optimizer<F, B, f32>, OptimError>) -> OptimError {

@@ -639,18 +639,27 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
             .par_iter()
             .zip(key_slices.into_par_iter())
             .for_each(|(ch, keys)| fill_keys(ctx, c, block_index, ch, keys));
-        let ct = rt.topk.cut(&rt.keys, k);
+        let mut ct = rt.topk.cut(&rt.keys, k);
         threshold = Some(key_to_f64::<T>(ct.threshold_key));
-        // Ties at τ seen before each chunk (the tie quota goes to smaller indices).
-        let counts: Vec<usize> = chunks
-            .par_iter()
-            .map(|ch| {
-                rt.keys[ch.off..ch.off + ch.len()]
-                    .iter()
-                    .filter(|&&k| k == ct.threshold_key)
-                    .count()
-            })
-            .collect();
+        // Ties at τ seen before each chunk (the tie quota goes to smaller
+        // indices); not needed, and not counted, when every tie is taken.
+        let all_ties_taken = ct.ties_taken >= rt.topk.last_ties_total();
+        if all_ties_taken {
+            ct.ties_taken = usize::MAX;
+        }
+        let counts: Vec<usize> = if all_ties_taken {
+            vec![0; chunks.len()]
+        } else {
+            chunks
+                .par_iter()
+                .map(|ch| {
+                    rt.keys[ch.off..ch.off + ch.len()]
+                        .iter()
+                        .filter(|&&k| k == ct.threshold_key)
+                        .count()
+                })
+                .collect()
+        };
         let mut acc = 0;
         tie_before = counts
             .iter()
@@ -862,6 +871,23 @@ fn apply_chunk<F: Filter, B: Base, T: Scalar>(
             base.update(c, *p, g, s);
         });
         return (0, 0, 0);
+    }
+    if plain && !ctx.scope_all {
+        if let Some(mut d) = dec {
+            // Scored selection without transforms, tracking or decay of the
+            // unselected entries: a small loop body the compiler inlines
+            // (the general loop below is not inlined into every buffer
+            // pattern), with a branch-free select of the new value.
+            let keys = &keys[..v.len()];
+            let mut selected = 0usize;
+            for_each_entry(v, used, |i, p, g, s| {
+                let pn = base.update(c, *p, g, s);
+                let sel = d.take(keys[i]);
+                selected += sel as usize;
+                *p = if sel { pn } else { *p };
+            });
+            return (selected, 0, 0);
+        }
     }
     let pre = v.pre;
     let has_pre = !pre.is_empty();

@@ -121,6 +121,7 @@ const SAMPLE: usize = 4096;
 pub struct TopK {
     work: Vec<u64>,
     sample: Vec<u64>,
+    ties_total: usize,
 }
 
 impl TopK {
@@ -134,6 +135,7 @@ impl TopK {
     pub fn cut(&mut self, keys: &[u64], k: usize) -> Cut {
         let d = keys.len();
         let k = k.min(d);
+        self.ties_total = usize::MAX;
         if k == d {
             return Cut::all(d);
         }
@@ -160,11 +162,21 @@ impl TopK {
         let pos = d - k;
         let (_, &mut tau, above) = self.work.select_nth_unstable(pos);
         let greater = above.iter().filter(|&&x| x > tau).count();
+        self.ties_total = self.work.iter().filter(|&&x| x == tau).count();
         Cut {
             k,
             threshold_key: tau,
             ties_taken: k - greater,
         }
+    }
+
+    /// How many keys of the last [`TopK::cut`] equal its threshold (every
+    /// key ≥ τ is a candidate, so this is exact); `usize::MAX` after a cut
+    /// that selected everything or nothing. When it equals the cut's
+    /// `ties_taken`, every tie is selected and a caller that splits the block
+    /// into chunks need not count the ties before each chunk.
+    pub fn last_ties_total(&self) -> usize {
+        self.ties_total
     }
 
     fn cut_sampled(&mut self, keys: &[u64], k: usize) -> Option<Cut> {
@@ -187,6 +199,7 @@ impl TopK {
         let pos = m - k;
         let (_, &mut tau, above) = self.work.select_nth_unstable(pos);
         let greater = above.iter().filter(|&&x| x > tau).count();
+        self.ties_total = self.work.iter().filter(|&&x| x == tau).count();
         Some(Cut {
             k,
             threshold_key: tau,
@@ -258,6 +271,8 @@ mod tests {
                     reference_indices(&keys, k),
                     "d={d} k={k}"
                 );
+                let ties = keys.iter().filter(|&&x| x == cut.threshold_key).count();
+                assert_eq!(t.last_ties_total(), ties, "d={d} k={k}");
             }
         }
     }
@@ -271,6 +286,10 @@ mod tests {
             let got = cut.indices(&keys);
             prop_assert_eq!(got.len(), k);
             prop_assert_eq!(got, reference_indices(&keys, k));
+            if 0 < k && k < keys.len() {
+                let ties = keys.iter().filter(|&&x| x == cut.threshold_key).count();
+                prop_assert_eq!(t.last_ties_total(), ties);
+            }
         }
     }
 }
