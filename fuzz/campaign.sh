@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A libFuzzer campaign over the fuzz targets, one at a time, niced.
 #   fuzz/campaign.sh SECONDS [TARGET...]      (default: every target)
+#   RUNS=1000000 fuzz/campaign.sh 600 ...     (stop a target at RUNS executions
+#                                              or SECONDS, whichever comes first)
 # Needs cargo-fuzz; works on stable through RUSTC_BOOTSTRAP=1. Logs go to
 # fuzz/logs/<target>.log; each ends with libFuzzer's final stats
 # (stat::number_of_executed_units, stat::peak_rss_mb). Crashes are written
@@ -28,7 +30,7 @@ for t in "${targets[@]}"; do
     echo "== $t: $secs s" >&2
     RUSTC_BOOTSTRAP=1 nice -n 10 cargo fuzz run "$t" "corpus/$t" "${extra[@]}" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
-        -max_len=16384 -print_final_stats=1 >"logs/$t.log" 2>&1
+        -max_len=16384 -print_final_stats=1 ${RUNS:+-runs=$RUNS} >"logs/$t.log" 2>&1
     rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "logs/$t.log")
     echo "$t: exit $rc, executions ${runs:-?} in $secs s" | tee -a logs/summary.txt

@@ -107,9 +107,63 @@ pub fn scatter_chart(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font((FONT, 13))
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(emptiest_corner(&pts, (x0, x1), (y0, y1)))
         .draw()
         .map_err(|e| draw_err(path, e))?;
     root.present().map_err(|e| draw_err(path, e))?;
     Ok(())
+}
+
+/// The corner of the plot area holding the fewest points (a corner is the
+/// outer 40% of the width and 45% of the height, where the legend goes);
+/// ties prefer upper right, lower right, upper left, lower left.
+fn emptiest_corner(
+    pts: &[(f64, f64)],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> SeriesLabelPosition {
+    let (w, h) = (
+        (x1 - x0).max(f64::MIN_POSITIVE),
+        (y1 - y0).max(f64::MIN_POSITIVE),
+    );
+    let count = |right: bool, upper: bool| {
+        pts.iter()
+            .filter(|&&(x, y)| {
+                let (u, v) = ((x - x0) / w, (y - y0) / h);
+                (if right { u >= 0.6 } else { u <= 0.4 })
+                    && (if upper { v >= 0.55 } else { v <= 0.45 })
+            })
+            .count()
+    };
+    [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ]
+    .into_iter()
+    .min_by_key(|&(_, right, upper)| count(right, upper))
+    .map(|(pos, _, _)| pos)
+    .expect("four corners")
+}
+
+#[cfg(test)]
+mod legend_tests {
+    use super::*;
+
+    #[test]
+    fn the_legend_goes_to_the_emptiest_corner() {
+        let lower_left = [(0.0, 0.0), (0.1, 0.2), (0.2, 0.1)];
+        let upper_right = [(1.0, 1.0), (0.9, 0.8)];
+        let r = ((0.0, 1.0), (0.0, 1.0));
+        assert!(matches!(
+            emptiest_corner(&lower_left, r.0, r.1),
+            SeriesLabelPosition::UpperRight
+        ));
+        let both: Vec<_> = lower_left.iter().chain(&upper_right).copied().collect();
+        assert!(matches!(
+            emptiest_corner(&both, r.0, r.1),
+            SeriesLabelPosition::LowerRight
+        ));
+    }
 }

@@ -1,0 +1,91 @@
+//! The kernels one by one, at the shapes of the S and M training benchmarks
+//! (`../shared/bench/README.md`): the projection matmuls, causal attention,
+//! RMSNorm, and the exact top-k select of the optimizer. Run with
+//! `RAYON_NUM_THREADS=2 cargo bench --bench kernels`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mofo::kernels::attention::{attention, AttnShape};
+use mofo::kernels::gemm::gemm_alloc;
+use mofo::kernels::rmsnorm::rmsnorm;
+use mofo::optim::select::TopK;
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// (name, hidden, intermediate, heads, seq, batch) of S and M.
+const CONFIGS: [(&str, usize, usize, usize, usize, usize); 2] =
+    [("S", 128, 344, 4, 128, 16), ("M", 256, 688, 8, 256, 8)];
+
+fn matmuls(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut group = c.benchmark_group("matmul");
+    for (name, h, inter, _, seq, batch) in CONFIGS {
+        let rows = seq * batch;
+        for (what, k, n) in [("qkvo", h, h), ("mlp_up", h, inter), ("mlp_down", inter, h)] {
+            let x = Array2::from_shape_vec((rows, k), random(&mut rng, rows * k)).unwrap();
+            let w = Array2::from_shape_vec((n, k), random(&mut rng, n * k)).unwrap();
+            group.throughput(Throughput::Elements((2 * rows * k * n) as u64));
+            // x·Wᵀ with W stored [out, in], as the model's linear layers.
+            group.bench_function(format!("{name}_{what}_{rows}x{k}x{n}"), |b| {
+                b.iter(|| gemm_alloc(1.0, x.view(), w.t()))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn attention_and_norm(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut group = c.benchmark_group("kernels");
+    for (name, h, _, heads, seq, batch) in CONFIGS {
+        let sh = AttnShape {
+            batch,
+            seq,
+            heads,
+            kv_heads: heads,
+            head_dim: h / heads,
+        };
+        let n = batch * seq * h;
+        let (q, k, v) = (
+            random(&mut rng, n),
+            random(&mut rng, n),
+            random(&mut rng, n),
+        );
+        group.bench_function(format!("{name}_causal_attention_fwd"), |b| {
+            b.iter(|| attention(&q, &k, &v, sh))
+        });
+        let w = random(&mut rng, h);
+        let mut y = vec![0.0f32; n];
+        group.bench_function(format!("{name}_rmsnorm_fwd"), |b| {
+            b.iter(|| rmsnorm(&q, &w, 1e-6, &mut y))
+        });
+    }
+    group.finish();
+}
+
+fn topk(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut group = c.benchmark_group("topk_select");
+    for d in [1usize << 16, 1 << 20, 1 << 24] {
+        let keys: Vec<u64> = (0..d)
+            .map(|_| (rng.random_range(-1.0f32..1.0)).abs().to_bits() as u64)
+            .collect();
+        let mut t = TopK::new();
+        group.throughput(Throughput::Elements(d as u64));
+        group.bench_function(format!("alpha0.1_d{d}"), |b| {
+            b.iter(|| t.cut(&keys, d / 10))
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10);
+    targets = matmuls, attention_and_norm, topk
+}
+criterion_main!(benches);
