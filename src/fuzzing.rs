@@ -246,7 +246,7 @@ pub fn optim_trace(data: &[u8]) {
 }
 
 /// The parameters the optimizer-state targets are built for: `w` [3, 4]
-/// and `b` [4] (values 0.1·i).
+/// and `b` \[4\] (values 0.1·i).
 pub fn tiny_params() -> ParamStore<f32> {
     let mut p = ParamStore::new();
     p.insert_vec("w", &[3, 4], (0..12).map(|i| 0.1 * i as f32).collect())

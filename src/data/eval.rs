@@ -92,7 +92,7 @@ pub fn argmax(v: ArrayView1<'_, f32>) -> usize {
     best
 }
 
-/// log softmax(z)[k], computed stably in f64.
+/// `log softmax(z)[k]`, computed stably in f64.
 pub fn log_prob(z: ArrayView1<'_, f32>, k: usize) -> f64 {
     let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
     let lse = z.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln() + m;

@@ -21,7 +21,7 @@ pub enum TrainError {
     /// A loss or gradient was NaN or infinite and the policy is to stop.
     #[error("non-finite {what} at step {step}; the last good checkpoint is kept (try a lower --lr, or --on-nonfinite skip)")]
     NonFinite {
-        /// "loss", "gradient of <name>" or "parameter <name>".
+        /// "loss", "gradient of `<name>`" or "parameter `<name>`".
         what: String,
         /// The step.
         step: u64,
