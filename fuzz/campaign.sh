@@ -33,5 +33,6 @@ for t in "${targets[@]}"; do
         -max_len=16384 -print_final_stats=1 ${RUNS:+-runs=$RUNS} >"logs/$t.log" 2>&1
     rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "logs/$t.log")
-    echo "$t: exit $rc, executions ${runs:-?} in $secs s" | tee -a logs/summary.txt
+    took=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "logs/$t.log")
+    echo "$t: exit $rc, executions ${runs:-?} in ${took:-?} s (limit $secs s${RUNS:+ or $RUNS runs})" | tee -a logs/summary.txt
 done
