@@ -120,8 +120,7 @@ pub fn run_train_bench(
         }
         last_loss = out.loss as f64;
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    let dt = times[times.len() / 2];
+    let dt = super::median(&mut times);
     let n = params.num_elements();
     let tokens = cfg.tokens_per_step();
     Ok(TrainBenchResult {

@@ -55,8 +55,7 @@ fn median_ns(mut f: impl FnMut() -> CliResult, reps: usize) -> Result<f64, super
         f()?;
         ts.push(t0.elapsed().as_nanos() as f64);
     }
-    ts.sort_by(|a, b| a.total_cmp(b));
-    Ok(ts[ts.len() / 2])
+    Ok(crate::bench::median(&mut ts))
 }
 
 fn run_optim(a: OptimArgs) -> CliResult {
@@ -65,42 +64,33 @@ fn run_optim(a: OptimArgs) -> CliResult {
         None => gpt2_shapes(0.25),
     };
     let n = count(&shapes);
-    let mut builder = rayon::ThreadPoolBuilder::new();
-    if let Some(t) = a.threads {
-        builder = builder.num_threads(t);
-    }
-    let pool = builder.build()?;
-    let threads = pool.current_num_threads();
-    let (adam_ns, mofo_ns, stream) =
-        pool.install(|| -> Result<(f64, f64, f64), super::CliError> {
-            let (mut params, grads) = random_stores(&shapes, 0);
-            let mut adam =
-                Optimizer::new(NoFilter, Adam::adamw(1e-5), OptimConfig::default(), &params)?;
-            let adam_ns = median_ns(
-                || {
-                    adam.step(&mut params, &grads)?;
-                    Ok(())
-                },
-                a.reps,
-            )?;
-            drop(adam);
-            let mut mofo = Optimizer::new(
-                Momentum::new(0.1),
-                Adam::adamw(1e-5),
-                OptimConfig::default(),
-                &params,
-            )?;
-            let mofo_ns = median_ns(
-                || {
-                    mofo.step(&mut params, &grads)?;
-                    Ok(())
-                },
-                a.reps,
-            )?;
-            drop((mofo, params, grads));
-            let stream = crate::bench::bandwidth::measure_stream_bandwidth(n, a.reps);
-            Ok((adam_ns, mofo_ns, stream))
-        })?;
+    super::init_threads(a.threads)?;
+    let threads = rayon::current_num_threads();
+    let (mut params, grads) = random_stores(&shapes, 0);
+    let mut adam = Optimizer::new(NoFilter, Adam::adamw(1e-5), OptimConfig::default(), &params)?;
+    let adam_ns = median_ns(
+        || {
+            adam.step(&mut params, &grads)?;
+            Ok(())
+        },
+        a.reps,
+    )?;
+    drop(adam);
+    let mut mofo = Optimizer::new(
+        Momentum::new(0.1),
+        Adam::adamw(1e-5),
+        OptimConfig::default(),
+        &params,
+    )?;
+    let mofo_ns = median_ns(
+        || {
+            mofo.step(&mut params, &grads)?;
+            Ok(())
+        },
+        a.reps,
+    )?;
+    drop((mofo, params, grads));
+    let stream = crate::bench::bandwidth::measure_stream_bandwidth(n, a.reps);
     let adam_pp = adam_ns / n as f64;
     let mofo_pp = mofo_ns / n as f64;
     let gbs = |ns: f64| 28.0 * n as f64 / ns;

@@ -35,16 +35,9 @@ pub struct TrainArgs {
 pub fn run(a: TrainArgs) -> CliResult {
     let cfg = TrainBenchConfig::preset(&a.config)
         .ok_or_else(|| format!("unknown --config `{}` (expected S, M or L)", a.config))?;
-    let mut builder = rayon::ThreadPoolBuilder::new();
-    if let Some(t) = a.threads {
-        if t == 0 {
-            return Err("--threads must be at least 1".into());
-        }
-        builder = builder.num_threads(t);
-    }
-    let pool = builder.build()?;
-    let threads = pool.current_num_threads();
-    let r = pool.install(|| run_train_bench(&cfg, 2, a.steps, 0))?;
+    super::init_threads(a.threads)?;
+    let threads = rayon::current_num_threads();
+    let r = run_train_bench(&cfg, 2, a.steps, 0)?;
     let peak = (!a.no_peak).then(|| measure_peak_flops(threads, 3.0));
     println!(
         "train {}: {} parameters, {} tokens/step, {threads} threads, median of {} steps",

@@ -64,20 +64,6 @@ pub struct Args {
     pub print_config: bool,
 }
 
-/// Sets the size of the global worker pool (once per process).
-pub(crate) fn init_threads(threads: Option<usize>) -> CliResult {
-    if let Some(n) = threads {
-        if n == 0 {
-            return Err("--threads must be at least 1".into());
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .map_err(|e| format!("cannot start {n} worker threads: {e}"))?;
-    }
-    Ok(())
-}
-
 /// Reads an experiment file (TOML by extension `.toml`, JSON otherwise).
 pub fn read_experiment(path: &Path) -> CliResult<serde_json::Value> {
     let text = std::fs::read_to_string(path)
@@ -160,7 +146,7 @@ pub fn run(args: Args) -> CliResult {
         println!("{}", serde_json::to_string_pretty(&cfg)?);
         return Ok(());
     }
-    init_threads(args.threads)?;
+    super::init_threads(args.threads)?;
     let opts = RunOptions {
         out_dir: args.out.clone(),
         cache_dir: (!args.no_cache).then(|| args.cache.clone()),

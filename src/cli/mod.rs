@@ -68,3 +68,17 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Bench(c) => bench::run(c),
     }
 }
+
+/// Sets the size of the global worker pool (once per process).
+pub(crate) fn init_threads(threads: Option<usize>) -> CliResult {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| format!("cannot start {n} worker threads: {e}"))?;
+    }
+    Ok(())
+}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::forgetting::init_threads;
+use super::init_threads;
 use super::CliResult;
 use crate::data::{load_text_file, mean_loss};
 use crate::experiments::forgetting::{MethodConfig, PhaseConfig, METHODS};
