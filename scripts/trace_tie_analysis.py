@@ -5,7 +5,11 @@ Recomputes the step-1 scores of adam_mv_filter, adam_gv_filter and
 mofo_rmsprop_momentum with our formulas (SPEC.md section 2), once with
 torch's float32 sqrt and once with a correctly rounded sqrt (numpy), and
 reports whether the top-k (ties to the smaller index) equals the set of
-entries the reference changed. Needs torch and numpy (not part of CI):
+entries the reference changed. torch's float32 sqrt on x86-64 is MKL's
+vsSqrt kernel (rsqrtps + one correction, not correctly rounded), which
+src/kernels/torch_sqrt.rs re-implements for our filter scores; with it
+`mofo replay` reproduces these traces in f32. Needs torch and numpy (not
+part of CI):
 
     python scripts/trace_tie_analysis.py [../shared/reference/optim]
 """

@@ -49,6 +49,12 @@ pub trait Scalar:
     /// with no NaN special cases (a NaN ranks above +inf). The exact top-k
     /// selection (`optim::select`) works on these keys.
     fn abs_key(self) -> u64;
+
+    /// The square root as PyTorch's CPU tensor `sqrt` computes it
+    /// ([`crate::kernels::torch_sqrt`]): MKL's float32 kernel for `f32` on
+    /// x86-64, the IEEE square root otherwise. Filter scores use it so that
+    /// selections decided by a score's last bit agree with PyTorch's.
+    fn torch_sqrt(self) -> Self;
 }
 
 impl Scalar for f32 {
@@ -73,6 +79,10 @@ impl Scalar for f32 {
     fn abs_key(self) -> u64 {
         (self.to_bits() & 0x7fff_ffff) as u64
     }
+    #[inline(always)]
+    fn torch_sqrt(self) -> Self {
+        crate::kernels::torch_sqrt::torch_sqrt_f32(self)
+    }
 }
 
 impl Scalar for f64 {
@@ -96,6 +106,12 @@ impl Scalar for f64 {
     #[inline(always)]
     fn abs_key(self) -> u64 {
         self.to_bits() & 0x7fff_ffff_ffff_ffff
+    }
+    #[inline(always)]
+    fn torch_sqrt(self) -> Self {
+        // MKL's float64 kernel is not emulated: the reference traces are
+        // float32, so no f64 selection can reproduce their ties anyway.
+        self.sqrt()
     }
 }
 

@@ -1,5 +1,5 @@
 //! CPU kernels under the tape: the only place with `unsafe` code (the gemm
-//! call and the `mallopt` FFI call).
+//! call, the `mallopt` FFI call and the `rsqrtss` intrinsic).
 //!
 //! Every fast kernel has a plain reference version (a `*_reference`
 //! function next to it) that the unit tests compare it against.
@@ -16,6 +16,7 @@
 //! - [`rope`]: rotary position embedding in the rotate-half layout.
 //! - [`attention`]: fused causal softmax attention with grouped-query heads.
 //! - [`cross_entropy`]: row-wise log-softmax and mean cross-entropy.
+//! - [`torch_sqrt`]: the square root as PyTorch's CPU `sqrt` (MKL) rounds it.
 //!
 //! Determinism: the elementwise and row kernels split work in fixed chunks,
 //! every reduction runs in a fixed order, and a gemm entry is computed the
@@ -31,3 +32,4 @@ pub mod gemm;
 pub mod reduce;
 pub mod rmsnorm;
 pub mod rope;
+pub mod torch_sqrt;

@@ -189,7 +189,7 @@ impl Base for Adam {
         let vd = if c.amsgrad && s[2] > v { s[2] } else { v };
         // The score's v̂ = v / bc2 (divided before the square root), as the
         // reference computes it; the step itself uses √v / √bc2 (PyTorch).
-        (vd / c.bc2).sqrt() + c.eps
+        (vd / c.bc2).torch_sqrt() + c.eps
     }
     #[inline(always)]
     fn mv_score<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {

@@ -160,7 +160,7 @@ impl Base for NAdam {
     fn denom<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         let g = self.effective_grad(c, p, g);
         let v = s[1] * c.b2 + c.omb2 * g * g;
-        (v / c.bc2).sqrt() + c.eps
+        (v / c.bc2).torch_sqrt() + c.eps
     }
     #[inline(always)]
     fn mv_score<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {

@@ -66,9 +66,9 @@ impl RmsProp {
         let sq = s[0] * c.alpha + c.oma * g * g;
         if c.centered {
             let a = lerp(s[1], g, c.oma_w, c.omw);
-            ((sq + (-a) * a).sqrt() + c.eps, sq, a)
+            ((sq + (-a) * a).torch_sqrt() + c.eps, sq, a)
         } else {
-            (sq.sqrt() + c.eps, sq, s[1])
+            (sq.torch_sqrt() + c.eps, sq, s[1])
         }
     }
 }
