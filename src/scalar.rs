@@ -29,6 +29,10 @@ pub trait Scalar:
     /// Short type name, "f32" or "f64" (used in file formats and messages).
     const NAME: &'static str;
 
+    /// Number of significant bits of [`Scalar::abs_key`] (31 or 63): keys
+    /// are below `1 << KEY_BITS`.
+    const KEY_BITS: u32;
+
     /// Converts from `f64` (rounding to nearest for `f32`).
     fn of(x: f64) -> Self;
 
@@ -59,6 +63,7 @@ pub trait Scalar:
 
 impl Scalar for f32 {
     const NAME: &'static str = "f32";
+    const KEY_BITS: u32 = 31;
     #[inline(always)]
     fn of(x: f64) -> Self {
         x as f32
@@ -87,6 +92,7 @@ impl Scalar for f32 {
 
 impl Scalar for f64 {
     const NAME: &'static str = "f64";
+    const KEY_BITS: u32 = 63;
     #[inline(always)]
     fn of(x: f64) -> Self {
         x

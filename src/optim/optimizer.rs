@@ -13,9 +13,16 @@
 //!     θ_i unchanged              otherwise
 //! ```
 //!
+//! With a scored filter on a base whose step splits (all but Lion), and no
+//! gradient transform or selection tracking, the same step runs as a fused
+//! two-pass step without a key array ([`SelectionPath::Fused`], the default;
+//! `optimizer/fused.rs`), bit for bit the same result.
+//!
 //! Blocks run in parallel (rayon) and large blocks are cut into fixed chunks;
 //! every entry's arithmetic is independent of the chunking and the top-k is
 //! exact, so results are identical for any thread count.
+
+mod fused;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -77,6 +84,24 @@ pub struct OptimConfig {
     pub non_finite: NonFinitePolicy,
     /// Track selections for overlap and ever-updated statistics (1 byte per entry).
     pub track_selection: bool,
+    /// Which implementation runs scored selections (both exact, bit for bit
+    /// the same results).
+    pub selection_path: SelectionPath,
+}
+
+/// The implementation of a scored filter's step. Both select exactly the
+/// same entries and give bit-identical results; they differ in speed only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionPath {
+    /// The fused two-pass step (`optimizer/fused.rs`) wherever it applies:
+    /// a base whose step splits (all but Lion), a scored filter, no gradient
+    /// transform, no selection tracking. Elsewhere, `Keys`. Default.
+    #[default]
+    Fused,
+    /// Always the general step: keys of every entry into a scratch array, an
+    /// exact top-k over it, then the base's update.
+    Keys,
 }
 
 impl OptimConfig {
@@ -99,6 +124,8 @@ pub(crate) struct BlockRuntime {
     /// bit 0: selected last step; bit 1: updated since the reference point.
     pub track: Vec<u8>,
     pub ever: usize,
+    /// Per chunk, the fused step's candidates (index in chunk, key).
+    pub candidates: Vec<Vec<(u32, u64)>>,
 }
 
 /// The per-entry state buffers of one tensor (slots 0..3, empty when unused).
@@ -185,6 +212,7 @@ struct Ctx<'c, F: Filter, B: Base, T: Scalar> {
     used: [bool; 3],
     scope_all: bool,
     track: bool,
+    fused: bool,
     t: u64,
 }
 
@@ -540,6 +568,11 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             .map(|(g, &lr)| self.base.coef::<T>(t, lr, g.weight_decay, &scalars))
             .collect();
         let modes = self.block_modes(t);
+        let fused = B::SPLITS
+            && self.config.selection_path == SelectionPath::Fused
+            && self.filter.mode() == FilterMode::Scored
+            && !self.config.track_selection
+            && prep.is_identity();
         let ctx = Ctx {
             filter: &self.filter,
             base: &self.base,
@@ -548,6 +581,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             used: self.base.buffers().map(|b| b.is_some()),
             scope_all: self.config.decay_scope == DecayScope::All,
             track: self.config.track_selection,
+            fused,
             t,
         };
 
@@ -623,6 +657,9 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
     mode: BlockMode,
 ) -> BlockStats {
     let c = &ctx.coefs[group];
+    if let (BlockMode::Cut(k), true) = (mode, ctx.fused) {
+        return fused::process_block(ctx, c, len, k, rt, &mut chunks);
+    }
     let mut threshold = None;
     let mut cut: Option<Cut> = None;
     let mut tie_before: Vec<usize> = Vec::new();

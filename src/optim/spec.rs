@@ -361,6 +361,7 @@ impl OptimizerSpec {
             pull: self.pull,
             non_finite: self.non_finite,
             track_selection: self.track_selection,
+            selection_path: Default::default(),
         }
     }
 

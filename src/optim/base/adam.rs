@@ -161,21 +161,40 @@ impl Base for Adam {
     }
     #[inline(always)]
     fn update<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &mut [T; 3]) -> T {
+        self.advance(c, p, g, s);
+        self.apply_updated(c, p, g, s)
+    }
+    const SPLITS: bool = true;
+    #[inline(always)]
+    fn advance<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &mut [T; 3]) {
         let g = self.effective_grad(c, p, g);
-        let p = if c.decoupled { p * c.decay } else { p };
         let m = lerp(s[0], g, c.w1, c.omw1);
         let v = s[1] * c.b2 + c.omb2 * g * g;
         s[0] = m;
         s[1] = v;
-        let vd = if c.amsgrad {
-            let vm = if s[2] > v { s[2] } else { v };
-            s[2] = vm;
-            vm
-        } else {
-            v
-        };
+        if c.amsgrad {
+            s[2] = if s[2] > v { s[2] } else { v };
+        }
+    }
+    #[inline(always)]
+    fn apply_updated<T: Scalar>(&self, c: &AdamCoef<T>, p: T, _g: T, s: &[T; 3]) -> T {
+        let p = if c.decoupled { p * c.decay } else { p };
+        let vd = if c.amsgrad { s[2] } else { s[1] };
         let denom = vd.sqrt() / c.bc2_sqrt + c.eps;
-        p + c.neg_step_size * m / denom
+        p + c.neg_step_size * s[0] / denom
+    }
+    #[inline(always)]
+    fn momentum_updated<T: Scalar>(&self, _c: &AdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+        s[0]
+    }
+    #[inline(always)]
+    fn denom_updated<T: Scalar>(&self, c: &AdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+        let vd = if c.amsgrad { s[2] } else { s[1] };
+        (vd / c.bc2).torch_sqrt() + c.eps
+    }
+    #[inline(always)]
+    fn mv_score_updated<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        (s[0] / c.bc1).abs() / self.denom_updated(c, p, g, s)
     }
     #[inline(always)]
     fn momentum<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {

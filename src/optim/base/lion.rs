@@ -116,6 +116,23 @@ impl Base for Lion {
         s[0] = s[0] * c.b2 + c.omb2 * g;
         p + c.neg_lr * u
     }
+    fn apply_updated<T: Scalar>(&self, _c: &LionCoef<T>, _p: T, _g: T, _s: &[T; 3]) -> T {
+        // Lion::SPLITS is false: its direction sign(β1·m + (1 − β1)·g) needs
+        // the momentum before the update, so the optimizer never calls this.
+        unreachable!("Lion's step does not split (Base::SPLITS is false)")
+    }
+    #[inline(always)]
+    fn momentum_updated<T: Scalar>(&self, _c: &LionCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+        s[0]
+    }
+    #[inline(always)]
+    fn denom_updated<T: Scalar>(&self, _c: &LionCoef<T>, _p: T, _g: T, _s: &[T; 3]) -> T {
+        T::one()
+    }
+    #[inline(always)]
+    fn mv_score_updated<T: Scalar>(&self, _c: &LionCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+        s[0].abs()
+    }
     #[inline(always)]
     fn momentum<T: Scalar>(&self, c: &LionCoef<T>, _p: T, g: T, s: &[T; 3]) -> T {
         s[0] * c.b2 + c.omb2 * g

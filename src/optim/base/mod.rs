@@ -10,6 +10,19 @@
 //! ```
 //!
 //! Every entry gets its state update; the filter decides whether θ' is kept.
+//!
+//! Bases whose new parameter depends on the old state only through the
+//! updated state ([`Base::SPLITS`]: all but Lion, whose direction uses the
+//! momentum before its update) also split the step in two halves,
+//!
+//! ```text
+//! state' = advance(coef, θ, g, state)        θ' = apply_updated(coef, θ, g, state')
+//! ```
+//!
+//! with `update` defined as exactly that composition (so the halves are bit
+//! for bit the full step), and give the filter scores from `state'`
+//! (`*_updated`). The optimizer's fused two-pass step uses them
+//! (`optim::fused`).
 //! Per-entry state lives in up to three buffers (`s[0..3]`), named by
 //! [`Base::buffers`]; unused slots hold zero.
 
@@ -93,6 +106,24 @@ pub trait Base: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn denom<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
     /// |m̂| / (√v̂ + ε) after this step's update (m̂ bias-corrected as in Adam).
     fn mv_score<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+    /// Whether [`Base::apply_updated`] exists (the step splits into
+    /// `advance` + `apply_updated`, module docs). Lion: false.
+    const SPLITS: bool = false;
+    /// The state half of [`Base::update`]: writes the updated state into `s`.
+    #[inline(always)]
+    fn advance<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &mut [T; 3]) {
+        let _ = self.update(c, p, g, s);
+    }
+    /// The parameter half of [`Base::update`]: θ' from θ, g and the state
+    /// *after* [`Base::advance`]. Only called when [`Base::SPLITS`] is true.
+    fn apply_updated<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+    /// [`Base::momentum`] computed from the state after [`Base::advance`]
+    /// (bit for bit the same value).
+    fn momentum_updated<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+    /// [`Base::denom`] computed from the state after [`Base::advance`].
+    fn denom_updated<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+    /// [`Base::mv_score`] computed from the state after [`Base::advance`].
+    fn mv_score_updated<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
     /// Only the decoupled decay θ·(1 − lr·wd) (θ itself when decay is coupled or zero).
     fn decay_only<T: Scalar>(&self, c: &Self::Coef<T>, p: T) -> T;
 }

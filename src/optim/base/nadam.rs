@@ -141,15 +141,35 @@ impl Base for NAdam {
     }
     #[inline(always)]
     fn update<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &mut [T; 3]) -> T {
+        self.advance(c, p, g, s);
+        self.apply_updated(c, p, g, s)
+    }
+    const SPLITS: bool = true;
+    #[inline(always)]
+    fn advance<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &mut [T; 3]) {
+        let g = self.effective_grad(c, p, g);
+        s[0] = lerp(s[0], g, c.w1, c.omw1);
+        s[1] = s[1] * c.b2 + c.omb2 * g * g;
+    }
+    #[inline(always)]
+    fn apply_updated<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         let g = self.effective_grad(c, p, g);
         let p = if c.decoupled { p * c.decay } else { p };
-        let m = lerp(s[0], g, c.w1, c.omw1);
-        let v = s[1] * c.b2 + c.omb2 * g * g;
-        s[0] = m;
-        s[1] = v;
-        let d = (v / c.bc2).sqrt() + c.eps;
+        let d = (s[1] / c.bc2).sqrt() + c.eps;
         let p = p + c.c_grad * g / d;
-        p + c.c_mom * m / d
+        p + c.c_mom * s[0] / d
+    }
+    #[inline(always)]
+    fn momentum_updated<T: Scalar>(&self, _c: &NAdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+        s[0]
+    }
+    #[inline(always)]
+    fn denom_updated<T: Scalar>(&self, c: &NAdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+        (s[1] / c.bc2).torch_sqrt() + c.eps
+    }
+    #[inline(always)]
+    fn mv_score_updated<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        (s[0] / c.bc1).abs() / self.denom_updated(c, p, g, s)
     }
     #[inline(always)]
     fn momentum<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {

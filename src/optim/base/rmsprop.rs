@@ -61,15 +61,26 @@ pub struct RmsPropCoef<T> {
 }
 
 impl RmsProp {
+    /// The denominator √(sq − a²) + ε (centered) or √sq + ε from the updated
+    /// square average `sq` and gradient average `a`.
+    #[inline(always)]
+    fn denom_from<T: Scalar>(c: &RmsPropCoef<T>, sq: T, a: T) -> T {
+        if c.centered {
+            (sq + (-a) * a).torch_sqrt() + c.eps
+        } else {
+            sq.torch_sqrt() + c.eps
+        }
+    }
+
     #[inline(always)]
     fn denom_of<T: Scalar>(c: &RmsPropCoef<T>, g: T, s: &[T; 3]) -> (T, T, T) {
         let sq = s[0] * c.alpha + c.oma * g * g;
-        if c.centered {
-            let a = lerp(s[1], g, c.oma_w, c.omw);
-            ((sq + (-a) * a).torch_sqrt() + c.eps, sq, a)
+        let a = if c.centered {
+            lerp(s[1], g, c.oma_w, c.omw)
         } else {
-            (sq.torch_sqrt() + c.eps, sq, s[1])
-        }
+            s[1]
+        };
+        (Self::denom_from(c, sq, a), sq, a)
     }
 }
 
@@ -140,17 +151,44 @@ impl Base for RmsProp {
     }
     #[inline(always)]
     fn update<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &mut [T; 3]) -> T {
+        self.advance(c, p, g, s);
+        self.apply_updated(c, p, g, s)
+    }
+    const SPLITS: bool = true;
+    #[inline(always)]
+    fn advance<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &mut [T; 3]) {
         let g = self.effective_grad(c, p, g);
         let (d, sq, a) = Self::denom_of(c, g, s);
         s[0] = sq;
         s[1] = a;
         if c.has_momentum {
-            let b = s[2] * c.mu + g / d;
-            s[2] = b;
-            p + c.neg_lr * b
-        } else {
-            p + c.neg_lr * g / d
+            s[2] = s[2] * c.mu + g / d;
         }
+    }
+    #[inline(always)]
+    fn apply_updated<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        if c.has_momentum {
+            p + c.neg_lr * s[2]
+        } else {
+            let g = self.effective_grad(c, p, g);
+            p + c.neg_lr * g / Self::denom_from(c, s[0], s[1])
+        }
+    }
+    #[inline(always)]
+    fn momentum_updated<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        if c.has_momentum {
+            s[2]
+        } else {
+            self.effective_grad(c, p, g) / Self::denom_from(c, s[0], s[1])
+        }
+    }
+    #[inline(always)]
+    fn denom_updated<T: Scalar>(&self, c: &RmsPropCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+        Self::denom_from(c, s[0], s[1])
+    }
+    #[inline(always)]
+    fn mv_score_updated<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        self.momentum_updated(c, p, g, s).abs()
     }
     #[inline(always)]
     fn momentum<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {

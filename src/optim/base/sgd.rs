@@ -135,19 +135,46 @@ impl Base for Sgd {
     }
     #[inline(always)]
     fn update<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &mut [T; 3]) -> T {
+        self.advance(c, p, g, s);
+        self.apply_updated(c, p, g, s)
+    }
+    const SPLITS: bool = true;
+    #[inline(always)]
+    fn advance<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &mut [T; 3]) {
+        if c.has_momentum {
+            let g = self.effective_grad(c, p, g);
+            s[0] = Self::buf(c, g, s);
+        }
+    }
+    #[inline(always)]
+    fn apply_updated<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         let g = self.effective_grad(c, p, g);
         let d = if c.has_momentum {
-            let b = Self::buf(c, g, s);
-            s[0] = b;
             if c.nesterov {
-                g + c.mu * b
+                g + c.mu * s[0]
             } else {
-                b
+                s[0]
             }
         } else {
             g
         };
         p + c.neg_lr * d
+    }
+    #[inline(always)]
+    fn momentum_updated<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        if c.has_momentum {
+            s[0]
+        } else {
+            self.effective_grad(c, p, g)
+        }
+    }
+    #[inline(always)]
+    fn denom_updated<T: Scalar>(&self, _c: &SgdCoef<T>, _p: T, _g: T, _s: &[T; 3]) -> T {
+        T::one()
+    }
+    #[inline(always)]
+    fn mv_score_updated<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        self.momentum_updated(c, p, g, s).abs()
     }
     #[inline(always)]
     fn momentum<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &[T; 3]) -> T {

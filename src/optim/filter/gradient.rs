@@ -37,4 +37,15 @@ impl Filter for Gradient {
     fn score<B: Base, T: Scalar>(&self, base: &B, c: &B::Coef<T>, p: T, g: T, _s: &[T; 3]) -> T {
         base.effective_grad(c, p, g).abs()
     }
+    #[inline(always)]
+    fn score_updated<B: Base, T: Scalar>(
+        &self,
+        base: &B,
+        c: &B::Coef<T>,
+        p: T,
+        g: T,
+        _s: &[T; 3],
+    ) -> T {
+        base.effective_grad(c, p, g).abs()
+    }
 }

@@ -45,4 +45,15 @@ impl Filter for Gv {
     fn score<B: Base, T: Scalar>(&self, base: &B, c: &B::Coef<T>, p: T, g: T, s: &[T; 3]) -> T {
         base.effective_grad(c, p, g).abs() / base.denom(c, p, g, s)
     }
+    #[inline(always)]
+    fn score_updated<B: Base, T: Scalar>(
+        &self,
+        base: &B,
+        c: &B::Coef<T>,
+        p: T,
+        g: T,
+        s: &[T; 3],
+    ) -> T {
+        base.effective_grad(c, p, g).abs() / base.denom_updated(c, p, g, s)
+    }
 }

@@ -69,6 +69,21 @@ pub trait Filter: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// (the base computes the updated quantities). Only called in
     /// [`FilterMode::Scored`] mode; other modes return zero.
     fn score<B: Base, T: Scalar>(&self, base: &B, c: &B::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+    /// The same score computed from the state *after* this step's update
+    /// (`Base::advance`), bit for bit equal to [`Filter::score`] on the state
+    /// before it; used by the fused step when `Base::SPLITS`. Filters that
+    /// are not scored keep the default (zero).
+    #[inline(always)]
+    fn score_updated<B: Base, T: Scalar>(
+        &self,
+        _base: &B,
+        _c: &B::Coef<T>,
+        _p: T,
+        _g: T,
+        _s: &[T; 3],
+    ) -> T {
+        T::zero()
+    }
 }
 
 pub(crate) fn incompatible<B: Base>(filter: &str, base: &B, reason: &str) -> OptimError {

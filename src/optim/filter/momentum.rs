@@ -45,4 +45,15 @@ impl Filter for Momentum {
     fn score<B: Base, T: Scalar>(&self, base: &B, c: &B::Coef<T>, p: T, g: T, s: &[T; 3]) -> T {
         base.momentum(c, p, g, s).abs()
     }
+    #[inline(always)]
+    fn score_updated<B: Base, T: Scalar>(
+        &self,
+        base: &B,
+        c: &B::Coef<T>,
+        p: T,
+        g: T,
+        s: &[T; 3],
+    ) -> T {
+        base.momentum_updated(c, p, g, s).abs()
+    }
 }

@@ -46,4 +46,15 @@ impl Filter for Mv {
     fn score<B: Base, T: Scalar>(&self, base: &B, c: &B::Coef<T>, p: T, g: T, s: &[T; 3]) -> T {
         base.mv_score(c, p, g, s)
     }
+    #[inline(always)]
+    fn score_updated<B: Base, T: Scalar>(
+        &self,
+        base: &B,
+        c: &B::Coef<T>,
+        p: T,
+        g: T,
+        s: &[T; 3],
+    ) -> T {
+        base.mv_score_updated(c, p, g, s)
+    }
 }

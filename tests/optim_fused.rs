@@ -1,0 +1,230 @@
+//! The fused two-pass step (`SelectionPath::Fused`, the default) against the
+//! general step (`SelectionPath::Keys`): for every base whose step splits and
+//! every scored filter it accepts, under both decay scopes, in f32 and f64,
+//! with heavy ties and blocks spanning several parallel chunks, the two give
+//! bit-identical parameters, state and step statistics.
+
+use mofo::optim::{
+    Adam, Base, DecayScope, Filter, Gradient, Gv, Momentum, Mv, NAdam, OptimConfig, Optimizer,
+    RmsProp, SelectionPath, Sgd,
+};
+use mofo::{ParamStore, Scalar};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Tensors: one larger than a parallel chunk (2^15 entries), small ones.
+const SHAPES: &[(&str, &[usize])] = &[
+    ("embed.weight", &[70_001]),
+    ("q.weight", &[24, 40]),
+    ("tiny.weight", &[3]),
+];
+
+/// Values drawn from a small set (`levels` distinct magnitudes), so that
+/// many scores tie exactly; `levels = 0` draws continuous values.
+fn store<T: Scalar>(seed: u64, levels: u32, scale: f64) -> ParamStore<T> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut s = ParamStore::new();
+    for (n, sh) in SHAPES {
+        let len: usize = sh.iter().product();
+        let v = (0..len)
+            .map(|_| {
+                let x = if levels == 0 {
+                    rng.random_range(-1.0..1.0)
+                } else {
+                    let l = rng.random_range(1..=levels) as f64 / levels as f64;
+                    if rng.random::<bool>() {
+                        l
+                    } else {
+                        -l
+                    }
+                };
+                T::of(x * scale)
+            })
+            .collect();
+        s.insert_vec(*n, sh, v).unwrap();
+    }
+    s
+}
+
+struct Outcome {
+    params: Vec<u64>,
+    state: Vec<u64>,
+    stats: Vec<String>,
+}
+
+fn run<F: Filter, B: Base, T: Scalar>(
+    filter: F,
+    base: B,
+    scope: DecayScope,
+    path: SelectionPath,
+    levels: u32,
+    steps: u64,
+) -> Outcome {
+    let mut p = store::<T>(1, 0, 1.0);
+    let cfg = OptimConfig {
+        decay_scope: scope,
+        selection_path: path,
+        ..OptimConfig::default()
+    };
+    let mut opt = Optimizer::<F, B, T>::new(filter, base.clone(), cfg, &p).unwrap();
+    let mut stats = Vec::new();
+    for s in 0..steps {
+        let g = store::<T>(100 + s, levels, 0.5);
+        let st = opt.step(&mut p, &g).unwrap();
+        stats.push(format!("{:?}", st.blocks));
+    }
+    let params = p
+        .iter()
+        .flat_map(|t| t.as_slice().iter().map(|x| x.as_f64().to_bits()))
+        .collect();
+    let mut state = Vec::new();
+    for (name, _) in SHAPES {
+        for buf in base.buffers().into_iter().flatten() {
+            let b = opt.buffer(name, buf).unwrap();
+            state.extend(b.iter().map(|x| x.as_f64().to_bits()));
+        }
+    }
+    Outcome {
+        params,
+        state,
+        stats,
+    }
+}
+
+fn same<F: Filter, B: Base>(filter: F, base: B, levels: u32) {
+    for scope in [DecayScope::Selected, DecayScope::All] {
+        let label = format!(
+            "{} on {:?}, {scope:?}, levels {levels}",
+            filter.name(),
+            base
+        );
+        let fused = run::<F, B, f32>(
+            filter.clone(),
+            base.clone(),
+            scope,
+            SelectionPath::Fused,
+            levels,
+            3,
+        );
+        let keys = run::<F, B, f32>(
+            filter.clone(),
+            base.clone(),
+            scope,
+            SelectionPath::Keys,
+            levels,
+            3,
+        );
+        assert!(fused.params == keys.params, "f32 params: {label}");
+        assert!(fused.state == keys.state, "f32 state: {label}");
+        assert_eq!(fused.stats, keys.stats, "f32 stats: {label}");
+        let fused = run::<F, B, f64>(
+            filter.clone(),
+            base.clone(),
+            scope,
+            SelectionPath::Fused,
+            levels,
+            2,
+        );
+        let keys = run::<F, B, f64>(
+            filter.clone(),
+            base.clone(),
+            scope,
+            SelectionPath::Keys,
+            levels,
+            2,
+        );
+        assert!(fused.params == keys.params, "f64 params: {label}");
+        assert!(fused.state == keys.state, "f64 state: {label}");
+        assert_eq!(fused.stats, keys.stats, "f64 stats: {label}");
+    }
+}
+
+fn adams() -> Vec<Adam> {
+    vec![
+        Adam::adamw(1e-2),
+        Adam {
+            weight_decay: 0.1,
+            amsgrad: true,
+            ..Adam::new(1e-2)
+        },
+    ]
+}
+
+fn rmsprops() -> Vec<RmsProp> {
+    vec![
+        RmsProp {
+            momentum: 0.9,
+            ..RmsProp::default()
+        },
+        RmsProp {
+            momentum: 0.5,
+            centered: true,
+            weight_decay: 0.01,
+            ..RmsProp::default()
+        },
+    ]
+}
+
+fn sgds() -> Vec<Sgd> {
+    vec![
+        Sgd {
+            momentum: 0.9,
+            nesterov: true,
+            lr: 0.1,
+            ..Sgd::default()
+        },
+        Sgd {
+            momentum: 0.5,
+            dampening: 0.1,
+            weight_decay: 0.01,
+            lr: 0.1,
+            ..Sgd::default()
+        },
+    ]
+}
+
+#[test]
+fn fused_step_equals_the_general_step_for_every_splitting_base_and_scored_filter() {
+    for levels in [0, 3] {
+        for a in adams() {
+            same(Momentum::new(0.1), a.clone(), levels);
+            same(Gradient::new(0.2), a.clone(), levels);
+            same(Mv::new(0.1), a.clone(), levels);
+            same(Gv::new(0.3), a, levels);
+        }
+        let n = NAdam {
+            weight_decay: 0.01,
+            ..NAdam::default()
+        };
+        same(Momentum::new(0.15), n.clone(), levels);
+        same(Mv::new(0.1), n, levels);
+        for r in rmsprops() {
+            same(Momentum::new(0.1), r.clone(), levels);
+            same(Gv::new(0.1), r, levels);
+        }
+        for s in sgds() {
+            same(Momentum::new(0.1), s.clone(), levels);
+            same(Gradient::new(0.5), s, levels);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn fused_momentum_filter_is_exact_for_any_fraction_and_tie_pattern(
+        fraction in 0.001f64..1.0,
+        levels in 0u32..6,
+    ) {
+        for scope in [DecayScope::Selected, DecayScope::All] {
+            let f = run::<Momentum, Adam, f32>(
+                Momentum::new(fraction), Adam::adamw(1e-2), scope, SelectionPath::Fused, levels, 2);
+            let k = run::<Momentum, Adam, f32>(
+                Momentum::new(fraction), Adam::adamw(1e-2), scope, SelectionPath::Keys, levels, 2);
+            prop_assert!(f.params == k.params);
+            prop_assert!(f.state == k.state);
+            prop_assert_eq!(f.stats, k.stats);
+        }
+    }
+}
