@@ -1,5 +1,6 @@
 //! CPU kernels under the tape: the only place with `unsafe` code (the gemm
-//! call, the `mallopt` FFI call and the `rsqrtss` intrinsic).
+//! call, the `mallopt` FFI call, the `rsqrtss` intrinsic and the AVX2
+//! dispatch).
 //!
 //! Every fast kernel has a plain reference version (a `*_reference`
 //! function next to it) that the unit tests compare it against.
@@ -17,6 +18,7 @@
 //! - [`attention`]: fused causal softmax attention with grouped-query heads.
 //! - [`cross_entropy`]: row-wise log-softmax and mean cross-entropy.
 //! - [`torch_sqrt`]: the square root as PyTorch's CPU `sqrt` (MKL) rounds it.
+//! - [`simd`]: runtime dispatch of the optimizer's loops to AVX2.
 //!
 //! Determinism: the elementwise and row kernels split work in fixed chunks,
 //! every reduction runs in a fixed order, and a gemm entry is computed the
@@ -32,4 +34,5 @@ pub mod gemm;
 pub mod reduce;
 pub mod rmsnorm;
 pub mod rope;
+pub mod simd;
 pub mod torch_sqrt;

@@ -38,6 +38,7 @@ use super::select::{selection_count, Cut, Decider, TopK};
 use super::stats::{key_to_f64, BlockStats, StepStats};
 use super::transform::{Clip, GradPrep, Pull};
 use super::OptimError;
+use crate::kernels::simd::with_wide_simd;
 use crate::{ParamError, ParamStore, Scalar};
 
 /// Entries per parallel work item inside a block.
@@ -657,7 +658,8 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
     mode: BlockMode,
 ) -> BlockStats {
     let c = &ctx.coefs[group];
-    if let (BlockMode::Cut(k), true) = (mode, ctx.fused) {
+    // Histogram counts are u32 (blocks of up to 4G entries).
+    if let (BlockMode::Cut(k), true) = (mode, ctx.fused && len <= u32::MAX as usize) {
         return fused::process_block(ctx, c, len, k, rt, &mut chunks);
     }
     let mut threshold = None;
@@ -675,7 +677,7 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
         chunks
             .par_iter()
             .zip(key_slices.into_par_iter())
-            .for_each(|(ch, keys)| fill_keys(ctx, c, block_index, ch, keys));
+            .for_each(|(ch, keys)| with_wide_simd(|| fill_keys(ctx, c, block_index, ch, keys)));
         let mut ct = rt.topk.cut(&rt.keys, k);
         threshold = Some(key_to_f64::<T>(ct.threshold_key));
         // Ties at τ seen before each chunk (the tie quota goes to smaller
@@ -737,7 +739,7 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
             } else {
                 &[][..]
             };
-            apply_chunk(ctx, c, ch, ks, dec, mode == BlockMode::Full, track)
+            with_wide_simd(|| apply_chunk(ctx, c, ch, ks, dec, mode == BlockMode::Full, track))
         })
         .reduce(|| (0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
     rt.ever += newly;
@@ -749,6 +751,7 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
     }
 }
 
+#[inline(always)]
 fn fill_keys<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
@@ -756,6 +759,10 @@ fn fill_keys<F: Filter, B: Base, T: Scalar>(
     v: &View<'_, T>,
     keys: &mut [u64],
 ) {
+    // A local copy: its fields stay in registers and its branches are
+    // loop-invariant, so the loops below vectorise.
+    let coef = *c;
+    let c = &coef;
     match ctx.filter.mode() {
         FilterMode::Random { seed } => {
             let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, ctx.t, block_index as u64));
@@ -885,6 +892,7 @@ fn for_each_entry<T: Scalar>(
     }
 }
 
+#[inline(always)]
 fn apply_chunk<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
@@ -894,6 +902,10 @@ fn apply_chunk<F: Filter, B: Base, T: Scalar>(
     full: bool,
     track: &mut [u8],
 ) -> (usize, usize, usize) {
+    // A local copy: its fields stay in registers and its branches are
+    // loop-invariant, so the loops below vectorise.
+    let coef = *c;
+    let c = &coef;
     let used = ctx.used;
     let base = ctx.base;
     let plain = v.pre.is_empty() && !ctx.track && ctx.prep.is_identity();

@@ -33,6 +33,7 @@
 use rayon::prelude::*;
 
 use super::{BlockRuntime, Ctx, View};
+use crate::kernels::simd::with_wide_simd;
 use crate::optim::base::Base;
 use crate::optim::filter::Filter;
 use crate::optim::select::{Cut, Decider};
@@ -67,14 +68,14 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
         .par_iter_mut()
         .with_min_len(per_job.max(1))
         .fold(
-            || vec![0u64; BUCKETS],
+            || vec![0u32; BUCKETS],
             |mut h, ch| {
-                advance_chunk(ctx, c, ch, &mut h);
+                with_wide_simd(|| advance_chunk(ctx, c, ch, &mut h));
                 h
             },
         )
         .reduce(
-            || vec![0u64; BUCKETS],
+            || vec![0u32; BUCKETS],
             |mut a, b| {
                 a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
                 a
@@ -90,7 +91,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
         .zip(rt.candidates.par_iter_mut())
         .for_each(|(ch, cands)| {
             cands.clear();
-            collect_candidates(ctx, c, ch, b_star, cands);
+            with_wide_simd(|| collect_candidates(ctx, c, ch, b_star, cands));
         });
 
     // The r largest candidates (ties to the smaller index).
@@ -128,7 +129,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
                 cut.ties_taken.saturating_sub(before)
             };
             let dec = Cut { ties_taken, ..cut }.decider();
-            apply_chunk(ctx, c, ch, b_star, cands, dec);
+            with_wide_simd(|| apply_chunk(ctx, c, ch, b_star, cands, dec));
         });
     BlockStats {
         selected: k,
@@ -140,9 +141,10 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
 
 /// The bucket b* holding the k-th largest key and the number of keys in
 /// buckets above it (`hist` sums to at least k ≥ 1).
-fn threshold_bucket(hist: &[u64], k: u64) -> (u32, u64) {
+fn threshold_bucket(hist: &[u32], k: u64) -> (u32, u64) {
     let mut above = 0u64;
     for (b, &n) in hist.iter().enumerate().rev() {
+        let n = n as u64;
         if above + n >= k {
             return (b as u32, above);
         }
@@ -160,12 +162,17 @@ fn state_at<T: Scalar>(v: &View<'_, T>, used: [bool; 3], i: usize) -> [T; 3] {
 
 /// Pass 1 over a chunk: advance every entry's state (a loop the compiler
 /// vectorises), then count the keys while the chunk is still in cache.
+#[inline(always)]
 fn advance_chunk<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
     v: &mut View<'_, T>,
-    hist: &mut [u64],
+    hist: &mut [u32],
 ) {
+    // A local copy: its fields stay in registers and its branches are
+    // loop-invariant, so the loops below vectorise.
+    let coef = *c;
+    let c = &coef;
     let (filter, base) = (ctx.filter, ctx.base);
     super::for_each_entry(v, ctx.used, |_, p, g, s| base.advance(c, *p, g, s));
     let hist = &mut hist[..BUCKETS];
@@ -177,6 +184,7 @@ fn advance_chunk<F: Filter, B: Base, T: Scalar>(
 
 /// Pass 2a over a chunk: the entries whose key falls in the threshold
 /// bucket, as (index in the chunk, key), in index order.
+#[inline(always)]
 fn collect_candidates<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
@@ -184,6 +192,10 @@ fn collect_candidates<F: Filter, B: Base, T: Scalar>(
     b_star: u32,
     cands: &mut Vec<(u32, u64)>,
 ) {
+    // A local copy: its fields stay in registers and its branches are
+    // loop-invariant, so the loops below vectorise.
+    let coef = *c;
+    let c = &coef;
     let (filter, base) = (ctx.filter, ctx.base);
     for_each_entry_read_state(v, ctx.used, |i, p, g, s| {
         let key = filter.score_updated(base, c, *p, g, s).abs_key();
@@ -197,6 +209,7 @@ fn collect_candidates<F: Filter, B: Base, T: Scalar>(
 /// value through a branch-free select the compiler vectorises; then, while
 /// the chunk is still in cache, the candidates `dec` selects get it too (the
 /// others stay, or are only decayed under scope All). State is read only.
+#[inline(always)]
 fn apply_chunk<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
@@ -205,6 +218,10 @@ fn apply_chunk<F: Filter, B: Base, T: Scalar>(
     cands: &[(u32, u64)],
     mut dec: Decider,
 ) {
+    // A local copy: its fields stay in registers and its branches are
+    // loop-invariant, so the loops below vectorise.
+    let coef = *c;
+    let c = &coef;
     let (filter, base, scope_all) = (ctx.filter, ctx.base, ctx.scope_all);
     for_each_entry_read_state(v, ctx.used, |_, p, g, s| {
         let b = bucket::<T>(filter.score_updated(base, c, *p, g, s).abs_key());
@@ -278,7 +295,7 @@ mod tests {
 
     #[test]
     fn threshold_bucket_counts_keys_above() {
-        let mut hist = vec![0u64; BUCKETS];
+        let mut hist = vec![0u32; BUCKETS];
         hist[10] = 5;
         hist[7] = 3;
         hist[2] = 4;
