@@ -45,6 +45,8 @@ use crate::Scalar;
 const BUCKET_BITS: u32 = 14;
 /// Number of histogram buckets.
 const BUCKETS: usize = 1 << BUCKET_BITS;
+/// Entries per tile of the candidate scan (pass 2a).
+const SCAN_TILE: usize = 32;
 
 /// The histogram bucket of a key (a `u32`, so that the f32 loops stay in
 /// 32-bit lanes).
@@ -183,7 +185,10 @@ fn advance_chunk<F: Filter, B: Base, T: Scalar>(
 }
 
 /// Pass 2a over a chunk: the entries whose key falls in the threshold
-/// bucket, as (index in the chunk, key), in index order.
+/// bucket, as (index in the chunk, key), in index order. Candidates are rare
+/// (about 1%), so each tile of `SCAN_TILE` entries is first counted with a
+/// branch-free loop the compiler vectorises, and only tiles that hold a
+/// candidate are scanned entry by entry.
 #[inline(always)]
 fn collect_candidates<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
@@ -196,13 +201,44 @@ fn collect_candidates<F: Filter, B: Base, T: Scalar>(
     // loop-invariant, so the loops below vectorise.
     let coef = *c;
     let c = &coef;
-    let (filter, base) = (ctx.filter, ctx.base);
-    for_each_entry_read_state(v, ctx.used, |i, p, g, s| {
-        let key = filter.score_updated(base, c, *p, g, s).abs_key();
-        if bucket::<T>(key) == b_star {
-            cands.push((i as u32, key));
+    let (filter, base, used) = (ctx.filter, ctx.base, ctx.used);
+    let n = v.p.len();
+    let (p, g) = (&v.p[..n], &v.g[..n]);
+    // Unused slots read `g` (any slice of length n) and select zero, so every
+    // load is in bounds and the selects vectorise.
+    let slot = |j: usize| -> &[T] {
+        if used[j] {
+            &v.s[j][..n]
+        } else {
+            g
         }
-    });
+    };
+    let (s0, s1, s2) = (slot(0), slot(1), slot(2));
+    let z = T::zero();
+    let key_at = |i: usize| -> u64 {
+        let s = [
+            if used[0] { s0[i] } else { z },
+            if used[1] { s1[i] } else { z },
+            if used[2] { s2[i] } else { z },
+        ];
+        filter.score_updated(base, c, p[i], g[i], &s).abs_key()
+    };
+    let mut start = 0;
+    while start < n {
+        let end = (start + SCAN_TILE).min(n);
+        let hits: u32 = (start..end)
+            .map(|i| u32::from(bucket::<T>(key_at(i)) == b_star))
+            .sum();
+        if hits > 0 {
+            for i in start..end {
+                let key = key_at(i);
+                if bucket::<T>(key) == b_star {
+                    cands.push((i as u32, key));
+                }
+            }
+        }
+        start = end;
+    }
 }
 
 /// Pass 2b over a chunk: the entries above the threshold bucket get the new
