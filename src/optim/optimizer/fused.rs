@@ -13,20 +13,23 @@
 //!                          hist[top BUCKET_BITS bits of key_i] += 1
 //! threshold bucket:        b* = the bucket holding the k-th largest key;
 //!                          above = #{keys in buckets > b*},  r = k − above
-//! pass 2, every entry i:   bucket(key_i) > b*  →  θ_i ← apply_updated(θ_i, g_i, state'_i)
-//!                          bucket(key_i) = b*  →  candidate (i, key_i)
+//! pass 2a, every entry i:  bucket(key_i) = b*  →  candidate (i, key_i)
+//! candidates:              the r largest keys among them, ties to the smaller
+//!                          index (select.rs): τ and the tie quota per chunk
+//! pass 2b, every entry i:  bucket(key_i) > b*  →  θ_i ← apply_updated(θ_i, g_i, state'_i)
+//!                          chosen candidate    →  θ_i ← apply_updated(θ_i, g_i, state'_i)
 //!                          otherwise              θ_i unchanged (or decayed, scope All)
-//! candidates:              the r largest keys among them, ties to the smaller index
-//!                          (select.rs), get apply_updated (the others: as above)
 //! ```
 //!
-//! Pass 2 recomputes each key from the same θ, g and updated state, so it is
-//! bit for bit the key of pass 1; every key in a bucket above b* is larger
+//! Passes 2a and 2b recompute each key from the same θ, g and updated state,
+//! so it is bit for bit the key of pass 1; every key in a bucket above b* is larger
 //! than every candidate's; so the selection is exactly the top-k of the
 //! general step, ties included, and `update = advance ∘ apply_updated` makes
 //! the new values bit for bit the same too (tested against the general step
 //! in `tests/optim_fused.rs`). Pass 1 reads g and the state and writes the
-//! state; pass 2 reads the state, and θ where it writes it. Histograms are
+//! state; pass 2a reads what the score needs (|m| for MoFO); pass 2b reads the
+//! state and θ and writes θ; each chunk's chosen candidates are written while
+//! the chunk is still in cache. Histograms are
 //! summed in integers, so the result does not depend on how chunks are
 //! spread over threads.
 
