@@ -663,8 +663,7 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
         return fused::process_block(ctx, c, len, k, rt, &mut chunks);
     }
     let mut threshold = None;
-    let mut cut: Option<Cut> = None;
-    let mut tie_before: Vec<usize> = Vec::new();
+    let mut deciders: Option<Vec<Decider>> = None;
     if let BlockMode::Cut(k) = mode {
         rt.keys.resize(len, 0);
         let mut key_slices: Vec<&mut [u64]> = Vec::with_capacity(chunks.len());
@@ -677,38 +676,22 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
         chunks
             .par_iter()
             .zip(key_slices.into_par_iter())
-            .for_each(|(ch, keys)| with_wide_simd(|| fill_keys(ctx, c, block_index, ch, keys)));
-        let mut ct = rt.topk.cut(&rt.keys, k);
+            .for_each(|(ch, keys)| with_wide_simd(|| fill_keys(ctx, *c, block_index, ch, keys)));
+        let ct = rt.topk.cut(&rt.keys, k);
         threshold = Some(key_to_f64::<T>(ct.threshold_key));
-        // Ties at τ seen before each chunk (the tie quota goes to smaller
-        // indices); not needed, and not counted, when every tie is taken.
-        let all_ties_taken = ct.ties_taken >= rt.topk.last_ties_total();
-        if all_ties_taken {
-            ct.ties_taken = usize::MAX;
-        }
-        let counts: Vec<usize> = if all_ties_taken {
-            vec![0; chunks.len()]
-        } else {
-            chunks
-                .par_iter()
-                .map(|ch| {
-                    rt.keys[ch.off..ch.off + ch.len()]
-                        .iter()
-                        .filter(|&&k| k == ct.threshold_key)
-                        .count()
-                })
-                .collect()
-        };
-        let mut acc = 0;
-        tie_before = counts
-            .iter()
-            .map(|&n| {
-                let b = acc;
-                acc += n;
-                b
-            })
-            .collect();
-        cut = Some(ct);
+        let keys = &rt.keys;
+        deciders = Some(chunk_deciders(
+            ct,
+            rt.topk.last_ties_total(),
+            chunks.len(),
+            |ci| {
+                let ch = &chunks[ci];
+                keys[ch.off..ch.off + ch.len()]
+                    .iter()
+                    .filter(|&&k| k == ct.threshold_key)
+                    .count()
+            },
+        ));
     }
     let mut track_slices: Vec<&mut [u8]> = Vec::with_capacity(chunks.len());
     if ctx.track {
@@ -727,19 +710,13 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
         .zip(track_slices.into_par_iter())
         .enumerate()
         .map(|(ci, (ch, track))| {
-            let dec = cut.map(|ct| {
-                Cut {
-                    ties_taken: ct.ties_taken.saturating_sub(tie_before[ci]),
-                    ..ct
-                }
-                .decider()
-            });
-            let ks = if cut.is_some() {
+            let dec = deciders.as_ref().map(|d| d[ci]);
+            let ks = if dec.is_some() {
                 &keys[ch.off..ch.off + ch.len()]
             } else {
                 &[][..]
             };
-            with_wide_simd(|| apply_chunk(ctx, c, ch, ks, dec, mode == BlockMode::Full, track))
+            with_wide_simd(|| apply_chunk(ctx, *c, ch, ks, dec, mode == BlockMode::Full, track))
         })
         .reduce(|| (0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
     rt.ever += newly;
@@ -751,18 +728,49 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
     }
 }
 
+/// One decider per chunk of a block selected by `cut`, in index order. The
+/// tie quota goes to the smaller indices, so a chunk gets what the chunks
+/// before it left of it; `ties_in(i)` counts chunk i's keys equal to τ. When
+/// every tie is taken (`ties_total`: [`TopK::last_ties_total`]), nothing is
+/// counted.
+fn chunk_deciders(
+    cut: Cut,
+    ties_total: usize,
+    n_chunks: usize,
+    ties_in: impl Fn(usize) -> usize + Sync + Send,
+) -> Vec<Decider> {
+    if cut.ties_taken >= ties_total {
+        let every_tie = Cut {
+            ties_taken: usize::MAX,
+            ..cut
+        };
+        return vec![every_tie.decider(); n_chunks];
+    }
+    let counts: Vec<usize> = (0..n_chunks).into_par_iter().map(ties_in).collect();
+    let mut left = cut.ties_taken;
+    counts
+        .iter()
+        .map(|&n| {
+            let d = Cut {
+                ties_taken: left,
+                ..cut
+            }
+            .decider();
+            left = left.saturating_sub(n);
+            d
+        })
+        .collect()
+}
+
 #[inline(always)]
 fn fill_keys<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
-    c: &B::Coef<T>,
+    c: B::Coef<T>,
     block_index: usize,
     v: &View<'_, T>,
     keys: &mut [u64],
 ) {
-    // A local copy: its fields stay in registers and its branches are
-    // loop-invariant, so the loops below vectorise.
-    let coef = *c;
-    let c = &coef;
+    let c = &c;
     match ctx.filter.mode() {
         FilterMode::Random { seed } => {
             let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, ctx.t, block_index as u64));
@@ -809,6 +817,12 @@ fn fill_keys<F: Filter, B: Base, T: Scalar>(
 
 /// Runs `f(i, θ_i, g_i, state_i)` over a chunk with one tight, bounds-check
 /// free loop per buffer pattern (the pattern is matched once per chunk).
+///
+/// The per-chunk functions around it take the per-step constants
+/// (`Base::Coef`) by value: read through a reference, the compiler reloaded
+/// them and kept their branches (decay mode, AMSGrad, lerp's weight) inside
+/// the loop, which then ran one entry at a time; as locals they are
+/// loop-invariant and the loops vectorise.
 #[inline(always)]
 fn for_each_entry<T: Scalar>(
     v: &mut View<'_, T>,
@@ -895,17 +909,14 @@ fn for_each_entry<T: Scalar>(
 #[inline(always)]
 fn apply_chunk<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
-    c: &B::Coef<T>,
+    c: B::Coef<T>,
     v: &mut View<'_, T>,
     keys: &[u64],
     mut dec: Option<Decider>,
     full: bool,
     track: &mut [u8],
 ) -> (usize, usize, usize) {
-    // A local copy: its fields stay in registers and its branches are
-    // loop-invariant, so the loops below vectorise.
-    let coef = *c;
-    let c = &coef;
+    let c = &c;
     let used = ctx.used;
     let base = ctx.base;
     let plain = v.pre.is_empty() && !ctx.track && ctx.prep.is_identity();

@@ -35,11 +35,11 @@
 
 use rayon::prelude::*;
 
-use super::{BlockRuntime, Ctx, View};
+use super::{chunk_deciders, BlockRuntime, Ctx, View};
 use crate::kernels::simd::with_wide_simd;
 use crate::optim::base::Base;
 use crate::optim::filter::Filter;
-use crate::optim::select::{Cut, Decider};
+use crate::optim::select::Decider;
 use crate::optim::stats::{key_to_f64, BlockStats};
 use crate::Scalar;
 
@@ -75,7 +75,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
         .fold(
             || vec![0u32; BUCKETS],
             |mut h, ch| {
-                with_wide_simd(|| advance_chunk(ctx, c, ch, &mut h));
+                with_wide_simd(|| advance_chunk(ctx, *c, ch, &mut h));
                 h
             },
         )
@@ -96,7 +96,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
         .zip(rt.candidates.par_iter_mut())
         .for_each(|(ch, cands)| {
             cands.clear();
-            with_wide_simd(|| collect_candidates(ctx, c, ch, b_star, cands));
+            with_wide_simd(|| collect_candidates(ctx, *c, ch, b_star, cands));
         });
 
     // The r largest candidates (ties to the smaller index).
@@ -109,32 +109,21 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
     } else {
         cut.threshold_key
     };
-    let all_ties_taken = cut.ties_taken >= rt.topk.last_ties_total();
-    let mut tie_before = Vec::with_capacity(chunks.len());
-    let mut acc = 0usize;
-    for cands in &rt.candidates {
-        tie_before.push(acc);
-        if !all_ties_taken {
-            acc += cands
-                .iter()
-                .filter(|&&(_, key)| key == cut.threshold_key)
-                .count();
-        }
-    }
+    let candidates = &rt.candidates;
+    let deciders = chunk_deciders(cut, rt.topk.last_ties_total(), chunks.len(), |ci| {
+        candidates[ci]
+            .iter()
+            .filter(|&&(_, key)| key == cut.threshold_key)
+            .count()
+    });
 
     // Pass 2b: the new values, chunk by chunk.
     chunks
         .par_iter_mut()
-        .zip(rt.candidates.par_iter())
-        .zip(tie_before.par_iter())
-        .for_each(|((ch, cands), &before)| {
-            let ties_taken = if all_ties_taken {
-                usize::MAX
-            } else {
-                cut.ties_taken.saturating_sub(before)
-            };
-            let dec = Cut { ties_taken, ..cut }.decider();
-            with_wide_simd(|| apply_chunk(ctx, c, ch, b_star, cands, dec));
+        .zip(candidates.par_iter())
+        .zip(deciders.into_par_iter())
+        .for_each(|((ch, cands), dec)| {
+            with_wide_simd(|| apply_chunk(ctx, *c, ch, b_star, cands, dec));
         });
     BlockStats {
         selected: k,
@@ -170,14 +159,11 @@ fn state_at<T: Scalar>(v: &View<'_, T>, used: [bool; 3], i: usize) -> [T; 3] {
 #[inline(always)]
 fn advance_chunk<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
-    c: &B::Coef<T>,
+    c: B::Coef<T>,
     v: &mut View<'_, T>,
     hist: &mut [u32],
 ) {
-    // A local copy: its fields stay in registers and its branches are
-    // loop-invariant, so the loops below vectorise.
-    let coef = *c;
-    let c = &coef;
+    let c = &c;
     let (filter, base) = (ctx.filter, ctx.base);
     super::for_each_entry(v, ctx.used, |_, p, g, s| base.advance(c, *p, g, s));
     let hist = &mut hist[..BUCKETS];
@@ -195,15 +181,12 @@ fn advance_chunk<F: Filter, B: Base, T: Scalar>(
 #[inline(always)]
 fn collect_candidates<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
-    c: &B::Coef<T>,
+    c: B::Coef<T>,
     v: &mut View<'_, T>,
     b_star: u32,
     cands: &mut Vec<(u32, u64)>,
 ) {
-    // A local copy: its fields stay in registers and its branches are
-    // loop-invariant, so the loops below vectorise.
-    let coef = *c;
-    let c = &coef;
+    let c = &c;
     let (filter, base, used) = (ctx.filter, ctx.base, ctx.used);
     let n = v.p.len();
     let (p, g) = (&v.p[..n], &v.g[..n]);
@@ -251,16 +234,13 @@ fn collect_candidates<F: Filter, B: Base, T: Scalar>(
 #[inline(always)]
 fn apply_chunk<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
-    c: &B::Coef<T>,
+    c: B::Coef<T>,
     v: &mut View<'_, T>,
     b_star: u32,
     cands: &[(u32, u64)],
     mut dec: Decider,
 ) {
-    // A local copy: its fields stay in registers and its branches are
-    // loop-invariant, so the loops below vectorise.
-    let coef = *c;
-    let c = &coef;
+    let c = &c;
     let (filter, base, scope_all) = (ctx.filter, ctx.base, ctx.scope_all);
     for_each_entry_read_state(v, ctx.used, |_, p, g, s| {
         let b = bucket::<T>(filter.score_updated(base, c, *p, g, s).abs_key());
