@@ -38,7 +38,8 @@ use super::select::{selection_count, Cut, Decider, TopK};
 use super::stats::{key_to_f64, BlockStats, StepStats};
 use super::transform::{Clip, GradPrep, Pull};
 use super::OptimError;
-use crate::kernels::simd::with_wide_simd;
+use crate::kernels::reduce::{all_finite, all_finite_wide};
+use crate::kernels::simd::{wide_simd_call, wide_simd_fn};
 use crate::{ParamError, ParamStore, Scalar};
 
 /// Entries per parallel work item inside a block.
@@ -422,7 +423,11 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             .par_iter()
             .map(|&(ti, start)| {
                 let g = &grads[ti][start..(start + CHUNK).min(grads[ti].len())];
-                let bad = g.iter().position(|x| !x.is_finite()).map(|i| start + i);
+                // The branch-free check first; the search only on a bad chunk.
+                let bad = (!wide_simd_call!(all_finite / all_finite_wide(g)))
+                    .then(|| g.iter().position(|x| !x.is_finite()))
+                    .flatten()
+                    .map(|i| start + i);
                 let ss = if want_norm && bad.is_none() {
                     g.iter()
                         .map(|&x| {
@@ -676,7 +681,9 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
         chunks
             .par_iter()
             .zip(key_slices.into_par_iter())
-            .for_each(|(ch, keys)| with_wide_simd(|| fill_keys(ctx, *c, block_index, ch, keys)));
+            .for_each(|(ch, keys)| {
+                wide_simd_call!(fill_keys / fill_keys_wide(ctx, *c, block_index, ch, keys))
+            });
         let ct = rt.topk.cut(&rt.keys, k);
         threshold = Some(key_to_f64::<T>(ct.threshold_key));
         let keys = &rt.keys;
@@ -716,7 +723,10 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
             } else {
                 &[][..]
             };
-            with_wide_simd(|| apply_chunk(ctx, *c, ch, ks, dec, mode == BlockMode::Full, track))
+            wide_simd_call!(
+                apply_chunk
+                    / apply_chunk_wide(ctx, *c, ch, ks, dec, mode == BlockMode::Full, track)
+            )
         })
         .reduce(|| (0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
     rt.ever += newly;
@@ -762,54 +772,55 @@ fn chunk_deciders(
         .collect()
 }
 
-#[inline(always)]
-fn fill_keys<F: Filter, B: Base, T: Scalar>(
-    ctx: &Ctx<'_, F, B, T>,
-    c: B::Coef<T>,
-    block_index: usize,
-    v: &View<'_, T>,
-    keys: &mut [u64],
-) {
-    let c = &c;
-    match ctx.filter.mode() {
-        FilterMode::Random { seed } => {
-            let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, ctx.t, block_index as u64));
-            rng.set_word_pos(2 * v.off as u128);
-            for k in keys.iter_mut() {
-                *k = rng.next_u64();
-            }
-        }
-        _ => {
-            let n = keys.len();
-            let (p, g) = (&v.p[..n], &v.g[..n]);
-            let pre = if v.pre.is_empty() {
-                &[][..]
-            } else {
-                &v.pre[..n]
-            };
-            let used = ctx.used;
-            let buf = |j: usize| -> &[T] {
-                if used[j] {
-                    &v.s[j][..n]
-                } else {
-                    &[]
+wide_simd_fn! {
+    fn fill_keys / fill_keys_wide [F: Filter, B: Base, T: Scalar] (
+        ctx: &Ctx<'_, F, B, T>,
+        c: B::Coef<T>,
+        block_index: usize,
+        v: &View<'_, T>,
+        keys: &mut [u64],
+    ) {
+        let c = &c;
+        match ctx.filter.mode() {
+            FilterMode::Random { seed } => {
+                let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, ctx.t, block_index as u64));
+                rng.set_word_pos(2 * v.off as u128);
+                for k in keys.iter_mut() {
+                    *k = rng.next_u64();
                 }
-            };
-            let (s0, s1, s2) = (buf(0), buf(1), buf(2));
-            let plain = pre.is_empty() && ctx.prep.is_identity();
-            for (i, k) in keys.iter_mut().enumerate() {
-                let s = [
-                    if used[0] { s0[i] } else { T::zero() },
-                    if used[1] { s1[i] } else { T::zero() },
-                    if used[2] { s2[i] } else { T::zero() },
-                ];
-                let gi = if plain {
-                    g[i]
+            }
+            _ => {
+                let n = keys.len();
+                let (p, g) = (&v.p[..n], &v.g[..n]);
+                let pre = if v.pre.is_empty() {
+                    &[][..]
                 } else {
-                    let r = if pre.is_empty() { T::zero() } else { pre[i] };
-                    ctx.prep.apply(g[i], p[i], r)
+                    &v.pre[..n]
                 };
-                *k = ctx.filter.score(ctx.base, c, p[i], gi, &s).abs_key();
+                let used = ctx.used;
+                let buf = |j: usize| -> &[T] {
+                    if used[j] {
+                        &v.s[j][..n]
+                    } else {
+                        &[]
+                    }
+                };
+                let (s0, s1, s2) = (buf(0), buf(1), buf(2));
+                let plain = pre.is_empty() && ctx.prep.is_identity();
+                for (i, k) in keys.iter_mut().enumerate() {
+                    let s = [
+                        if used[0] { s0[i] } else { T::zero() },
+                        if used[1] { s1[i] } else { T::zero() },
+                        if used[2] { s2[i] } else { T::zero() },
+                    ];
+                    let gi = if plain {
+                        g[i]
+                    } else {
+                        let r = if pre.is_empty() { T::zero() } else { pre[i] };
+                        ctx.prep.apply(g[i], p[i], r)
+                    };
+                    *k = ctx.filter.score(ctx.base, c, p[i], gi, &s).abs_key();
+                }
             }
         }
     }
@@ -906,81 +917,83 @@ fn for_each_entry<T: Scalar>(
     }
 }
 
-#[inline(always)]
-fn apply_chunk<F: Filter, B: Base, T: Scalar>(
-    ctx: &Ctx<'_, F, B, T>,
-    c: B::Coef<T>,
-    v: &mut View<'_, T>,
-    keys: &[u64],
-    mut dec: Option<Decider>,
-    full: bool,
-    track: &mut [u8],
-) -> (usize, usize, usize) {
-    let c = &c;
-    let used = ctx.used;
-    let base = ctx.base;
-    let plain = v.pre.is_empty() && !ctx.track && ctx.prep.is_identity();
-    if plain && dec.is_none() && full {
-        // Hot path: the base's update on every entry.
-        for_each_entry(v, used, |_, p, g, s| *p = base.update(c, *p, g, s));
-        return (v.len(), 0, 0);
-    }
-    if plain && dec.is_none() && !ctx.scope_all {
-        // Frozen block: state only.
-        for_each_entry(v, used, |_, p, g, s| {
-            base.update(c, *p, g, s);
-        });
-        return (0, 0, 0);
-    }
-    if plain && !ctx.scope_all {
-        if let Some(mut d) = dec {
-            // Scored selection without transforms, tracking or decay of the
-            // unselected entries: a small loop body the compiler inlines
-            // (the general loop below is not inlined into every buffer
-            // pattern), with a branch-free select of the new value.
-            let keys = &keys[..v.len()];
-            let mut selected = 0usize;
-            for_each_entry(v, used, |i, p, g, s| {
-                let pn = base.update(c, *p, g, s);
-                let sel = d.take(keys[i]);
-                selected += sel as usize;
-                *p = if sel { pn } else { *p };
+wide_simd_fn! {
+    fn apply_chunk / apply_chunk_wide [F: Filter, B: Base, T: Scalar] (
+        ctx: &Ctx<'_, F, B, T>,
+        c: B::Coef<T>,
+        v: &mut View<'_, T>,
+        keys: &[u64],
+        dec: Option<Decider>,
+        full: bool,
+        track: &mut [u8],
+    ) -> (usize, usize, usize) {
+            let mut dec = dec;
+        let c = &c;
+        let used = ctx.used;
+        let base = ctx.base;
+        let plain = v.pre.is_empty() && !ctx.track && ctx.prep.is_identity();
+        if plain && dec.is_none() && full {
+            // Hot path: the base's update on every entry.
+            for_each_entry(v, used, |_, p, g, s| *p = base.update(c, *p, g, s));
+            return (v.len(), 0, 0);
+        }
+        if plain && dec.is_none() && !ctx.scope_all {
+            // Frozen block: state only.
+            for_each_entry(v, used, |_, p, g, s| {
+                base.update(c, *p, g, s);
             });
-            return (selected, 0, 0);
+            return (0, 0, 0);
         }
-    }
-    let pre = v.pre;
-    let has_pre = !pre.is_empty();
-    let scope_all = ctx.scope_all;
-    let tracking = ctx.track;
-    let prep = ctx.prep;
-    let mut selected = 0;
-    let mut overlap = 0;
-    let mut newly = 0;
-    for_each_entry(v, used, |i, pr, g, s| {
-        let p = *pr;
-        let g = prep.apply(g, p, if has_pre { pre[i] } else { T::zero() });
-        let pn = base.update(c, p, g, s);
-        let sel = match &mut dec {
-            Some(d) => d.take(keys[i]),
-            None => full,
-        };
-        if sel {
-            *pr = pn;
-            selected += 1;
-        } else if scope_all {
-            *pr = base.decay_only(c, p);
-        }
-        if tracking {
-            let old = track[i];
-            if sel {
-                overlap += (old & 1) as usize;
-                newly += ((old & 2) == 0) as usize;
-                track[i] = 3;
-            } else {
-                track[i] = old & 2;
+        if plain && !ctx.scope_all {
+            if let Some(mut d) = dec {
+                // Scored selection without transforms, tracking or decay of the
+                // unselected entries: a small loop body the compiler inlines
+                // (the general loop below is not inlined into every buffer
+                // pattern), with a branch-free select of the new value.
+                let keys = &keys[..v.len()];
+                let mut selected = 0usize;
+                for_each_entry(v, used, |i, p, g, s| {
+                    let pn = base.update(c, *p, g, s);
+                    let sel = d.take(keys[i]);
+                    selected += sel as usize;
+                    *p = if sel { pn } else { *p };
+                });
+                return (selected, 0, 0);
             }
         }
-    });
-    (selected, overlap, newly)
+        let pre = v.pre;
+        let has_pre = !pre.is_empty();
+        let scope_all = ctx.scope_all;
+        let tracking = ctx.track;
+        let prep = ctx.prep;
+        let mut selected = 0;
+        let mut overlap = 0;
+        let mut newly = 0;
+        for_each_entry(v, used, |i, pr, g, s| {
+            let p = *pr;
+            let g = prep.apply(g, p, if has_pre { pre[i] } else { T::zero() });
+            let pn = base.update(c, p, g, s);
+            let sel = match &mut dec {
+                Some(d) => d.take(keys[i]),
+                None => full,
+            };
+            if sel {
+                *pr = pn;
+                selected += 1;
+            } else if scope_all {
+                *pr = base.decay_only(c, p);
+            }
+            if tracking {
+                let old = track[i];
+                if sel {
+                    overlap += (old & 1) as usize;
+                    newly += ((old & 2) == 0) as usize;
+                    track[i] = 3;
+                } else {
+                    track[i] = old & 2;
+                }
+            }
+        });
+        (selected, overlap, newly)
+    }
 }

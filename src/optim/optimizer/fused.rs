@@ -36,7 +36,7 @@
 use rayon::prelude::*;
 
 use super::{chunk_deciders, BlockRuntime, Ctx, View};
-use crate::kernels::simd::with_wide_simd;
+use crate::kernels::simd::{wide_simd_call, wide_simd_fn};
 use crate::optim::base::Base;
 use crate::optim::filter::Filter;
 use crate::optim::select::Decider;
@@ -75,7 +75,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
         .fold(
             || vec![0u32; BUCKETS],
             |mut h, ch| {
-                with_wide_simd(|| advance_chunk(ctx, *c, ch, &mut h));
+                wide_simd_call!(advance_chunk / advance_chunk_wide(ctx, *c, ch, &mut h));
                 h
             },
         )
@@ -96,7 +96,9 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
         .zip(rt.candidates.par_iter_mut())
         .for_each(|(ch, cands)| {
             cands.clear();
-            with_wide_simd(|| collect_candidates(ctx, *c, ch, b_star, cands));
+            wide_simd_call!(
+                collect_candidates / collect_candidates_wide(ctx, *c, ch, b_star, cands)
+            );
         });
 
     // The r largest candidates (ties to the smaller index).
@@ -123,7 +125,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
         .zip(candidates.par_iter())
         .zip(deciders.into_par_iter())
         .for_each(|((ch, cands), dec)| {
-            with_wide_simd(|| apply_chunk(ctx, *c, ch, b_star, cands, dec));
+            wide_simd_call!(apply_chunk / apply_chunk_wide(ctx, *c, ch, b_star, cands, dec));
         });
     BlockStats {
         selected: k,
@@ -154,112 +156,119 @@ fn state_at<T: Scalar>(v: &View<'_, T>, used: [bool; 3], i: usize) -> [T; 3] {
     [at(0), at(1), at(2)]
 }
 
-/// Pass 1 over a chunk: advance every entry's state (a loop the compiler
-/// vectorises), then count the keys while the chunk is still in cache.
-#[inline(always)]
-fn advance_chunk<F: Filter, B: Base, T: Scalar>(
-    ctx: &Ctx<'_, F, B, T>,
-    c: B::Coef<T>,
-    v: &mut View<'_, T>,
-    hist: &mut [u32],
-) {
-    let c = &c;
-    let (filter, base) = (ctx.filter, ctx.base);
-    super::for_each_entry(v, ctx.used, |_, p, g, s| base.advance(c, *p, g, s));
-    let hist = &mut hist[..BUCKETS];
-    for_each_entry_read_state(v, ctx.used, |_, p, g, s| {
-        let key = filter.score_updated(base, c, *p, g, s).abs_key();
-        hist[bucket::<T>(key) as usize & (BUCKETS - 1)] += 1;
-    });
-}
-
-/// Pass 2a over a chunk: the entries whose key falls in the threshold
-/// bucket, as (index in the chunk, key), in index order. Candidates are rare
-/// (about 1%), so each tile of `SCAN_TILE` entries is first counted with a
-/// branch-free loop the compiler vectorises, and only tiles that hold a
-/// candidate are scanned entry by entry.
-#[inline(always)]
-fn collect_candidates<F: Filter, B: Base, T: Scalar>(
-    ctx: &Ctx<'_, F, B, T>,
-    c: B::Coef<T>,
-    v: &mut View<'_, T>,
-    b_star: u32,
-    cands: &mut Vec<(u32, u64)>,
-) {
-    let c = &c;
-    let (filter, base, used) = (ctx.filter, ctx.base, ctx.used);
-    let n = v.p.len();
-    let (p, g) = (&v.p[..n], &v.g[..n]);
-    // Unused slots read `g` (any slice of length n) and select zero, so every
-    // load is in bounds and the selects vectorise.
-    let slot = |j: usize| -> &[T] {
-        if used[j] {
-            &v.s[j][..n]
-        } else {
-            g
-        }
-    };
-    let (s0, s1, s2) = (slot(0), slot(1), slot(2));
-    let z = T::zero();
-    let key_at = |i: usize| -> u64 {
-        let s = [
-            if used[0] { s0[i] } else { z },
-            if used[1] { s1[i] } else { z },
-            if used[2] { s2[i] } else { z },
-        ];
-        filter.score_updated(base, c, p[i], g[i], &s).abs_key()
-    };
-    let mut start = 0;
-    while start < n {
-        let end = (start + SCAN_TILE).min(n);
-        let hits: u32 = (start..end)
-            .map(|i| u32::from(bucket::<T>(key_at(i)) == b_star))
-            .sum();
-        if hits > 0 {
-            for i in start..end {
-                let key = key_at(i);
-                if bucket::<T>(key) == b_star {
-                    cands.push((i as u32, key));
-                }
-            }
-        }
-        start = end;
+wide_simd_fn! {
+    /// Pass 1 over a chunk: advance every entry's state (a loop the compiler
+    /// vectorises), then count the keys while the chunk is still in cache.
+    fn advance_chunk / advance_chunk_wide [F: Filter, B: Base, T: Scalar] (
+        ctx: &Ctx<'_, F, B, T>,
+        c: B::Coef<T>,
+        v: &mut View<'_, T>,
+        hist: &mut [u32],
+    ) {
+        let c = &c;
+        let (filter, base) = (ctx.filter, ctx.base);
+        super::for_each_entry(v, ctx.used, |_, p, g, s| base.advance(c, *p, g, s));
+        let hist = &mut hist[..BUCKETS];
+        for_each_entry_read_state(v, ctx.used, |_, p, g, s| {
+            let key = filter.score_updated(base, c, *p, g, s).abs_key();
+            hist[bucket::<T>(key) as usize & (BUCKETS - 1)] += 1;
+        });
     }
 }
 
-/// Pass 2b over a chunk: the entries above the threshold bucket get the new
-/// value through a branch-free select the compiler vectorises; then, while
-/// the chunk is still in cache, the candidates `dec` selects get it too (the
-/// others stay, or are only decayed under scope All). State is read only.
-#[inline(always)]
-fn apply_chunk<F: Filter, B: Base, T: Scalar>(
-    ctx: &Ctx<'_, F, B, T>,
-    c: B::Coef<T>,
-    v: &mut View<'_, T>,
-    b_star: u32,
-    cands: &[(u32, u64)],
-    mut dec: Decider,
-) {
-    let c = &c;
-    let (filter, base, scope_all) = (ctx.filter, ctx.base, ctx.scope_all);
-    for_each_entry_read_state(v, ctx.used, |_, p, g, s| {
-        let b = bucket::<T>(filter.score_updated(base, c, *p, g, s).abs_key());
-        let pn = base.apply_updated(c, *p, g, s);
-        let rest = if scope_all && b < b_star {
-            base.decay_only(c, *p)
-        } else {
-            *p
+wide_simd_fn! {
+    /// Pass 2a over a chunk: the entries whose key falls in the threshold
+    /// bucket, as (index in the chunk, key), in index order. Candidates are rare
+    /// (about 1%), so each tile of `SCAN_TILE` entries is first counted with a
+    /// branch-free loop the compiler vectorises, and only tiles that hold a
+    /// candidate are scanned entry by entry.
+    fn collect_candidates / collect_candidates_wide [F: Filter, B: Base, T: Scalar] (
+        ctx: &Ctx<'_, F, B, T>,
+        c: B::Coef<T>,
+        v: &mut View<'_, T>,
+        b_star: u32,
+        cands: &mut Vec<(u32, u64)>,
+    ) {
+        let c = &c;
+        let (filter, base, used) = (ctx.filter, ctx.base, ctx.used);
+        let n = v.p.len();
+        let (p, g) = (&v.p[..n], &v.g[..n]);
+        // Unused slots read `g` (any slice of length n) and select zero, so every
+        // load is in bounds and the selects vectorise.
+        let slot = |j: usize| -> &[T] {
+            if used[j] {
+                &v.s[j][..n]
+            } else {
+                g
+            }
         };
-        *p = if b > b_star { pn } else { rest };
-    });
-    for &(i, key) in cands {
-        let i = i as usize;
-        let s = state_at(v, ctx.used, i);
-        let p = v.p[i];
-        if dec.take(key) {
-            v.p[i] = base.apply_updated(c, p, v.g[i], &s);
-        } else if scope_all {
-            v.p[i] = base.decay_only(c, p);
+        let (s0, s1, s2) = (slot(0), slot(1), slot(2));
+        let z = T::zero();
+        let key_at = |i: usize| -> u64 {
+            let s = [
+                if used[0] { s0[i] } else { z },
+                if used[1] { s1[i] } else { z },
+                if used[2] { s2[i] } else { z },
+            ];
+            filter.score_updated(base, c, p[i], g[i], &s).abs_key()
+        };
+        let mut start = 0;
+        while start < n {
+            let end = (start + SCAN_TILE).min(n);
+            // A plain loop: an iterator `sum` here is left out of line by
+            // LLVM, outside the AVX2 function, and runs one entry at a time.
+            let mut hits = 0u32;
+            for i in start..end {
+                hits += u32::from(bucket::<T>(key_at(i)) == b_star);
+            }
+            if hits > 0 {
+                for i in start..end {
+                    let key = key_at(i);
+                    if bucket::<T>(key) == b_star {
+                        cands.push((i as u32, key));
+                    }
+                }
+            }
+            start = end;
+        }
+    }
+}
+
+wide_simd_fn! {
+    /// Pass 2b over a chunk: the entries above the threshold bucket get the new
+    /// value through a branch-free select the compiler vectorises; then, while
+    /// the chunk is still in cache, the candidates `dec` selects get it too (the
+    /// others stay, or are only decayed under scope All). State is read only.
+    fn apply_chunk / apply_chunk_wide [F: Filter, B: Base, T: Scalar] (
+        ctx: &Ctx<'_, F, B, T>,
+        c: B::Coef<T>,
+        v: &mut View<'_, T>,
+        b_star: u32,
+        cands: &[(u32, u64)],
+        dec: Decider,
+    ) {
+            let mut dec = dec;
+        let c = &c;
+        let (filter, base, scope_all) = (ctx.filter, ctx.base, ctx.scope_all);
+        for_each_entry_read_state(v, ctx.used, |_, p, g, s| {
+            let b = bucket::<T>(filter.score_updated(base, c, *p, g, s).abs_key());
+            let pn = base.apply_updated(c, *p, g, s);
+            let rest = if scope_all && b < b_star {
+                base.decay_only(c, *p)
+            } else {
+                *p
+            };
+            *p = if b > b_star { pn } else { rest };
+        });
+        for &(i, key) in cands {
+            let i = i as usize;
+            let s = state_at(v, ctx.used, i);
+            let p = v.p[i];
+            if dec.take(key) {
+                v.p[i] = base.apply_updated(c, p, v.g[i], &s);
+            } else if scope_all {
+                v.p[i] = base.decay_only(c, p);
+            }
         }
     }
 }
