@@ -61,7 +61,8 @@ pub fn sum_squares<T: Scalar>(x: &[T]) -> T {
 
 crate::kernels::simd::wide_simd_fn! {
     /// Whether every entry is finite (no NaN, no ±∞), without branches in the
-    /// loop: about 2.5× faster than `iter().all(is_finite)` on long slices.
+    /// loop: on 40M f32 gradients about 4.5 ms against 11–16 ms for an
+    /// `iter().position(!is_finite)` search, which does not vectorise.
     pub fn all_finite / all_finite_wide [T: Scalar] (x: &[T]) -> bool {
         let z = T::zero();
         let mut acc = [z; LANES];
