@@ -163,6 +163,20 @@ struct View<'a, T> {
     off: usize,
 }
 
+/// The first `n` entries of each state buffer in use (an empty slice for an
+/// unused slot). Borrows only the buffers, so `θ` stays free to be written.
+#[inline(always)]
+fn used_state<'a, T>(s: &'a [&mut [T]; 3], used: [bool; 3], n: usize) -> [&'a [T]; 3] {
+    let slot = |j: usize| -> &'a [T] {
+        if used[j] {
+            &s[j][..n]
+        } else {
+            &[]
+        }
+    };
+    [slot(0), slot(1), slot(2)]
+}
+
 impl<'a, T> View<'a, T> {
     fn len(&self) -> usize {
         self.p.len()
@@ -798,14 +812,7 @@ wide_simd_fn! {
                     &v.pre[..n]
                 };
                 let used = ctx.used;
-                let buf = |j: usize| -> &[T] {
-                    if used[j] {
-                        &v.s[j][..n]
-                    } else {
-                        &[]
-                    }
-                };
-                let (s0, s1, s2) = (buf(0), buf(1), buf(2));
+                let [s0, s1, s2] = used_state(&v.s, used, n);
                 let plain = pre.is_empty() && ctx.prep.is_identity();
                 for (i, k) in keys.iter_mut().enumerate() {
                     let s = [

@@ -35,7 +35,7 @@
 
 use rayon::prelude::*;
 
-use super::{chunk_deciders, BlockRuntime, Ctx, View};
+use super::{chunk_deciders, used_state, BlockRuntime, Ctx, View};
 use crate::kernels::simd::{wide_simd_call, wide_simd_fn};
 use crate::optim::base::Base;
 use crate::optim::filter::Filter;
@@ -285,14 +285,7 @@ fn for_each_entry_read_state<T: Scalar>(
     let z = T::zero();
     let p = &mut v.p[..n];
     let g = &v.g[..n];
-    let slot = |j: usize| -> &[T] {
-        if used[j] {
-            &v.s[j][..n]
-        } else {
-            &[]
-        }
-    };
-    let (a, b, c) = (slot(0), slot(1), slot(2));
+    let [a, b, c] = used_state(&v.s, used, n);
     match used {
         [true, false, false] => {
             for (i, ((p, &g), &a)) in p.iter_mut().zip(g).zip(a).enumerate() {
