@@ -1,4 +1,4 @@
-//! The fused two-pass step (`SelectionPath::Fused`, the default) against the
+//! The fused step (`SelectionPath::Fused`, the default) against the
 //! general step (`SelectionPath::Keys`): for every base whose step splits and
 //! every scored filter it accepts, under both decay scopes, in f32 and f64,
 //! with heavy ties and blocks spanning several parallel chunks, the two give
@@ -51,6 +51,8 @@ struct Outcome {
     params: Vec<u64>,
     state: Vec<u64>,
     stats: Vec<String>,
+    /// `Optimizer::fused_path_counts` at the end.
+    paths: (u64, u64, u64),
 }
 
 fn run<F: Filter, B: Base, T: Scalar>(
@@ -61,6 +63,39 @@ fn run<F: Filter, B: Base, T: Scalar>(
     levels: u32,
     steps: u64,
 ) -> Outcome {
+    run_with(filter, base, scope, path, steps, |s| {
+        store::<T>(100 + s, levels, 0.5)
+    })
+}
+
+/// Gradients that drift slowly from step to step (a fixed draw, scaled
+/// by 1 + t/50, plus a small fresh draw), as in training, so that the
+/// threshold forecast brackets the k-th key.
+fn drifting<T: Scalar>(step: u64) -> ParamStore<T> {
+    let fixed = store::<f64>(7, 0, 0.5);
+    let noise = store::<f64>(1000 + step, 0, 0.01);
+    let mut s = ParamStore::new();
+    for (n, sh) in SHAPES {
+        let a = fixed.get(n).unwrap().as_slice();
+        let b = noise.get(n).unwrap().as_slice();
+        let v = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| T::of(x * (1.0 + step as f64 / 50.0) + y))
+            .collect();
+        s.insert_vec(*n, sh, v).unwrap();
+    }
+    s
+}
+
+fn run_with<F: Filter, B: Base, T: Scalar>(
+    filter: F,
+    base: B,
+    scope: DecayScope,
+    path: SelectionPath,
+    steps: u64,
+    grads: impl Fn(u64) -> ParamStore<T>,
+) -> Outcome {
     let mut p = store::<T>(1, 0, 1.0);
     let cfg = OptimConfig {
         decay_scope: scope,
@@ -70,7 +105,7 @@ fn run<F: Filter, B: Base, T: Scalar>(
     let mut opt = Optimizer::<F, B, T>::new(filter, base.clone(), cfg, &p).unwrap();
     let mut stats = Vec::new();
     for s in 0..steps {
-        let g = store::<T>(100 + s, levels, 0.5);
+        let g = grads(s);
         let st = opt.step(&mut p, &g).unwrap();
         stats.push(format!("{:?}", st.blocks));
     }
@@ -89,6 +124,7 @@ fn run<F: Filter, B: Base, T: Scalar>(
         params,
         state,
         stats,
+        paths: opt.fused_path_counts(),
     }
 }
 
@@ -225,6 +261,148 @@ proptest! {
             prop_assert!(f.params == k.params);
             prop_assert!(f.state == k.state);
             prop_assert_eq!(f.stats, k.stats);
+        }
+    }
+}
+
+/// Many steps with drifting gradients: the fused step's forecast brackets
+/// the threshold on most steps (its histogram pass is skipped), and
+/// parameters, state and statistics are still those of the general step.
+#[test]
+fn forecast_path_is_exact_over_many_steps() {
+    for scope in [DecayScope::Selected, DecayScope::All] {
+        for base in adams() {
+            let f = run_with::<Momentum, Adam, f32>(
+                Momentum::new(0.1),
+                base.clone(),
+                scope,
+                SelectionPath::Fused,
+                16,
+                drifting::<f32>,
+            );
+            let k = run_with::<Momentum, Adam, f32>(
+                Momentum::new(0.1),
+                base.clone(),
+                scope,
+                SelectionPath::Keys,
+                16,
+                drifting::<f32>,
+            );
+            assert!(f.params == k.params, "params {base:?} {scope:?}");
+            assert!(f.state == k.state, "state {base:?} {scope:?}");
+            assert_eq!(f.stats, k.stats);
+            let (hits, misses, crowded) = f.paths;
+            assert_eq!(hits + misses + crowded, 3 * 16, "{:?}", f.paths);
+            assert!(
+                hits >= 30,
+                "forecast used on {hits} of 48 block steps: {:?}",
+                f.paths
+            );
+            assert_eq!(k.paths, (0, 0, 0));
+        }
+        let f = run_with::<Mv, Adam, f64>(
+            Mv::new(0.2),
+            Adam::adamw(1e-2),
+            scope,
+            SelectionPath::Fused,
+            12,
+            drifting::<f64>,
+        );
+        let k = run_with::<Mv, Adam, f64>(
+            Mv::new(0.2),
+            Adam::adamw(1e-2),
+            scope,
+            SelectionPath::Keys,
+            12,
+            drifting::<f64>,
+        );
+        assert!(f.params == k.params && f.state == k.state && f.stats == k.stats);
+        assert!(f.paths.0 > 0, "{:?}", f.paths);
+    }
+}
+
+/// A block whose threshold falls in a mass of exact ties (zero gradients,
+/// so zero momentum, for most entries) is left to the general step, with
+/// the same result.
+#[test]
+fn crowded_bands_fall_back_to_the_general_step() {
+    let sparse = |step: u64| {
+        let mut g = store::<f32>(300 + step, 0, 0.5);
+        for t in g.iter_mut() {
+            let v = t.as_slice_mut();
+            let keep = v.len() / 20;
+            v[keep..].iter_mut().for_each(|x| *x = 0.0);
+        }
+        g
+    };
+    let f = run_with::<Momentum, Adam, f32>(
+        Momentum::new(0.5),
+        Adam::adamw(1e-2),
+        DecayScope::All,
+        SelectionPath::Fused,
+        3,
+        sparse,
+    );
+    let k = run_with::<Momentum, Adam, f32>(
+        Momentum::new(0.5),
+        Adam::adamw(1e-2),
+        DecayScope::All,
+        SelectionPath::Keys,
+        3,
+        sparse,
+    );
+    assert!(f.params == k.params && f.state == k.state && f.stats == k.stats);
+    assert!(f.paths.2 > 0, "no crowded band: {:?}", f.paths);
+}
+
+/// The fused step checks the gradients in its read-only pass 0, for every
+/// block before any changes: a non-finite gradient anywhere (in the pass
+/// with a forecast, the histogram pass, or a block updated in full) leaves
+/// parameters and state untouched and is reported at its first position.
+#[test]
+fn non_finite_gradients_change_nothing_on_the_fused_path() {
+    for (tensor, index, value) in [
+        ("embed.weight", 69_999, f32::INFINITY),
+        ("embed.weight", 3, f32::NAN),
+        ("q.weight", 17, f32::NEG_INFINITY),
+        ("tiny.weight", 2, f32::NAN),
+    ] {
+        for warm in [0u64, 8] {
+            let mut p = store::<f32>(1, 0, 1.0);
+            let cfg = OptimConfig {
+                groups: vec![mofo::optim::GroupRule::full_update("tiny", &["tiny"])],
+                ..OptimConfig::default()
+            };
+            let mut opt = Optimizer::<Momentum, Adam, f32>::new(
+                Momentum::new(0.1),
+                Adam::adamw(1e-2),
+                cfg,
+                &p,
+            )
+            .unwrap();
+            for s in 0..warm {
+                opt.step(&mut p, &drifting::<f32>(s)).unwrap();
+            }
+            let before = p.clone();
+            let m = opt.buffer("embed.weight", "exp_avg").unwrap().to_vec();
+            let mut g = drifting::<f32>(warm);
+            g.get_mut(tensor).unwrap().as_slice_mut()[index] = value;
+            match opt.step(&mut p, &g) {
+                Err(mofo::optim::OptimError::NonFinite { name, index: i }) => {
+                    assert_eq!((name.as_str(), i), (tensor, index))
+                }
+                other => panic!("{tensor}[{index}] = {value}: got {other:?}"),
+            }
+            assert_eq!(p, before);
+            assert_eq!(opt.buffer("embed.weight", "exp_avg").unwrap(), &m[..]);
+            assert_eq!(opt.step_count(), warm);
+            if warm > 0 {
+                assert!(
+                    opt.fused_path_counts().0 > 0,
+                    "{:?}",
+                    opt.fused_path_counts()
+                );
+            }
         }
     }
 }

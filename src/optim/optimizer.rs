@@ -126,8 +126,10 @@ pub(crate) struct BlockRuntime {
     /// bit 0: selected last step; bit 1: updated since the reference point.
     pub track: Vec<u8>,
     pub ever: usize,
-    /// Per chunk, the fused step's candidates (index in chunk, key).
-    pub candidates: Vec<Vec<(u32, u64)>>,
+    /// Per chunk, the fused step's candidates.
+    pub candidates: Vec<Vec<fused::Candidate>>,
+    /// The fused step's forecast of this block's next threshold.
+    pub forecast: fused::Forecast,
 }
 
 /// The per-entry state buffers of one tensor (slots 0..3, empty when unused).
@@ -424,6 +426,40 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         Ok(())
     }
 
+    /// How the fused step located its thresholds so far, summed over blocks
+    /// and steps: (forecast hits, histogram passes, crowded bands left to
+    /// the general step). Speed only: every way selects the same entries.
+    pub fn fused_path_counts(&self) -> (u64, u64, u64) {
+        self.runtime.iter().fold((0, 0, 0), |(h, m, c), rt| {
+            let f = &rt.forecast;
+            (h + f.hits, m + f.misses, c + f.crowded)
+        })
+    }
+
+    /// The outcome of a step whose gradient `index` of tensor `ti` is not
+    /// finite, by the policy; parameters and state are untouched.
+    fn non_finite(&mut self, ti: usize, index: usize) -> Result<StepStats, OptimError> {
+        match self.config.non_finite {
+            NonFinitePolicy::Error => Err(OptimError::NonFinite {
+                name: self.layout.tensors[ti].name.clone(),
+                index,
+            }),
+            NonFinitePolicy::Skip => {
+                self.skipped += 1;
+                Ok(StepStats {
+                    step: self.step,
+                    skipped: true,
+                    lrs: Vec::new(),
+                    grad_norm: None,
+                    blocks: Vec::new(),
+                    selected: 0,
+                    total: self.layout.num_elements(),
+                    ever_updated_share: None,
+                })
+            }
+        }
+    }
+
     /// First non-finite gradient (tensor, index) and the sum of squares of
     /// the value-clipped gradient (f64, fixed order).
     fn scan_grads(&self, grads: &[&[T]], prep: &GradPrep<T>) -> (Option<(usize, usize)>, f64) {
@@ -536,27 +572,22 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             .collect();
         let mut prep = GradPrep::identity();
         prep.clip_value = self.config.clip.max_value.map(T::of);
-        let (bad, sumsq) = self.scan_grads(&gslices, &prep);
+        // The fused step's read-only pass 0 checks the gradients itself, for
+        // every block before any block changes; else they are scanned here.
+        let fused = B::SPLITS
+            && self.config.selection_path == SelectionPath::Fused
+            && self.filter.mode() == FilterMode::Scored
+            && !self.config.track_selection
+            && self.config.clip.max_value.is_none()
+            && self.config.clip.max_norm.is_none()
+            && self.config.pull.is_none();
+        let (bad, sumsq) = if fused {
+            (None, 0.0)
+        } else {
+            self.scan_grads(&gslices, &prep)
+        };
         if let Some((ti, index)) = bad {
-            return match self.config.non_finite {
-                NonFinitePolicy::Error => Err(OptimError::NonFinite {
-                    name: self.layout.tensors[ti].name.clone(),
-                    index,
-                }),
-                NonFinitePolicy::Skip => {
-                    self.skipped += 1;
-                    Ok(StepStats {
-                        step: self.step,
-                        skipped: true,
-                        lrs: Vec::new(),
-                        grad_norm: None,
-                        blocks: Vec::new(),
-                        selected: 0,
-                        total: self.layout.num_elements(),
-                        ever_updated_share: None,
-                    })
-                }
-            };
+            return self.non_finite(ti, index);
         }
         let grad_norm = self.config.clip.max_norm.map(|_| sumsq.sqrt());
         if let (Some(max), Some(norm)) = (self.config.clip.max_norm, grad_norm) {
@@ -588,11 +619,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             .map(|(g, &lr)| self.base.coef::<T>(t, lr, g.weight_decay, &scalars))
             .collect();
         let modes = self.block_modes(t);
-        let fused = B::SPLITS
-            && self.config.selection_path == SelectionPath::Fused
-            && self.filter.mode() == FilterMode::Scored
-            && !self.config.track_selection
-            && prep.is_identity();
+        debug_assert!(!fused || prep.is_identity());
         let ctx = Ctx {
             filter: &self.filter,
             base: &self.base,
@@ -636,14 +663,42 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
                 views[bi].push(head);
             }
         }
+        // The fused step's pass 0 (read only) for every block first.
+        let mut located = vec![None; views.len()];
+        if fused {
+            let (found, finite): (Vec<_>, Vec<bool>) = views
+                .par_iter()
+                .zip(self.runtime.par_iter())
+                .zip(modes.par_iter())
+                .enumerate()
+                .map(|(bi, ((chunks, rt), &mode))| {
+                    let info = &layout.blocks[bi];
+                    match mode {
+                        BlockMode::Cut(k) if info.len <= u32::MAX as usize => {
+                            let c = &ctx.coefs[info.group];
+                            fused::locate(&ctx, c, info.len, k, &rt.forecast, chunks)
+                        }
+                        _ => (None, chunks.iter().all(|ch| grads_finite(ch.g))),
+                    }
+                })
+                .unzip();
+            if finite.contains(&false) {
+                drop(views);
+                let (bad, _) = self.scan_grads(&gslices, &prep);
+                let (ti, index) = bad.expect("pass 0 and the scan apply the same test");
+                return self.non_finite(ti, index);
+            }
+            located = found;
+        }
         let block_stats: Vec<BlockStats> = views
             .into_par_iter()
             .zip(self.runtime.par_iter_mut())
             .zip(modes.par_iter())
+            .zip(located.into_par_iter())
             .enumerate()
-            .map(|(bi, ((chunks, rt), &mode))| {
+            .map(|(bi, (((chunks, rt), &mode), found))| {
                 let info = &layout.blocks[bi];
-                process_block(&ctx, bi, info.group, info.len, rt, chunks, mode)
+                process_block(&ctx, bi, info.group, info.len, rt, chunks, mode, found)
             })
             .collect();
         self.step = t;
@@ -667,6 +722,16 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
     }
 }
 
+/// Whether every gradient of a chunk is finite (the branch-free check; the
+/// position of a bad one is found by `scan_grads`).
+fn grads_finite<T: Scalar>(g: &[T]) -> bool {
+    wide_simd_call!(all_finite / all_finite_wide(g))
+}
+
+/// One block's step. `located`: what the fused step's pass 0 found (for a
+/// block cut by a fused step; `None` there means a crowded band, which the
+/// general step runs).
+#[allow(clippy::too_many_arguments)]
 fn process_block<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     block_index: usize,
@@ -675,11 +740,15 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
     rt: &mut BlockRuntime,
     mut chunks: Vec<View<'_, T>>,
     mode: BlockMode,
+    located: Option<fused::Located>,
 ) -> BlockStats {
     let c = &ctx.coefs[group];
     // Histogram counts are u32 (blocks of up to 4G entries).
     if let (BlockMode::Cut(k), true) = (mode, ctx.fused && len <= u32::MAX as usize) {
-        return fused::process_block(ctx, c, len, k, rt, &mut chunks);
+        match located {
+            Some(found) => return fused::process_block(ctx, c, len, k, rt, &mut chunks, found),
+            None => rt.forecast.crowded += 1,
+        }
     }
     let mut threshold = None;
     let mut deciders: Option<Vec<Decider>> = None;
@@ -700,6 +769,9 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
             });
         let ct = rt.topk.cut(&rt.keys, k);
         threshold = Some(key_to_f64::<T>(ct.threshold_key));
+        if ctx.fused {
+            rt.forecast.observe(ct.threshold_key);
+        }
         let keys = &rt.keys;
         deciders = Some(chunk_deciders(
             ct,

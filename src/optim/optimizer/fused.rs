@@ -1,45 +1,65 @@
-//! The fused two-pass step of a scored filter on a base whose step splits
-//! (`Base::SPLITS`, every base but Lion).
+//! The fused step of a scored filter on a base whose step splits
+//! (`Base::SPLITS`, every base but Lion): one read-only pass that locates
+//! the threshold, then one pass that is the base's update plus a compare.
 //!
 //! The general step (`process_block` in the parent module) computes a key
 //! per entry into a scratch array, selects the top k of the array, then runs
 //! the base over every entry: about 60 bytes of memory traffic per entry
 //! against Adam's 28. This one needs no key array and no selection over all
-//! entries. For a block of d entries keeping k:
+//! entries. For a block of d entries keeping k, with key_i the key of entry
+//! i's score after this step's state update:
 //!
 //! ```text
-//! pass 1, every entry i:   state'_i ← advance(θ_i, g_i, state_i)
-//!                          key_i    ← abs_key(score_updated(θ_i, g_i, state'_i))
-//!                          hist[top BUCKET_BITS bits of key_i] += 1
-//! threshold bucket:        b* = the bucket holding the k-th largest key;
-//!                          above = #{keys in buckets > b*},  r = k − above
-//! pass 2a, every entry i:  bucket(key_i) = b*  →  candidate (i, key_i)
-//! candidates:              the r largest keys among them, ties to the smaller
-//!                          index (select.rs): τ and the tie quota per chunk
-//! pass 2b, every entry i:  bucket(key_i) > b*  →  θ_i ← apply_updated(θ_i, g_i, state'_i)
-//!                          chosen candidate    →  θ_i ← apply_updated(θ_i, g_i, state'_i)
-//!                          otherwise              θ_i unchanged (or decayed, scope All)
+//! pass 0 (read only), every entry i:
+//!     s'_i  ← advance(θ_i, g_i, state_i)          (in registers, not stored)
+//!     key_i ← abs_key(score_updated(θ_i, g_i, s'_i))
+//!   forecast known:  c_j += [key_i > t_j]  for the probes t_0 < … < t_7
+//!                    (a compare and an add per probe, vectorised)
+//!   the band:        the j with c_j ≥ k > c_{j+1}:  K ∈ (t_j, t_{j+1}],
+//!                    above = c_{j+1},  band = (t_j, t_{j+1}]
+//!   otherwise:       hist[top BUCKET_BITS bits of key_i] += 1, and b* the
+//!                    bucket holding the k-th largest key: band = bucket b*,
+//!                    above = #{keys in buckets above b*}
+//! pass 1, every entry i:
+//!     state_i ← advance(θ_i, g_i, state_i)         (stored)
+//!     key_i above the band  →  θ_i ← apply_updated(θ_i, g_i, state_i)
+//!     key_i in the band     →  candidate (i, key_i, apply_updated(…), rest(θ_i)); θ_i kept
+//!     key_i below the band  →  θ_i ← rest(θ_i)     (θ_i, or decayed under scope All)
+//! candidates:  the r = k − above largest keys among them, ties to the smaller
+//!              index (select.rs); each gets its new value, the others rest(θ_i)
 //! ```
 //!
-//! Passes 2a and 2b recompute each key from the same θ, g and updated state,
-//! so it is bit for bit the key of pass 1; every key in a bucket above b* is larger
-//! than every candidate's; so the selection is exactly the top-k of the
-//! general step, ties included, and `update = advance ∘ apply_updated` makes
-//! the new values bit for bit the same too (tested against the general step
-//! in `tests/optim_fused.rs`). Pass 1 reads g and the state and writes the
-//! state; pass 2a reads what the score needs (|m| for MoFO); pass 2b reads the
-//! state and θ and writes θ; each chunk's chosen candidates are written while
-//! the chunk is still in cache. Histograms are
-//! summed in integers, so the result does not depend on how chunks are
-//! spread over threads.
+//! K is the k-th largest key. The probes t_j are spread around the forecast
+//! K̂ = K_{t−1} + (K_{t−1} − K_{t−2}) (keys of nonnegative floats are
+//! monotone in the value and nearly linear in its logarithm, so this
+//! extrapolates the threshold's ratio), half a spread of max(2·|last
+//! forecast error|, one histogram bucket) on each side. The threshold of
+//! |m| moves slowly, so the forecast usually brackets K and the band holds
+//! about 0.1% of the entries; when it does not (first step, a jump), or
+//! its band holds more than 1/64 of the block, the histogram pass runs
+//! instead. Either way the band contains K and exactly
+//! `above` keys lie above it, so the selection is exactly the top-k of the
+//! general step, ties included. Both passes compute each key by the same
+//! arithmetic from the same inputs, and `update = advance ∘ apply_updated`,
+//! so parameters, state and statistics are bit for bit those of the general
+//! step (`tests/optim_fused.rs`). Counts are integers, so nothing depends on
+//! how chunks are spread over threads; the forecast depends only on past
+//! thresholds, so it changes the speed, never the result.
+//!
+//! Memory traffic: pass 0 reads g and what the score needs (|m| for MoFO:
+//! 8 bytes per entry), pass 1 is Adam's 28 bytes; the candidates' new values
+//! are written at the end, while their chunk may be out of cache (a band of
+//! about 0.1% of the entries). A band holding more than an eighth of the
+//! block (a mass of exact ties, such as never-updated entries whose keys are
+//! all zero) goes to the general step instead: its candidate list would be
+//! larger than the general step's key array.
 
 use rayon::prelude::*;
 
-use super::{chunk_deciders, used_state, BlockRuntime, Ctx, View};
+use super::{chunk_deciders, BlockRuntime, Ctx, View, CHUNK};
 use crate::kernels::simd::{wide_simd_call, wide_simd_fn};
 use crate::optim::base::Base;
 use crate::optim::filter::Filter;
-use crate::optim::select::Decider;
 use crate::optim::stats::{key_to_f64, BlockStats};
 use crate::Scalar;
 
@@ -48,8 +68,8 @@ use crate::Scalar;
 const BUCKET_BITS: u32 = 14;
 /// Number of histogram buckets.
 const BUCKETS: usize = 1 << BUCKET_BITS;
-/// Entries per tile of the candidate scan (pass 2a).
-const SCAN_TILE: usize = 32;
+/// Number of probe thresholds counted by the forecast pass.
+const PROBES: usize = 8;
 
 /// The histogram bucket of a key (a `u32`, so that the f32 loops stay in
 /// 32-bit lanes).
@@ -58,7 +78,209 @@ fn bucket<T: Scalar>(key: u64) -> u32 {
     (key >> (T::KEY_BITS - BUCKET_BITS)) as u32
 }
 
-/// Runs one block through the fused step (module docs); `k < len`.
+/// `a > b` for keys of `T` (and bounds made from them, all below
+/// 2^KEY_BITS), compared as signed 32-bit integers for f32: its keys are
+/// below 2^31, and a signed compare is one AVX2 instruction where an
+/// unsigned one is three, so the f32 loops stay 8 lanes wide and short.
+#[inline(always)]
+fn key_gt<T: Scalar>(a: u64, b: u64) -> bool {
+    if T::KEY_BITS < 32 {
+        (a as u32 as i32) > (b as u32 as i32)
+    } else {
+        a > b
+    }
+}
+
+/// Where the k-th largest key K lies: `lo ≤ K ≤ hi`, with exactly `above`
+/// keys greater than `hi` and `within` keys in `[lo, hi]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Band {
+    lo: u64,
+    hi: u64,
+    above: u64,
+    within: u64,
+}
+
+impl Band {
+    /// Whether `key` lies in `[lo, hi]`.
+    #[inline(always)]
+    fn holds<T: Scalar>(&self, key: u64) -> bool {
+        !key_gt::<T>(self.lo, key) & !key_gt::<T>(key, self.hi)
+    }
+}
+
+/// One entry whose key falls in the band: its index in the chunk, its key,
+/// and its value if selected (`new`) or not (`rest`), widened to f64 (exact
+/// for f32 and f64).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Candidate {
+    i: u32,
+    key: u64,
+    new: f64,
+    rest: f64,
+}
+
+/// A block's forecast of its next threshold key, from its last two.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Forecast {
+    last: Option<u64>,
+    prev: Option<u64>,
+    /// |K − K̂| of the last step that had a forecast.
+    err: u64,
+    /// Steps whose probes bracketed K (the histogram pass was skipped).
+    pub(crate) hits: u64,
+    /// Steps that ran the histogram pass.
+    pub(crate) misses: u64,
+    /// Steps whose band was too full of ties (run by the general step).
+    pub(crate) crowded: u64,
+}
+
+impl Forecast {
+    /// The forecast K̂, when there is a last threshold.
+    fn predicted(&self) -> Option<i128> {
+        let last = self.last? as i128;
+        Some(match self.prev {
+            Some(prev) => 2 * last - prev as i128,
+            None => last,
+        })
+    }
+
+    /// The probe thresholds around K̂, ascending (equal where clamped to the
+    /// key range).
+    fn probes<T: Scalar>(&self) -> Option<[u64; PROBES]> {
+        let center = self.predicted()?;
+        let bucket_width = 1i128 << (T::KEY_BITS - BUCKET_BITS);
+        let half = (2 * self.err as i128).max(bucket_width);
+        let step = (2 * half / (PROBES as i128 - 1)).max(1);
+        let max = (1i128 << T::KEY_BITS) - 1;
+        let lo = center - half;
+        Some(std::array::from_fn(|j| {
+            (lo + j as i128 * step).clamp(0, max) as u64
+        }))
+    }
+
+    /// Records this step's threshold `k_th` (the k-th largest key).
+    pub(crate) fn observe(&mut self, k_th: u64) {
+        if let Some(p) = self.predicted() {
+            self.err = (k_th as i128 - p).unsigned_abs().min(u64::MAX as u128) as u64;
+        }
+        self.prev = self.last;
+        self.last = Some(k_th);
+    }
+}
+
+/// The band from the probes' counts (`counts[j]` = #{key > probes[j]}), or
+/// `None` when K lies outside the probes' range.
+fn band_from_probes(probes: &[u64; PROBES], counts: &[u64; PROBES], k: u64) -> Option<Band> {
+    (0..PROBES - 1).find_map(|j| {
+        (counts[j] >= k && counts[j + 1] < k).then(|| Band {
+            lo: probes[j] + 1,
+            hi: probes[j + 1],
+            above: counts[j + 1],
+            within: counts[j] - counts[j + 1],
+        })
+    })
+}
+
+/// The band of the histogram's threshold bucket.
+fn band_from_histogram<T: Scalar>(hist: &[u32], k: u64) -> Band {
+    let (b, above) = threshold_bucket(hist, k);
+    let shift = T::KEY_BITS - BUCKET_BITS;
+    Band {
+        lo: (b as u64) << shift,
+        hi: (((b as u64) + 1) << shift) - 1,
+        above,
+        within: hist[b as usize] as u64,
+    }
+}
+
+/// What pass 0 found in a block: the band, and whether the forecast's
+/// probes located it (else the histogram did).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Located {
+    band: Band,
+    by_forecast: bool,
+}
+
+/// Pass 0 of a block (module docs), read only: the band (`None` when it
+/// holds more than an eighth of the block, so the general step should run)
+/// and whether every gradient of the block is finite (when one is not, the
+/// band is meaningless and nothing may change). `0 < k < len`.
+pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    len: usize,
+    k: usize,
+    forecast: &Forecast,
+    chunks: &[View<'_, T>],
+) -> (Option<Located>, bool) {
+    let per_job = chunks
+        .len()
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(1);
+    let k64 = k as u64;
+    let mut finite = true;
+    let by_forecast = forecast.probes::<T>().and_then(|probes| {
+        let (counts, ok) = chunks
+            .par_iter()
+            .with_min_len(per_job)
+            .map(|ch| wide_simd_call!(probe_chunk / probe_chunk_wide(ctx, *c, ch, &probes)))
+            .reduce(
+                || ([0u64; PROBES], true),
+                |a, b| (std::array::from_fn(|j| a.0[j] + b.0[j]), a.1 & b.1),
+            );
+        finite = ok;
+        // A band this wide costs more in candidates than the histogram pass.
+        band_from_probes(&probes, &counts, k64).filter(|b| b.within <= loose_band(len))
+    });
+    if !finite {
+        return (None, false);
+    }
+    let located = match by_forecast {
+        Some(band) => Located {
+            band,
+            by_forecast: true,
+        },
+        None => {
+            let (hist, ok) = chunks
+                .par_iter()
+                .with_min_len(per_job)
+                .fold(
+                    || (vec![0u32; BUCKETS], true),
+                    |(mut h, ok), ch| {
+                        let f =
+                            wide_simd_call!(count_chunk / count_chunk_wide(ctx, *c, ch, &mut h));
+                        (h, ok & f)
+                    },
+                )
+                .reduce(
+                    || (vec![0u32; BUCKETS], true),
+                    |(mut a, oa), (b, ob)| {
+                        a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                        (a, oa & ob)
+                    },
+                );
+            if !ok {
+                return (None, false);
+            }
+            Located {
+                band: band_from_histogram::<T>(&hist, k64),
+                by_forecast: false,
+            }
+        }
+    };
+    let crowded = located.band.within as usize > len / 8 && located.band.within > 1024;
+    ((!crowded).then_some(located), true)
+}
+
+/// The widest band taken from the forecast: 1/64 of the block (at least
+/// 256 entries), wider ones are narrowed by the histogram pass.
+fn loose_band(len: usize) -> u64 {
+    (len as u64 / 64).max(256)
+}
+
+/// Pass 1 and the candidates of a block whose band pass 0 located (module
+/// docs); `0 < k < len`.
 pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
@@ -66,45 +288,35 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
     k: usize,
     rt: &mut BlockRuntime,
     chunks: &mut [View<'_, T>],
+    located: Located,
 ) -> BlockStats {
-    // Pass 1.
-    let per_job = chunks.len().div_ceil(4 * rayon::current_num_threads());
-    let hist = chunks
-        .par_iter_mut()
-        .with_min_len(per_job.max(1))
-        .fold(
-            || vec![0u32; BUCKETS],
-            |mut h, ch| {
-                wide_simd_call!(advance_chunk / advance_chunk_wide(ctx, *c, ch, &mut h));
-                h
-            },
-        )
-        .reduce(
-            || vec![0u32; BUCKETS],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
-    let (b_star, above) = threshold_bucket(&hist, k as u64);
-    let r = k - above as usize;
+    let per_job = chunks
+        .len()
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(1);
+    let band = located.band;
+    if located.by_forecast {
+        rt.forecast.hits += 1;
+    } else {
+        rt.forecast.misses += 1;
+    }
+    let r = k - band.above as usize;
 
-    // Pass 2a: the candidates (keys in the threshold bucket), in index order.
+    // Pass 1: the update, and the candidates in the band.
     rt.candidates.resize_with(chunks.len(), Vec::new);
     chunks
         .par_iter_mut()
         .zip(rt.candidates.par_iter_mut())
+        .with_min_len(per_job)
         .for_each(|(ch, cands)| {
             cands.clear();
-            wide_simd_call!(
-                collect_candidates / collect_candidates_wide(ctx, *c, ch, b_star, cands)
-            );
+            wide_simd_call!(update_chunk / update_chunk_wide(ctx, *c, ch, band, cands));
         });
 
-    // The r largest candidates (ties to the smaller index).
+    // The r largest candidates (ties to the smaller index), then their values.
     rt.keys.clear();
     rt.keys
-        .extend(rt.candidates.iter().flatten().map(|&(_, key)| key));
+        .extend(rt.candidates.iter().flatten().map(|cand| cand.key));
     let cut = rt.topk.cut(&rt.keys, r);
     let tau = if cut.k == rt.keys.len() {
         rt.keys.iter().copied().min().unwrap_or(0)
@@ -115,18 +327,25 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
     let deciders = chunk_deciders(cut, rt.topk.last_ties_total(), chunks.len(), |ci| {
         candidates[ci]
             .iter()
-            .filter(|&&(_, key)| key == cut.threshold_key)
+            .filter(|cand| cand.key == cut.threshold_key)
             .count()
     });
-
-    // Pass 2b: the new values, chunk by chunk.
+    let scope_all = ctx.scope_all;
     chunks
         .par_iter_mut()
         .zip(candidates.par_iter())
         .zip(deciders.into_par_iter())
-        .for_each(|((ch, cands), dec)| {
-            wide_simd_call!(apply_chunk / apply_chunk_wide(ctx, *c, ch, b_star, cands, dec));
+        .for_each(|((ch, cands), mut dec)| {
+            for cand in cands {
+                let i = cand.i as usize;
+                if dec.take(cand.key) {
+                    ch.p[i] = T::of(cand.new);
+                } else if scope_all {
+                    ch.p[i] = T::of(cand.rest);
+                }
+            }
         });
+    rt.forecast.observe(tau);
     BlockStats {
         selected: k,
         len,
@@ -149,162 +368,173 @@ fn threshold_bucket(hist: &[u32], k: u64) -> (u32, u64) {
     (0, above)
 }
 
-/// The state of entry `i` of a chunk (unused slots zero).
+/// The key of entry (θ, g, state) after this step's state update, computed
+/// without storing the update.
 #[inline(always)]
-fn state_at<T: Scalar>(v: &View<'_, T>, used: [bool; 3], i: usize) -> [T; 3] {
-    let at = |j: usize| if used[j] { v.s[j][i] } else { T::zero() };
-    [at(0), at(1), at(2)]
+fn key_after_update<F: Filter, B: Base, T: Scalar>(
+    filter: &F,
+    base: &B,
+    c: &B::Coef<T>,
+    p: T,
+    g: T,
+    s: &[T; 3],
+) -> u64 {
+    let mut s = *s;
+    base.advance(c, p, g, &mut s);
+    filter.score_updated(base, c, p, g, &s).abs_key()
+}
+
+/// Whether a gradient is non-finite (its key above the largest finite
+/// value's): an integer compare, so that the loops around it vectorise.
+#[inline(always)]
+fn non_finite<T: Scalar>(g: T) -> bool {
+    key_gt::<T>(g.abs_key(), T::max_value().abs_key())
 }
 
 wide_simd_fn! {
-    /// Pass 1 over a chunk: advance every entry's state (a loop the compiler
-    /// vectorises), then count the keys while the chunk is still in cache.
-    fn advance_chunk / advance_chunk_wide [F: Filter, B: Base, T: Scalar] (
+    /// Pass 0 with a forecast over a chunk: per probe, the number of keys
+    /// above it, and whether every gradient is finite (a branch-free loop
+    /// the compiler vectorises).
+    fn probe_chunk / probe_chunk_wide [F: Filter, B: Base, T: Scalar] (
         ctx: &Ctx<'_, F, B, T>,
         c: B::Coef<T>,
-        v: &mut View<'_, T>,
-        hist: &mut [u32],
-    ) {
+        v: &View<'_, T>,
+        probes: &[u64; PROBES],
+    ) -> ([u64; PROBES], bool) {
         let c = &c;
         let (filter, base) = (ctx.filter, ctx.base);
-        super::for_each_entry(v, ctx.used, |_, p, g, s| base.advance(c, *p, g, s));
-        let hist = &mut hist[..BUCKETS];
-        for_each_entry_read_state(v, ctx.used, |_, p, g, s| {
-            let key = filter.score_updated(base, c, *p, g, s).abs_key();
-            hist[bucket::<T>(key) as usize & (BUCKETS - 1)] += 1;
+        let t = *probes;
+        let mut n = [0u32; PROBES];
+        let mut bad = 0u32;
+        for_each_entry_read_state(v, ctx.used, |p, g, s| {
+            let key = key_after_update(filter, base, c, p, g, s);
+            for j in 0..PROBES {
+                n[j] += u32::from(key_gt::<T>(key, t[j]));
+            }
+            bad |= u32::from(non_finite(g));
         });
+        (n.map(u64::from), bad == 0)
     }
 }
 
 wide_simd_fn! {
-    /// Pass 2a over a chunk: the entries whose key falls in the threshold
-    /// bucket, as (index in the chunk, key), in index order. Candidates are rare
-    /// (about 1%), so each tile of `SCAN_TILE` entries is first counted with a
-    /// branch-free loop the compiler vectorises, and only tiles that hold a
-    /// candidate are scanned entry by entry.
-    fn collect_candidates / collect_candidates_wide [F: Filter, B: Base, T: Scalar] (
+    /// Pass 0 without a forecast over a chunk: the histogram of the keys'
+    /// top bits; returns whether every gradient is finite.
+    fn count_chunk / count_chunk_wide [F: Filter, B: Base, T: Scalar] (
+        ctx: &Ctx<'_, F, B, T>,
+        c: B::Coef<T>,
+        v: &View<'_, T>,
+        hist: &mut [u32],
+    ) -> bool {
+        let c = &c;
+        let (filter, base) = (ctx.filter, ctx.base);
+        let hist = &mut hist[..BUCKETS];
+        let mut bad = 0u32;
+        for_each_entry_read_state(v, ctx.used, |p, g, s| {
+            let key = key_after_update(filter, base, c, p, g, s);
+            hist[bucket::<T>(key) as usize & (BUCKETS - 1)] += 1;
+            bad |= u32::from(non_finite(g));
+        });
+        bad == 0
+    }
+}
+
+wide_simd_fn! {
+    /// Pass 1 over a chunk, in one branch-free loop the compiler vectorises:
+    /// advance every entry's state, give the entries above the band their
+    /// new value and those below it their rest value, and mark the entries
+    /// in the band (which keep θ) in a byte array. The marks are then read
+    /// eight at a time and the marked entries recorded one by one (about
+    /// 0.1% of entries).
+    fn update_chunk / update_chunk_wide [F: Filter, B: Base, T: Scalar] (
         ctx: &Ctx<'_, F, B, T>,
         c: B::Coef<T>,
         v: &mut View<'_, T>,
-        b_star: u32,
-        cands: &mut Vec<(u32, u64)>,
+        band: Band,
+        cands: &mut Vec<Candidate>,
     ) {
         let c = &c;
-        let (filter, base, used) = (ctx.filter, ctx.base, ctx.used);
+        let (filter, base, used, scope_all) = (ctx.filter, ctx.base, ctx.used, ctx.scope_all);
+        let rest = |p: T| if scope_all { base.decay_only(c, p) } else { p };
         let n = v.p.len();
-        let (p, g) = (&v.p[..n], &v.g[..n]);
-        // Unused slots read `g` (any slice of length n) and select zero, so every
-        // load is in bounds and the selects vectorise.
-        let slot = |j: usize| -> &[T] {
-            if used[j] {
-                &v.s[j][..n]
-            } else {
-                g
-            }
-        };
-        let (s0, s1, s2) = (slot(0), slot(1), slot(2));
+        let mut marks = [0u8; CHUNK];
+        let mark = &mut marks[..n];
+        super::for_each_entry(v, used, |i, p, g, s| {
+            base.advance(c, *p, g, s);
+            let key = filter.score_updated(base, c, *p, g, s).abs_key();
+            let new = base.apply_updated(c, *p, g, s);
+            let hold = band.holds::<T>(key);
+            let out = if hold { *p } else { rest(*p) };
+            *p = if key_gt::<T>(key, band.hi) { new } else { out };
+            mark[i] = u8::from(hold);
+        });
+        let [s0, s1, s2] = super::used_state(&v.s, used, n);
         let z = T::zero();
-        let key_at = |i: usize| -> u64 {
-            let s = [
-                if used[0] { s0[i] } else { z },
-                if used[1] { s1[i] } else { z },
-                if used[2] { s2[i] } else { z },
-            ];
-            filter.score_updated(base, c, p[i], g[i], &s).abs_key()
-        };
-        let mut start = 0;
-        while start < n {
-            let end = (start + SCAN_TILE).min(n);
-            // A plain loop: an iterator `sum` here is left out of line by
-            // LLVM, outside the AVX2 function, and runs one entry at a time.
-            let mut hits = 0u32;
-            for i in start..end {
-                hits += u32::from(bucket::<T>(key_at(i)) == b_star);
+        // Blocks of 64 marks with none set are skipped by an OR the compiler
+        // vectorises (most blocks hold no candidate); then 8 at a time.
+        for (bi, block) in mark.chunks(64).enumerate() {
+            if block.iter().fold(0u8, |a, &b| a | b) == 0 {
+                continue;
             }
-            if hits > 0 {
-                for i in start..end {
-                    let key = key_at(i);
-                    if bucket::<T>(key) == b_star {
-                        cands.push((i as u32, key));
-                    }
+            for (wi, eight) in block.chunks(8).enumerate() {
+                let mut bits = eight
+                    .iter()
+                    .rev()
+                    .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+                while bits != 0 {
+                    let byte = bits.trailing_zeros() / 8;
+                    bits &= !(0xff << (8 * byte));
+                    let i = 64 * bi + 8 * wi + byte as usize;
+                    let s = [
+                        if used[0] { s0[i] } else { z },
+                        if used[1] { s1[i] } else { z },
+                        if used[2] { s2[i] } else { z },
+                    ];
+                    let (p, g) = (v.p[i], v.g[i]);
+                    cands.push(Candidate {
+                        i: i as u32,
+                        key: filter.score_updated(base, c, p, g, &s).abs_key(),
+                        new: base.apply_updated(c, p, g, &s).as_f64(),
+                        rest: rest(p).as_f64(),
+                    });
                 }
             }
-            start = end;
         }
     }
 }
 
-wide_simd_fn! {
-    /// Pass 2b over a chunk: the entries above the threshold bucket get the new
-    /// value through a branch-free select the compiler vectorises; then, while
-    /// the chunk is still in cache, the candidates `dec` selects get it too (the
-    /// others stay, or are only decayed under scope All). State is read only.
-    fn apply_chunk / apply_chunk_wide [F: Filter, B: Base, T: Scalar] (
-        ctx: &Ctx<'_, F, B, T>,
-        c: B::Coef<T>,
-        v: &mut View<'_, T>,
-        b_star: u32,
-        cands: &[(u32, u64)],
-        dec: Decider,
-    ) {
-            let mut dec = dec;
-        let c = &c;
-        let (filter, base, scope_all) = (ctx.filter, ctx.base, ctx.scope_all);
-        for_each_entry_read_state(v, ctx.used, |_, p, g, s| {
-            let b = bucket::<T>(filter.score_updated(base, c, *p, g, s).abs_key());
-            let pn = base.apply_updated(c, *p, g, s);
-            let rest = if scope_all && b < b_star {
-                base.decay_only(c, *p)
-            } else {
-                *p
-            };
-            *p = if b > b_star { pn } else { rest };
-        });
-        for &(i, key) in cands {
-            let i = i as usize;
-            let s = state_at(v, ctx.used, i);
-            let p = v.p[i];
-            if dec.take(key) {
-                v.p[i] = base.apply_updated(c, p, v.g[i], &s);
-            } else if scope_all {
-                v.p[i] = base.decay_only(c, p);
-            }
-        }
-    }
-}
-
-/// Runs `f(i, θ_i, g_i, state_i)` over a chunk with the state read only (one
-/// loop per buffer pattern, so no store ever touches a state buffer).
+/// Runs `f(θ_i, g_i, state_i)` over a chunk, reading only (one loop per
+/// buffer pattern).
 #[inline(always)]
 fn for_each_entry_read_state<T: Scalar>(
-    v: &mut View<'_, T>,
+    v: &View<'_, T>,
     used: [bool; 3],
-    mut f: impl FnMut(usize, &mut T, T, &[T; 3]),
+    mut f: impl FnMut(T, T, &[T; 3]),
 ) {
     let n = v.p.len();
     let z = T::zero();
-    let p = &mut v.p[..n];
+    let p = &v.p[..n];
     let g = &v.g[..n];
-    let [a, b, c] = used_state(&v.s, used, n);
+    let [a, b, c] = super::used_state(&v.s, used, n);
     match used {
         [true, false, false] => {
-            for (i, ((p, &g), &a)) in p.iter_mut().zip(g).zip(a).enumerate() {
-                f(i, p, g, &[a, z, z]);
+            for ((&p, &g), &a) in p.iter().zip(g).zip(a) {
+                f(p, g, &[a, z, z]);
             }
         }
         [true, true, false] => {
-            for (i, ((p, &g), (&a, &b))) in p.iter_mut().zip(g).zip(a.iter().zip(b)).enumerate() {
-                f(i, p, g, &[a, b, z]);
+            for ((&p, &g), (&a, &b)) in p.iter().zip(g).zip(a.iter().zip(b)) {
+                f(p, g, &[a, b, z]);
             }
         }
         _ => {
-            for (i, (p, &g)) in p.iter_mut().zip(g).enumerate() {
+            for (i, (&p, &g)) in p.iter().zip(g).enumerate() {
                 let s = [
                     if used[0] { a[i] } else { z },
                     if used[1] { b[i] } else { z },
                     if used[2] { c[i] } else { z },
                 ];
-                f(i, p, g, &s);
+                f(p, g, &s);
             }
         }
     }
@@ -347,5 +577,65 @@ mod tests {
         assert!((bucket::<f32>(f32::NAN.abs_key()) as usize) < BUCKETS);
         assert!((bucket::<f64>(f64::NAN.abs_key()) as usize) < BUCKETS);
         assert!(bucket::<f64>(1.0f64.abs_key()) < bucket::<f64>(4.0f64.abs_key()));
+    }
+
+    /// Keys, their k-th largest, and the band each way of locating it
+    /// finds: the band holds K, `above` keys lie above it, `within` in it.
+    #[test]
+    fn bands_contain_the_kth_key_and_count_exactly() {
+        let keys: Vec<u64> = (0..5000u64)
+            .map(|i| ((i * 7919) % 5000 + 1).pow(2) * 1000)
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        for k in [1u64, 17, 500, 2500, 4999] {
+            let kth = sorted[k as usize - 1];
+            let check = |band: Band| {
+                assert!(band.lo <= kth && kth <= band.hi, "k={k} {band:?}");
+                let above = keys.iter().filter(|&&x| x > band.hi).count() as u64;
+                let within = keys.iter().filter(|&&x| band.holds::<f64>(x)).count() as u64;
+                assert_eq!((above, within), (band.above, band.within), "k={k}");
+            };
+            let mut hist = vec![0u32; BUCKETS];
+            for &x in &keys {
+                hist[bucket::<f64>(x) as usize] += 1;
+            }
+            check(band_from_histogram::<f64>(&hist, k));
+            for width in [1u64, 5_000, 400_000] {
+                let probes: [u64; PROBES] =
+                    std::array::from_fn(|j| (kth + 3 * width).saturating_sub(j as u64 * width));
+                let mut probes = probes;
+                probes.reverse();
+                let counts = probes.map(|t| keys.iter().filter(|&&x| x > t).count() as u64);
+                match band_from_probes(&probes, &counts, k) {
+                    Some(band) => check(band),
+                    None => assert!(
+                        counts[0] < k || counts[PROBES - 1] >= k,
+                        "k={k}: K inside the probes but no band"
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn forecast_extrapolates_and_widens_with_its_error() {
+        let mut f = Forecast::default();
+        assert!(f.probes::<f32>().is_none());
+        f.observe(1_000_000_000);
+        let p = f.probes::<f32>().unwrap();
+        assert!(p.windows(2).all(|w| w[0] < w[1]));
+        assert!(p[0] < 1_000_000_000 && 1_000_000_000 < p[PROBES - 1]);
+        f.observe(1_010_000_000);
+        // K̂ = 1.02e9 (linear extrapolation), spread ≥ twice the error 1e7.
+        let p = f.probes::<f32>().unwrap();
+        assert!(p[0] <= 1_000_000_000 && 1_039_000_000 <= p[PROBES - 1]);
+        let mid = (p[0] + p[PROBES - 1]) / 2;
+        assert!(mid.abs_diff(1_020_000_000) < 4_000_000, "{mid}");
+        // Clamped at zero.
+        let mut g = Forecast::default();
+        g.observe(0);
+        let p = g.probes::<f32>().unwrap();
+        assert_eq!(p[0], 0);
     }
 }
