@@ -15,7 +15,8 @@
 //!
 //! With a scored filter on a base whose step splits (all but Lion), and no
 //! gradient transform or selection tracking, the same step runs as a fused
-//! two-pass step without a key array ([`SelectionPath::Fused`], the default;
+//! step without a key array (a read-only pass that locates the threshold,
+//! then the base's update with a compare) ([`SelectionPath::Fused`], the default;
 //! `optimizer/fused.rs`), bit for bit the same result.
 //!
 //! Blocks run in parallel (rayon) and large blocks are cut into fixed chunks;
@@ -96,7 +97,7 @@ pub struct OptimConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SelectionPath {
-    /// The fused two-pass step (`optimizer/fused.rs`) wherever it applies:
+    /// The fused step (`optimizer/fused.rs`) wherever it applies:
     /// a base whose step splits (all but Lion), a scored filter, no gradient
     /// transform, no selection tracking. Elsewhere, `Keys`. Default.
     #[default]

@@ -21,7 +21,7 @@
 //!
 //! with `update` defined as exactly that composition (so the halves are bit
 //! for bit the full step), and give the filter scores from `state'`
-//! (`*_updated`). The optimizer's fused two-pass step uses them
+//! (`*_updated`). The optimizer's fused step uses them
 //! (`optim::fused`).
 //! Per-entry state lives in up to three buffers (`s[0..3]`), named by
 //! [`Base::buffers`]; unused slots hold zero.
