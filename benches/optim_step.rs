@@ -5,12 +5,12 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mofo::optim::workload::{count, gpt2_shapes, random_stores};
-use mofo::optim::{Adam, Momentum, NoFilter, OptimConfig, Optimizer};
+use mofo::optim::{Adam, HugePages, Momentum, NoFilter, OptimConfig, Optimizer};
 
 fn bench(c: &mut Criterion) {
     let shapes = gpt2_shapes(0.25);
     let n = count(&shapes);
-    let (mut params, grads) = random_stores(&shapes, 0);
+    let (mut params, grads) = random_stores(&shapes, 0, HugePages::Use);
     let mut group = c.benchmark_group("optim_step");
     group.sample_size(10);
     group.throughput(Throughput::Elements(n as u64));

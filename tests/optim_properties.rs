@@ -5,8 +5,8 @@
 
 use mofo::optim::select::reference_indices;
 use mofo::optim::{
-    Adam, Base, DecayScope, Filter, Gradient, GroupRule, HalfFineTuning, Lion, Momentum, Mv, NAdam,
-    NoFilter, NonFinitePolicy, OptimConfig, OptimError, Optimizer, Random, RmsProp, Sgd,
+    Adam, Base, DecayScope, Filter, Gradient, GroupRule, HalfFineTuning, HugePages, Lion, Momentum,
+    Mv, NAdam, NoFilter, NonFinitePolicy, OptimConfig, OptimError, Optimizer, Random, RmsProp, Sgd,
 };
 use mofo::{ParamStore, Scalar};
 use proptest::prelude::*;
@@ -264,6 +264,41 @@ fn half_fine_tuning_updates_half_of_each_layer() {
         seen_sets.insert(per_tensor);
     }
     assert!(seen_sets.len() > 1, "the half changes from step to step");
+}
+
+/// Three steps on one tensor large enough that its buffers hold whole 2 MiB
+/// pages to advise.
+fn run_large<F: Filter>(f: F, huge: HugePages) -> Vec<u32> {
+    let n = 1_200_000;
+    let random = |seed: u64| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut s = ParamStore::<f32>::new();
+        let v = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        s.insert_vec("w", &[n], v).unwrap();
+        s
+    };
+    let mut p = random(5);
+    let cfg = OptimConfig {
+        huge_pages: huge,
+        ..OptimConfig::default()
+    };
+    let mut opt = Optimizer::new(f, Adam::adamw(1e-2), cfg, &p).unwrap();
+    for s in 0..3 {
+        opt.step(&mut p, &random(100 + s)).unwrap();
+    }
+    bits(&p)
+}
+
+#[test]
+fn huge_page_advice_changes_no_result() {
+    assert_eq!(
+        run_large(NoFilter, HugePages::Use),
+        run_large(NoFilter, HugePages::Off)
+    );
+    assert_eq!(
+        run_large(Momentum::new(0.1), HugePages::Use),
+        run_large(Momentum::new(0.1), HugePages::Off)
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::CliResult;
 use crate::optim::workload::{count, gpt2_shapes, gpt2_shapes_for, random_stores};
-use crate::optim::{Adam, Momentum, NoFilter, OptimConfig, Optimizer};
+use crate::optim::{Adam, HugePages, Momentum, NoFilter, OptimConfig, Optimizer};
 
 /// Arguments of `mofo bench optim`.
 #[derive(Debug, clap::Args)]
@@ -34,6 +34,11 @@ pub struct OptimArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Keep every buffer on the pages it gets (`HugePages::Off`, and the
+    /// benchmark's parameters and gradients not advised either), to measure
+    /// what 2 MiB pages bring.
+    #[arg(long)]
+    pub no_huge_pages: bool,
 }
 
 /// The benchmarks.
@@ -78,8 +83,17 @@ fn run_optim(a: OptimArgs) -> CliResult {
     let n = count(&shapes);
     super::init_threads(a.threads)?;
     let threads = rayon::current_num_threads();
-    let (mut params, grads) = random_stores(&shapes, 0);
-    let mut adam = Optimizer::new(NoFilter, Adam::adamw(1e-5), OptimConfig::default(), &params)?;
+    let huge = if a.no_huge_pages {
+        HugePages::Off
+    } else {
+        HugePages::Use
+    };
+    let config = OptimConfig {
+        huge_pages: huge,
+        ..OptimConfig::default()
+    };
+    let (mut params, grads) = random_stores(&shapes, 0, huge);
+    let mut adam = Optimizer::new(NoFilter, Adam::adamw(1e-5), config.clone(), &params)?;
     let adam_ns = median_ns(
         || {
             adam.step(&mut params, &grads)?;
@@ -88,13 +102,9 @@ fn run_optim(a: OptimArgs) -> CliResult {
         a.warmup,
         a.reps,
     )?;
+    let huge_bytes = crate::kernels::huge_pages::process_huge_page_bytes();
     drop(adam);
-    let mut mofo = Optimizer::new(
-        Momentum::new(0.1),
-        Adam::adamw(1e-5),
-        OptimConfig::default(),
-        &params,
-    )?;
+    let mut mofo = Optimizer::new(Momentum::new(0.1), Adam::adamw(1e-5), config, &params)?;
     let mofo_ns = median_ns(
         || {
             mofo.step(&mut params, &grads)?;
@@ -126,6 +136,16 @@ fn run_optim(a: OptimArgs) -> CliResult {
         mofo_ns / 1e6
     );
     println!("  MoFO/Adam ratio {:.3}", mofo_ns / adam_ns);
+    // θ, g, m, v: the buffers an AdamW step streams.
+    let step_bytes = 16 * n as u64;
+    if let Some(h) = huge_bytes {
+        println!(
+            "  on 2 MiB pages during the AdamW steps: {:.0} of the {:.0} MB they stream ({:.0}%)",
+            h as f64 / 1e6,
+            step_bytes as f64 / 1e6,
+            100.0 * h as f64 / step_bytes as f64
+        );
+    }
     println!(
         "  MoFO thresholds over blocks × steps: {hits} forecast, {misses} by histogram, {crowded} crowded (general step)"
     );
@@ -149,6 +169,9 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "mofo_forecast_hits": hits,
             "mofo_histogram_passes": misses,
             "mofo_crowded_blocks": crowded,
+            "huge_pages": !a.no_huge_pages,
+            "huge_page_bytes": huge_bytes,
+            "step_buffer_bytes": step_bytes,
         });
         crate::io::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
     }

@@ -1,11 +1,14 @@
 //! CPU kernels under the tape: the only place with `unsafe` code (the gemm
-//! call, the `mallopt` FFI call, the `rsqrtss` intrinsic and the AVX2
+//! call, the `mallopt` and `madvise` FFI calls, the `rsqrtss` and prefetch intrinsics and the AVX2
 //! dispatch).
 //!
 //! Every fast kernel has a plain reference version (a `*_reference`
 //! function next to it) that the unit tests compare it against.
 //!
 //! - [`alloc`]: keeps large freed buffers in the heap (glibc `mallopt`).
+//! - [`prefetch`]: software prefetch for the optimizer's streaming loops.
+//! - [`huge_pages`]: asks Linux for 2 MiB pages for the buffers an optimizer
+//!   step streams (`madvise`).
 //! - [`gemm`]: `C ← α·A·B + β·C` through `matrixmultiply` (sgemm / dgemm with
 //!   arbitrary strides, so transposed operands are never copied), threaded over
 //!   one chunk of rows or columns per rayon thread.
@@ -31,6 +34,8 @@ pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;
 pub mod gemm;
+pub mod huge_pages;
+pub mod prefetch;
 pub mod reduce;
 pub mod rmsnorm;
 pub mod rope;

@@ -54,7 +54,9 @@ pub use base::{Adam, Base, Lion, NAdam, RmsProp, Sgd};
 pub use error::OptimError;
 pub use filter::{Filter, Gradient, Gv, HalfFineTuning, Momentum, Mv, NoFilter, Random};
 pub use group::{GroupRule, NameMatch};
-pub use optimizer::{DecayScope, NonFinitePolicy, OptimConfig, Optimizer, SelectionPath};
+pub use optimizer::{
+    DecayScope, HugePages, NonFinitePolicy, OptimConfig, Optimizer, SelectionPath,
+};
 pub use partition::Partition;
 pub use schedule::Schedule;
 pub use select::{selection_count, Cut, TopK};

@@ -362,6 +362,7 @@ impl OptimizerSpec {
             non_finite: self.non_finite,
             track_selection: self.track_selection,
             selection_path: Default::default(),
+            huge_pages: Default::default(),
         }
     }
 

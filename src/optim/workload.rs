@@ -5,6 +5,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::kernels::huge_pages::huge_zeroed_vec;
+use crate::optim::HugePages;
 use crate::ParamStore;
 
 /// The tensor shapes of GPT-2 small at width scale `scale` (1.0 = 124M
@@ -56,18 +58,28 @@ pub fn gpt2_shapes_for(n: usize) -> Vec<(String, Vec<usize>)> {
     best
 }
 
-/// Parameters ~N(0, 0.02²)-like and gradients ~1e-3 scale, seeded.
+/// Parameters ~N(0, 0.02²)-like and gradients ~1e-3 scale, seeded; with
+/// [`HugePages::Use`] their buffers are advised for 2 MiB pages before the
+/// values are written, as a trainer's long-lived buffers would be.
 pub fn random_stores(
     shapes: &[(String, Vec<usize>)],
     seed: u64,
+    huge: HugePages,
 ) -> (ParamStore<f32>, ParamStore<f32>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut params = ParamStore::new();
     let mut grads = ParamStore::new();
     for (name, shape) in shapes {
         let n: usize = shape.iter().product();
-        let p: Vec<f32> = (0..n).map(|_| rng.random_range(-0.04f32..0.04)).collect();
-        let g: Vec<f32> = (0..n).map(|_| rng.random_range(-2e-3f32..2e-3)).collect();
+        let alloc = |n: usize| match huge {
+            HugePages::Use => huge_zeroed_vec::<f32>(n),
+            HugePages::Off => vec![0.0; n],
+        };
+        let (mut p, mut g) = (alloc(n), alloc(n));
+        p.iter_mut()
+            .for_each(|x| *x = rng.random_range(-0.04f32..0.04));
+        g.iter_mut()
+            .for_each(|x| *x = rng.random_range(-2e-3f32..2e-3));
         params
             .insert_vec(name.clone(), shape, p)
             .expect("unique names");
