@@ -4,7 +4,7 @@
 //! or hundreds of megabytes each. On 4 KiB pages every stream crosses a page
 //! boundary every 1024 f32 entries, where the hardware prefetchers stop and
 //! a TLB miss may walk the page table; on 2 MiB pages it crosses one every
-//! 524 288 entries. Measured on the 2-core development machine (AMD EPYC,
+//! 524 288 entries. Measured on the 2-core development machine (Intel Xeon, KVM,
 //! Linux 6.18, THP mode `madvise`), the 4-read/3-write pattern of
 //! `bench::bandwidth` over 40.6M entries: 42.4 GB/s on 4 KiB pages,
 //! 50.9 GB/s with all four arrays on 2 MiB pages, and no gain at all when

@@ -1,7 +1,7 @@
 //! Software prefetch for the optimizer's streaming loops.
 //!
 //! The optimizer's passes stream arrays far larger than the caches. On the
-//! 2-core development machine (AMD EPYC, a virtual machine) the hardware
+//! 2-core development machine (Intel Xeon, a KVM virtual machine) the hardware
 //! prefetchers alone kept a core's read-only stream of two f32 arrays at
 //! 11.4 GB/s (23.6 GB/s on two cores, huge pages); asking for each cache
 //! line [`AHEAD`] entries before it is read brought that to 18.9 (38.9)
