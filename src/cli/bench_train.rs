@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::CliResult;
-use crate::bench::peak::measure_peak_flops;
+use crate::bench::peak::{fma_lanes, measure_peak_flops};
 use crate::bench::train::{run_train_bench, TrainBenchConfig};
 
 /// Arguments of `mofo bench train`.
@@ -49,8 +49,9 @@ pub fn run(a: TrainArgs) -> CliResult {
     );
     if let Some(p) = peak {
         println!(
-            "  measured peak {:.1} GFLOP/s ({threads} threads of 8-wide FMA): {:.1}% reached",
+            "  measured peak {:.1} GFLOP/s ({threads} threads of {}-wide FMA): {:.1}% reached",
             p / 1e9,
+            fma_lanes(),
             100.0 * r.approx_gflops * 1e9 / p
         );
     }
@@ -65,6 +66,7 @@ pub fn run(a: TrainArgs) -> CliResult {
             "approx_gflops": r.approx_gflops,
             "peak_gflops": peak.map(|p| p / 1e9),
             "peak_share": peak.map(|p| r.approx_gflops * 1e9 / p),
+            "peak_fma_lanes": fma_lanes(),
             "final_loss": r.last_loss,
         });
         crate::io::write_atomic(path, serde_json::to_string_pretty(&j)?.as_bytes())?;

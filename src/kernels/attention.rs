@@ -47,7 +47,7 @@ pub struct AttnShape {
 impl AttnShape {
     fn check(&self, q: usize, k: usize, v: usize) {
         assert!(
-            self.kv_heads > 0 && self.heads % self.kv_heads == 0,
+            self.kv_heads > 0 && self.heads.is_multiple_of(self.kv_heads),
             "attention: {} heads are not a multiple of {} kv heads",
             self.heads,
             self.kv_heads

@@ -22,7 +22,7 @@ pub const ROW_BLOCK: usize = 16;
 /// `lse_r` for every row.
 pub fn logsumexp_rows<T: Scalar>(z: &[T], v: usize) -> Vec<T> {
     assert!(
-        v > 0 && z.len() % v == 0,
+        v > 0 && z.len().is_multiple_of(v),
         "logsumexp_rows: {} entries are not rows of {v}",
         z.len()
     );

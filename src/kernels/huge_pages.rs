@@ -150,7 +150,7 @@ mod tests {
         assert!(z.iter().all(|&x| x == 0.0));
         let v: Vec<f32> = (0..n).map(|i| i as f32).collect();
         let advised = collapse_huge_pages(&v);
-        assert!(advised <= n * 4 && advised % HUGE_PAGE == 0);
+        assert!(advised <= n * 4 && advised.is_multiple_of(HUGE_PAGE));
         assert!(v.iter().enumerate().all(|(i, &x)| x == i as f32));
         // Too small to hold a whole huge page: nothing is advised.
         assert_eq!(advise_huge_pages(&[1.0f32; 16]), 0);

@@ -25,7 +25,7 @@ pub const ROW_BLOCK: usize = 32;
 pub fn rmsnorm<T: Scalar>(x: &[T], w: &[T], eps: T, y: &mut [T]) -> Vec<T> {
     let h = w.len();
     assert!(
-        h > 0 && x.len() % h == 0 && y.len() == x.len(),
+        h > 0 && x.len().is_multiple_of(h) && y.len() == x.len(),
         "rmsnorm: x has {} entries, weight {}",
         x.len(),
         h

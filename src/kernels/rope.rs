@@ -33,7 +33,10 @@ impl<T: Scalar> RopeTable<T> {
     /// frequencies and angles are computed in f32 and the cos/sin in f32
     /// before conversion to `T` when `T` is f32; for f64 everything is f64.
     pub fn new(seq: usize, head_dim: usize, theta: f64) -> Self {
-        assert!(head_dim % 2 == 0, "rope: head_dim {head_dim} must be even");
+        assert!(
+            head_dim.is_multiple_of(2),
+            "rope: head_dim {head_dim} must be even"
+        );
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(seq * half);
         let mut sin = Vec::with_capacity(seq * half);
@@ -69,7 +72,7 @@ pub fn rope<T: Scalar>(x: &[T], table: &RopeTable<T>, heads: usize, inverse: boo
     let half = d / 2;
     let row = heads * d;
     assert!(
-        x.len() == y.len() && x.len() % (row * table.seq) == 0,
+        x.len() == y.len() && x.len().is_multiple_of(row * table.seq),
         "rope: {} entries do not fit [*, {}, {heads}, {d}]",
         x.len(),
         table.seq

@@ -143,13 +143,17 @@ pub struct LayerVars {
 
 fn check_config(cfg: &LlamaConfig) -> Result<(), ForwardError> {
     let bad = |m: String| Err(ForwardError::Config(m));
-    if cfg.num_key_value_heads == 0 || cfg.num_attention_heads % cfg.num_key_value_heads != 0 {
+    if cfg.num_key_value_heads == 0
+        || !cfg
+            .num_attention_heads
+            .is_multiple_of(cfg.num_key_value_heads)
+    {
         return bad(format!(
             "{} attention heads are not a multiple of {} kv heads",
             cfg.num_attention_heads, cfg.num_key_value_heads
         ));
     }
-    if cfg.head_dim == 0 || cfg.head_dim % 2 != 0 {
+    if cfg.head_dim == 0 || !cfg.head_dim.is_multiple_of(2) {
         return bad(format!(
             "head_dim {} must be even and positive",
             cfg.head_dim

@@ -211,7 +211,7 @@ fn split_lengths(partition: &Partition, t: &TensorInfo) -> Result<Vec<usize>, Op
                 return Err(OptimError::Partition("chunk size must be > 0".into()));
             }
             let mut v = vec![*n; t.numel / n];
-            if t.numel % n != 0 {
+            if !t.numel.is_multiple_of(*n) {
                 v.push(t.numel % n);
             }
             v

@@ -40,7 +40,7 @@ use super::stats::{key_to_f64, BlockStats, StepStats};
 use super::transform::{Clip, GradPrep, Pull};
 use super::OptimError;
 use crate::kernels::huge_pages::{collapse_huge_pages, huge_zeroed_vec};
-use crate::kernels::reduce::{all_finite, all_finite_wide};
+use crate::kernels::reduce::all_finite_wide;
 use crate::kernels::simd::{wide_simd_call, wide_simd_fn};
 use crate::{ParamError, ParamStore, Scalar};
 

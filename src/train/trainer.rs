@@ -236,7 +236,7 @@ impl Trainer<'_> {
             }
             state.seconds += started.elapsed().as_secs_f64();
             if let Some(log) = &mut log {
-                if step % o.log_every == 0 || step == o.steps {
+                if step.is_multiple_of(o.log_every) || step == o.steps {
                     log.write(&json!({
                         "step": step,
                         "loss": state.losses.last().copied().flatten(),
@@ -249,7 +249,7 @@ impl Trainer<'_> {
             bar.update(step, format!("loss {loss:.4}"));
             let last = step == o.steps;
             if let Some(ev) = eval.as_deref_mut() {
-                if (o.eval_every > 0 && step % o.eval_every == 0) || last {
+                if (o.eval_every > 0 && step.is_multiple_of(o.eval_every)) || last {
                     let m = ev(step, params)?;
                     if let Some(log) = &mut log {
                         log.write(&json!({ "step": step, "eval": m }))?;
@@ -258,7 +258,7 @@ impl Trainer<'_> {
                 }
             }
             if let Some(out) = &o.out_dir {
-                if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || last {
+                if (o.checkpoint_every > 0 && step.is_multiple_of(o.checkpoint_every)) || last {
                     save_checkpoint(
                         out,
                         self.model,

@@ -287,8 +287,8 @@ impl ForgettingConfig {
         {
             return Err("model sizes must be positive".into());
         }
-        if m.hidden_size % m.num_attention_heads != 0
-            || m.num_attention_heads % m.num_key_value_heads != 0
+        if !m.hidden_size.is_multiple_of(m.num_attention_heads)
+            || !m.num_attention_heads.is_multiple_of(m.num_key_value_heads)
         {
             return Err(format!(
                 "model: heads ({}) must divide hidden size ({}) and key/value heads ({}) must divide heads",
