@@ -34,7 +34,7 @@ pub trait Kernels<T: Scalar>: Sync {
     /// `α·A·B` into a new matrix.
     fn gemm_alloc(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> ndarray::Array2<T>;
     /// `out = x + s·y` (same shapes).
-    fn add_scaled(&self, x: &[T], y: &[T], s: T, out: &mut [T]);
+    fn add_scaled(&self, x: &[T], y: &[T], s: T) -> Vec<T>;
     /// `Σ x` in a fixed order.
     fn sum(&self, x: &[T]) -> T;
     /// Row gather `out[i] = w[ids[i]]` (rows of width `h`).
@@ -44,19 +44,19 @@ pub trait Kernels<T: Scalar>: Sync {
     /// Log-sum-exp of each row of width `v`.
     fn logsumexp_rows(&self, z: &[T], v: usize) -> Vec<T>;
     /// RMSNorm forward; returns the per-row `1/rms`.
-    fn rmsnorm(&self, x: &[T], w: &[T], eps: T, y: &mut [T]) -> Vec<T>;
+    fn rmsnorm(&self, x: &[T], w: &[T], eps: T) -> (Vec<T>, Vec<T>);
     /// RMSNorm backward: `(dx, dw)`.
     fn rmsnorm_backward(&self, x: &[T], w: &[T], r: &[T], dy: &[T]) -> (Vec<T>, Vec<T>);
     /// `silu(g)·u`.
-    fn swiglu(&self, g: &[T], u: &[T], out: &mut [T]);
+    fn swiglu(&self, g: &[T], u: &[T]) -> Vec<T>;
     /// SwiGLU backward into `(dg, du)`.
-    fn swiglu_backward(&self, g: &[T], u: &[T], dy: &[T], dg: &mut [T], du: &mut [T]);
+    fn swiglu_backward(&self, g: &[T], u: &[T], dy: &[T]) -> (Vec<T>, Vec<T>);
     /// `silu(x)`.
     fn silu(&self, x: &[T], out: &mut [T]);
     /// SiLU backward.
     fn silu_backward(&self, x: &[T], dy: &[T], dx: &mut [T]);
     /// Rotary embedding (or its inverse) of `[B, T, heads, d]`.
-    fn rope(&self, x: &[T], table: &rope::RopeTable<T>, heads: usize, inverse: bool, y: &mut [T]);
+    fn rope(&self, x: &[T], table: &rope::RopeTable<T>, heads: usize, inverse: bool) -> Vec<T>;
     /// Causal attention forward: `(o, p)`.
     fn attention(&self, q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>, Vec<T>);
     /// Causal attention backward: `(dq, dk, dv)`.
@@ -94,8 +94,8 @@ impl<T: Scalar> Kernels<T> for Cpu {
     fn gemm_alloc(&self, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> ndarray::Array2<T> {
         gemm::gemm_alloc(alpha, a, b)
     }
-    fn add_scaled(&self, x: &[T], y: &[T], s: T, out: &mut [T]) {
-        elementwise::add_scaled(x, y, s, out)
+    fn add_scaled(&self, x: &[T], y: &[T], s: T) -> Vec<T> {
+        elementwise::add_scaled(x, y, s)
     }
     fn sum(&self, x: &[T]) -> T {
         reduce::sum(x)
@@ -109,17 +109,17 @@ impl<T: Scalar> Kernels<T> for Cpu {
     fn logsumexp_rows(&self, z: &[T], v: usize) -> Vec<T> {
         cross_entropy::logsumexp_rows(z, v)
     }
-    fn rmsnorm(&self, x: &[T], w: &[T], eps: T, y: &mut [T]) -> Vec<T> {
-        rmsnorm::rmsnorm(x, w, eps, y)
+    fn rmsnorm(&self, x: &[T], w: &[T], eps: T) -> (Vec<T>, Vec<T>) {
+        rmsnorm::rmsnorm(x, w, eps)
     }
     fn rmsnorm_backward(&self, x: &[T], w: &[T], r: &[T], dy: &[T]) -> (Vec<T>, Vec<T>) {
         rmsnorm::rmsnorm_backward(x, w, r, dy)
     }
-    fn swiglu(&self, g: &[T], u: &[T], out: &mut [T]) {
-        elementwise::swiglu(g, u, out)
+    fn swiglu(&self, g: &[T], u: &[T]) -> Vec<T> {
+        elementwise::swiglu(g, u)
     }
-    fn swiglu_backward(&self, g: &[T], u: &[T], dy: &[T], dg: &mut [T], du: &mut [T]) {
-        elementwise::swiglu_backward(g, u, dy, dg, du)
+    fn swiglu_backward(&self, g: &[T], u: &[T], dy: &[T]) -> (Vec<T>, Vec<T>) {
+        elementwise::swiglu_backward(g, u, dy)
     }
     fn silu(&self, x: &[T], out: &mut [T]) {
         elementwise::silu(x, out)
@@ -127,8 +127,8 @@ impl<T: Scalar> Kernels<T> for Cpu {
     fn silu_backward(&self, x: &[T], dy: &[T], dx: &mut [T]) {
         elementwise::silu_backward(x, dy, dx)
     }
-    fn rope(&self, x: &[T], table: &rope::RopeTable<T>, heads: usize, inverse: bool, y: &mut [T]) {
-        rope::rope(x, table, heads, inverse, y)
+    fn rope(&self, x: &[T], table: &rope::RopeTable<T>, heads: usize, inverse: bool) -> Vec<T> {
+        rope::rope(x, table, heads, inverse)
     }
     fn attention(&self, q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>, Vec<T>) {
         attention::attention(q, k, v, sh)

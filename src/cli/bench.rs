@@ -120,10 +120,11 @@ fn run_optim(a: OptimArgs) -> CliResult {
     let mofo_pp = mofo_ns / n as f64;
     let gbs = |ns: f64| 28.0 * n as f64 / ns;
     println!(
-        "optimizer step on {n} parameters ({} tensors), {threads} threads, median of {} steps after {} untimed",
+        "optimizer step on {n} parameters ({} tensors), {threads} threads, median of {} steps after {} untimed, loops on {}",
         shapes.len(),
         a.reps,
-        a.warmup.max(1)
+        a.warmup.max(1),
+        crate::kernels::simd::vector_width_name()
     );
     println!(
         "  AdamW      {adam_pp:8.3} ns/param  {:7.2} GB/s  ({:.1} ms/step)",
@@ -172,6 +173,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "huge_pages": !a.no_huge_pages,
             "huge_page_bytes": huge_bytes,
             "step_buffer_bytes": step_bytes,
+            "vector_width": crate::kernels::simd::vector_width_name(),
         });
         crate::io::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
     }

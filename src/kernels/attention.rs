@@ -20,8 +20,8 @@
 //! heads in order, so gradients are summed in a fixed order.
 
 use ndarray::{s, ArrayView2, ArrayView4, ArrayViewMut2};
-use rayon::prelude::*;
 
+use super::fresh::par_chunks_fresh;
 use super::gemm::gemm_serial;
 use crate::Scalar;
 
@@ -103,12 +103,10 @@ pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>
         view4(k, b, t, g, d),
         view4(v, b, t, g, d),
     );
-    let mut p = vec![T::zero(); b * h * t * t];
-    let mut o_bhtd = vec![T::zero(); b * h * t * d];
-    p.par_chunks_mut(t * t)
-        .zip(o_bhtd.par_chunks_mut(t * d))
-        .enumerate()
-        .for_each(|(bh, (pc, oc))| {
+    let [p, o_bhtd] = par_chunks_fresh(
+        [b * h * t * t, b * h * t * d],
+        [t * t, t * d],
+        |bh, [pc, oc]| {
             let (bi, hi) = (bh / h, bh % h);
             let gi = hi / r;
             let qh = q4.slice(s![bi, .., hi, ..]);
@@ -140,21 +138,21 @@ pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>
                     om.slice_mut(s![r0..r1, ..]),
                 );
             }
-        });
-    let mut o = vec![T::zero(); b * t * h * d];
-    bhtd_to_bthd(&o_bhtd, &mut o, h, t, d);
-    (o, p)
+        },
+    );
+    (bhtd_to_bthd(&o_bhtd, b, h, t, d), p)
 }
 
-/// Copies `[B, H, T, D]` into `[B, T, H, D]`.
-fn bhtd_to_bthd<T: Scalar>(src: &[T], dst: &mut [T], h: usize, t: usize, d: usize) {
-    dst.par_chunks_mut(h * d).enumerate().for_each(|(bt, row)| {
+/// `[B, H, T, D]` copied into a new `[B, T, H, D]`.
+fn bhtd_to_bthd<T: Scalar>(src: &[T], b: usize, h: usize, t: usize, d: usize) -> Vec<T> {
+    let [dst] = par_chunks_fresh([b * t * h * d], [h * d], |bt, [row]| {
         let (bi, ti) = (bt / t, bt % t);
         for (hi, out) in row.chunks_exact_mut(d).enumerate() {
             let start = ((bi * h + hi) * t + ti) * d;
             out.copy_from_slice(&src[start..start + d]);
         }
     });
+    dst
 }
 
 /// Backward: returns `(dq, dk, dv)` in the layouts of `q`, `k`, `v`.
@@ -186,15 +184,10 @@ pub fn attention_backward<T: Scalar>(
         view4(v, b, t, g, d),
         view4(d_o, b, t, h, d),
     );
-    let mut dq_bhtd = vec![T::zero(); b * h * t * d];
-    let mut dk_bgtd = vec![T::zero(); b * g * t * d];
-    let mut dv_bgtd = vec![T::zero(); b * g * t * d];
-    dq_bhtd
-        .par_chunks_mut(r * t * d)
-        .zip(dk_bgtd.par_chunks_mut(t * d))
-        .zip(dv_bgtd.par_chunks_mut(t * d))
-        .enumerate()
-        .for_each(|(bg, ((dqc, dkc), dvc))| {
+    let [dq_bhtd, dk_bgtd, dv_bgtd] = par_chunks_fresh(
+        [b * h * t * d, b * g * t * d, b * g * t * d],
+        [r * t * d, t * d, t * d],
+        |bg, [dqc, dkc, dvc]| {
             let (bi, gi) = (bg / g, bg % g);
             let kg = k4.slice(s![bi, .., gi, ..]);
             let vg = v4.slice(s![bi, .., gi, ..]);
@@ -262,14 +255,13 @@ pub fn attention_backward<T: Scalar>(
                     );
                 }
             }
-        });
-    let mut dq = vec![T::zero(); q.len()];
-    let mut dk = vec![T::zero(); k.len()];
-    let mut dv = vec![T::zero(); v.len()];
-    bhtd_to_bthd(&dq_bhtd, &mut dq, h, t, d);
-    bhtd_to_bthd(&dk_bgtd, &mut dk, g, t, d);
-    bhtd_to_bthd(&dv_bgtd, &mut dv, g, t, d);
-    (dq, dk, dv)
+        },
+    );
+    (
+        bhtd_to_bthd(&dq_bhtd, b, h, t, d),
+        bhtd_to_bthd(&dk_bgtd, b, g, t, d),
+        bhtd_to_bthd(&dv_bgtd, b, g, t, d),
+    )
 }
 
 /// Plain loop forward (reference): `o` in `[B, T, H, D]`.

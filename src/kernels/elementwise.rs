@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::fresh::par_chunks_fresh;
 use crate::Scalar;
 
 /// Entries per parallel task.
@@ -39,59 +40,56 @@ pub fn add_assign<T: Scalar>(y: &mut [T], x: &[T]) {
         });
 }
 
-/// `out_i = x_i + s·y_i`.
-pub fn add_scaled<T: Scalar>(x: &[T], y: &[T], s: T, out: &mut [T]) {
-    assert!(
-        x.len() == y.len() && y.len() == out.len(),
-        "add_scaled: lengths differ"
-    );
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-        .for_each(|(oc, (xc, yc))| {
-            for ((o, &a), &b) in oc.iter_mut().zip(xc).zip(yc) {
-                *o = a + s * b;
-            }
-        });
+/// `out_i = x_i + s·y_i`, a new vector.
+pub fn add_scaled<T: Scalar>(x: &[T], y: &[T], s: T) -> Vec<T> {
+    assert!(x.len() == y.len(), "add_scaled: lengths differ");
+    let [out] = par_chunks_fresh([x.len()], [CHUNK], |i, [oc]| {
+        for ((o, &a), &b) in oc.iter_mut().zip(chunk(x, i)).zip(chunk(y, i)) {
+            *o = a + s * b;
+        }
+    });
+    out
 }
 
-/// `out_i = silu(g_i)·u_i`.
-pub fn swiglu<T: Scalar>(g: &[T], u: &[T], out: &mut [T]) {
-    assert!(
-        g.len() == u.len() && u.len() == out.len(),
-        "swiglu: lengths differ"
-    );
-    out.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
-        .for_each(|(oc, (gc, uc))| {
-            for ((o, &gv), &uv) in oc.iter_mut().zip(gc).zip(uc) {
-                *o = gv * sigmoid(gv) * uv;
-            }
-        });
+/// Chunk `i` of `x` ([`CHUNK`] entries, the last one shorter).
+#[inline(always)]
+fn chunk<T>(x: &[T], i: usize) -> &[T] {
+    &x[i * CHUNK..((i + 1) * CHUNK).min(x.len())]
 }
 
-/// Backward of [`swiglu`]: `dg_i = dy_i·u_i·silu'(g_i)`, `du_i = dy_i·silu(g_i)`.
-pub fn swiglu_backward<T: Scalar>(g: &[T], u: &[T], dy: &[T], dg: &mut [T], du: &mut [T]) {
+/// `out_i = silu(g_i)·u_i`, a new vector.
+pub fn swiglu<T: Scalar>(g: &[T], u: &[T]) -> Vec<T> {
+    assert!(g.len() == u.len(), "swiglu: lengths differ");
+    let [out] = par_chunks_fresh([g.len()], [CHUNK], |i, [oc]| {
+        for ((o, &gv), &uv) in oc.iter_mut().zip(chunk(g, i)).zip(chunk(u, i)) {
+            *o = gv * sigmoid(gv) * uv;
+        }
+    });
+    out
+}
+
+/// Backward of [`swiglu`]: new vectors `(dg, du)` with
+/// `dg_i = dy_i·u_i·silu'(g_i)`, `du_i = dy_i·silu(g_i)`.
+pub fn swiglu_backward<T: Scalar>(g: &[T], u: &[T], dy: &[T]) -> (Vec<T>, Vec<T>) {
     let n = g.len();
     assert!(
-        u.len() == n && dy.len() == n && dg.len() == n && du.len() == n,
+        u.len() == n && dy.len() == n,
         "swiglu_backward: lengths differ"
     );
-    dg.par_chunks_mut(CHUNK)
-        .zip(du.par_chunks_mut(CHUNK))
-        .zip(
-            g.par_chunks(CHUNK)
-                .zip(u.par_chunks(CHUNK))
-                .zip(dy.par_chunks(CHUNK)),
-        )
-        .for_each(|((dgc, duc), ((gc, uc), dyc))| {
-            for ((((a, b), &gv), &uv), &d) in
-                dgc.iter_mut().zip(duc.iter_mut()).zip(gc).zip(uc).zip(dyc)
-            {
-                let s = sigmoid(gv);
-                *a = d * uv * s * (T::one() + gv * (T::one() - s));
-                *b = d * gv * s;
-            }
-        });
+    let [dg, du] = par_chunks_fresh([n, n], [CHUNK, CHUNK], |i, [dgc, duc]| {
+        for ((((a, b), &gv), &uv), &d) in dgc
+            .iter_mut()
+            .zip(duc.iter_mut())
+            .zip(chunk(g, i))
+            .zip(chunk(u, i))
+            .zip(chunk(dy, i))
+        {
+            let s = sigmoid(gv);
+            *a = d * uv * s * (T::one() + gv * (T::one() - s));
+            *b = d * gv * s;
+        }
+    });
+    (dg, du)
 }
 
 /// `out_i = silu(x_i)`.
@@ -151,11 +149,9 @@ mod tests {
         let g: Vec<f64> = (0..n).map(|i| ((i % 23) as f64 - 11.0) * 0.4).collect();
         let u: Vec<f64> = (0..n).map(|i| ((i % 17) as f64 - 8.0) * 0.3).collect();
         let dy: Vec<f64> = (0..n).map(|i| ((i % 5) as f64 - 2.0) * 0.9).collect();
-        let mut out = vec![0.0; n];
-        swiglu(&g, &u, &mut out);
+        let out = swiglu(&g, &u);
         let want = swiglu_reference(&g, &u);
-        let (mut dg, mut du) = (vec![0.0; n], vec![0.0; n]);
-        swiglu_backward(&g, &u, &dy, &mut dg, &mut du);
+        let (dg, du) = swiglu_backward(&g, &u, &dy);
         let (wdg, wdu) = swiglu_backward_reference(&g, &u, &dy);
         let ones = vec![1.0; n];
         let mut s = vec![0.0; n];
@@ -170,8 +166,7 @@ mod tests {
             assert!((s[i] - swiglu_reference(&g[i..=i], &[1.0])[0]).abs() < 1e-12);
             assert!((ds[i] - wds[i]).abs() < 1e-12);
         }
-        let mut z = vec![0.0; n];
-        add_scaled(&u, &g, -0.5, &mut z);
+        let z = add_scaled(&u, &g, -0.5);
         assert!(z
             .iter()
             .zip(u.iter().zip(&g))

@@ -1,6 +1,7 @@
 //! CPU kernels under the tape: the only place with `unsafe` code (the gemm
-//! call, the `mallopt` and `madvise` FFI calls, the `rsqrtss` and prefetch intrinsics and the AVX2
-//! dispatch).
+//! call, the `mallopt` and `madvise` FFI calls, the `rsqrtss` and prefetch
+//! intrinsics, the AVX2/AVX-512 dispatch and the chunk-by-chunk
+//! initialisation of new output buffers).
 //!
 //! Every fast kernel has a plain reference version (a `*_reference`
 //! function next to it) that the unit tests compare it against.
@@ -9,6 +10,8 @@
 //! - [`prefetch`]: software prefetch for the optimizer's streaming loops.
 //! - [`huge_pages`]: asks Linux for 2 MiB pages for the buffers an optimizer
 //!   step streams (`madvise`).
+//! - [`fresh`]: new output buffers written chunk by chunk in parallel, each
+//!   chunk zero-filled by its task in cache instead of a serial `vec![0; n]`.
 //! - [`gemm`]: `C ← α·A·B + β·C` through `matrixmultiply` (sgemm / dgemm with
 //!   arbitrary strides, so transposed operands are never copied), threaded over
 //!   one chunk of rows or columns per rayon thread.
@@ -21,7 +24,7 @@
 //! - [`attention`]: fused causal softmax attention with grouped-query heads.
 //! - [`cross_entropy`]: row-wise log-softmax and mean cross-entropy.
 //! - [`torch_sqrt`]: the square root as PyTorch's CPU `sqrt` (MKL) rounds it.
-//! - [`simd`]: runtime dispatch of the optimizer's loops to AVX2.
+//! - [`simd`]: runtime dispatch of the optimizer's loops to AVX2 or AVX-512.
 //!
 //! Determinism: the elementwise and row kernels split work in fixed chunks,
 //! every reduction runs in a fixed order, and a gemm entry is computed the
@@ -33,6 +36,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;
+pub mod fresh;
 pub mod gemm;
 pub mod huge_pages;
 pub mod prefetch;

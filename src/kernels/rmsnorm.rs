@@ -13,30 +13,30 @@
 //! weight gradient sums one partial per block in block order, so the result
 //! does not depend on the thread count.
 
-use rayon::prelude::*;
-
+use super::fresh::par_chunks_fresh;
 use super::reduce::{dot, sum_squares};
 use crate::Scalar;
 
 /// Rows per parallel task.
 pub const ROW_BLOCK: usize = 32;
 
-/// Forward: writes `y` and returns `r` (one per row, kept for the backward).
-pub fn rmsnorm<T: Scalar>(x: &[T], w: &[T], eps: T, y: &mut [T]) -> Vec<T> {
+/// Forward: returns new vectors `(y, r)` (`r` one per row, kept for the
+/// backward).
+pub fn rmsnorm<T: Scalar>(x: &[T], w: &[T], eps: T) -> (Vec<T>, Vec<T>) {
     let h = w.len();
     assert!(
-        h > 0 && x.len().is_multiple_of(h) && y.len() == x.len(),
+        h > 0 && x.len().is_multiple_of(h),
         "rmsnorm: x has {} entries, weight {}",
         x.len(),
         h
     );
     let rows = x.len() / h;
-    let mut r = vec![T::zero(); rows];
     let inv_h = T::one() / T::of(h as f64);
-    y.par_chunks_mut(h * ROW_BLOCK)
-        .zip(x.par_chunks(h * ROW_BLOCK))
-        .zip(r.par_chunks_mut(ROW_BLOCK))
-        .for_each(|((yb, xb), rb)| {
+    let [y, r] = par_chunks_fresh(
+        [x.len(), rows],
+        [h * ROW_BLOCK, ROW_BLOCK],
+        |bi, [yb, rb]| {
+            let xb = &x[bi * h * ROW_BLOCK..(x.len()).min((bi + 1) * h * ROW_BLOCK)];
             for ((yr, xr), ri) in yb
                 .chunks_exact_mut(h)
                 .zip(xb.chunks_exact(h))
@@ -48,8 +48,9 @@ pub fn rmsnorm<T: Scalar>(x: &[T], w: &[T], eps: T, y: &mut [T]) -> Vec<T> {
                     *o = v * inv * wv;
                 }
             }
-        });
-    r
+        },
+    );
+    (y, r)
 }
 
 /// Backward: returns `(dx, dw)` given the `r` from the forward.
@@ -60,15 +61,16 @@ pub fn rmsnorm_backward<T: Scalar>(x: &[T], w: &[T], r: &[T], dy: &[T]) -> (Vec<
         x.len() == rows * h && dy.len() == x.len(),
         "rmsnorm_backward: shapes differ"
     );
-    let mut dx = vec![T::zero(); x.len()];
     let inv_h = T::one() / T::of(h as f64);
-    let partials: Vec<Vec<T>> = dx
-        .par_chunks_mut(h * ROW_BLOCK)
-        .zip(x.par_chunks(h * ROW_BLOCK))
-        .zip(dy.par_chunks(h * ROW_BLOCK))
-        .zip(r.par_chunks(ROW_BLOCK))
-        .map(|(((dxb, xb), dyb), rb)| {
-            let mut dw = vec![T::zero(); h];
+    let blocks = rows.div_ceil(ROW_BLOCK);
+    // dx, and one partial weight gradient of h entries per block of rows.
+    let [dx, partials] = par_chunks_fresh(
+        [x.len(), blocks * h],
+        [h * ROW_BLOCK, h],
+        |bi, [dxb, dw]| {
+            let span = bi * h * ROW_BLOCK..x.len().min((bi + 1) * h * ROW_BLOCK);
+            let (xb, dyb) = (&x[span.clone()], &dy[span]);
+            let rb = &r[bi * ROW_BLOCK..rows.min((bi + 1) * ROW_BLOCK)];
             let mut xhat = vec![T::zero(); h];
             let mut dhat = vec![T::zero(); h];
             for (((dxr, xr), dyr), &ri) in dxb
@@ -93,11 +95,10 @@ pub fn rmsnorm_backward<T: Scalar>(x: &[T], w: &[T], r: &[T], dy: &[T]) -> (Vec<
                     *o = ri * (dh - xh * m);
                 }
             }
-            dw
-        })
-        .collect();
+        },
+    );
     let mut dw = vec![T::zero(); h];
-    for p in &partials {
+    for p in partials.chunks_exact(h) {
         for (a, &b) in dw.iter_mut().zip(p) {
             *a += b;
         }
@@ -165,8 +166,7 @@ mod tests {
         let dy: Vec<f64> = (0..rows * h)
             .map(|i| ((i * 7 % 13) as f64 - 6.0) * 0.1)
             .collect();
-        let mut y = vec![0.0; x.len()];
-        let r = rmsnorm(&x, &w, 1e-5, &mut y);
+        let (y, r) = rmsnorm(&x, &w, 1e-5);
         let want = rmsnorm_reference(&x, &w, 1e-5);
         assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
         let (dx, dw) = rmsnorm_backward(&x, &w, &r, &dy);

@@ -11,7 +11,7 @@
 //! The backward applies the inverse (transposed) rotation, angle `−a_i`.
 //! Data layout: row-major `[batch, seq, heads, d]`.
 
-use rayon::prelude::*;
+use super::fresh::par_chunks_fresh;
 
 use crate::Scalar;
 
@@ -67,40 +67,39 @@ impl<T: Scalar> RopeTable<T> {
 
 /// Rotates `x` (`[batch, seq, heads, d]`) into `y`; `inverse` rotates by the
 /// opposite angle (the backward).
-pub fn rope<T: Scalar>(x: &[T], table: &RopeTable<T>, heads: usize, inverse: bool, y: &mut [T]) {
+pub fn rope<T: Scalar>(x: &[T], table: &RopeTable<T>, heads: usize, inverse: bool) -> Vec<T> {
     let d = table.head_dim;
     let half = d / 2;
     let row = heads * d;
     assert!(
-        x.len() == y.len() && x.len().is_multiple_of(row * table.seq),
+        x.len().is_multiple_of(row * table.seq),
         "rope: {} entries do not fit [*, {}, {heads}, {d}]",
         x.len(),
         table.seq
     );
-    y.par_chunks_mut(row)
-        .zip(x.par_chunks(row))
-        .enumerate()
-        .for_each(|(bt, (yr, xr))| {
-            let t = bt % table.seq;
-            let c = &table.cos[t * half..(t + 1) * half];
-            let s = &table.sin[t * half..(t + 1) * half];
-            for (yh, xh) in yr.chunks_exact_mut(d).zip(xr.chunks_exact(d)) {
-                let (y1, y2) = yh.split_at_mut(half);
-                let (x1, x2) = xh.split_at(half);
-                for (((((a, b), &u), &v), &cv), &sv) in y1
-                    .iter_mut()
-                    .zip(y2.iter_mut())
-                    .zip(x1)
-                    .zip(x2)
-                    .zip(c)
-                    .zip(s)
-                {
-                    let sv = if inverse { -sv } else { sv };
-                    *a = u * cv - v * sv;
-                    *b = v * cv + u * sv;
-                }
+    let [y] = par_chunks_fresh([x.len()], [row], |bt, [yr]| {
+        let xr = &x[bt * row..(bt + 1) * row];
+        let t = bt % table.seq;
+        let c = &table.cos[t * half..(t + 1) * half];
+        let s = &table.sin[t * half..(t + 1) * half];
+        for (yh, xh) in yr.chunks_exact_mut(d).zip(xr.chunks_exact(d)) {
+            let (y1, y2) = yh.split_at_mut(half);
+            let (x1, x2) = xh.split_at(half);
+            for (((((a, b), &u), &v), &cv), &sv) in y1
+                .iter_mut()
+                .zip(y2.iter_mut())
+                .zip(x1)
+                .zip(x2)
+                .zip(c)
+                .zip(s)
+            {
+                let sv = if inverse { -sv } else { sv };
+                *a = u * cv - v * sv;
+                *b = v * cv + u * sv;
             }
-        });
+        }
+    });
+    y
 }
 
 /// Plain indexed forward rotation (reference).
@@ -139,12 +138,10 @@ mod tests {
             .map(|i| ((i * 29 % 17) as f64 - 8.0) * 0.1)
             .collect();
         let table = RopeTable::<f64>::new(t, d, 10000.0);
-        let mut y = vec![0.0; x.len()];
-        rope(&x, &table, h, false, &mut y);
+        let y = rope(&x, &table, h, false);
         let want = rope_reference(&x, t, h, d, 10000.0);
         assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
-        let mut back = vec![0.0; x.len()];
-        rope(&y, &table, h, true, &mut back);
+        let back = rope(&y, &table, h, true);
         assert!(back.iter().zip(&x).all(|(a, b)| (a - b).abs() < 1e-12));
     }
 }

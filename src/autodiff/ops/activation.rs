@@ -18,19 +18,11 @@ impl<T: Scalar> Tape<T> {
             uv.shape()
         );
         let k = self.kernels();
-        let mut out = vec![T::zero(); gv.len()];
-        k.swiglu(flat(&gv), flat(&uv), &mut out);
-        let y = from_vec(gv.shape(), out);
+        let y = from_vec(gv.shape(), k.swiglu(flat(&gv), flat(&uv)));
         self.push_op(y, &[gate, up], move |g, s| {
             let g = contiguous_owned(g);
-            let (mut dg, mut du) = (vec![T::zero(); gv.len()], vec![T::zero(); gv.len()]);
-            k.swiglu_backward(
-                flat(&gv),
-                flat(&uv),
-                g.as_slice().expect("standard layout"),
-                &mut dg,
-                &mut du,
-            );
+            let (dg, du) =
+                k.swiglu_backward(flat(&gv), flat(&uv), g.as_slice().expect("standard layout"));
             s.add(gate, from_vec(gv.shape(), dg));
             s.add(up, from_vec(gv.shape(), du));
         })

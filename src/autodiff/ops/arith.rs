@@ -91,9 +91,9 @@ impl<T: Scalar> Tape<T> {
         let (av, bv) = (self.value(a), self.value(b));
         let out = if av.shape() == bv.shape() && av.is_standard_layout() && bv.is_standard_layout()
         {
-            let mut out = vec![T::zero(); av.len()];
-            self.kernels()
-                .add_scaled(super::flat(&av), super::flat(&bv), sign, &mut out);
+            let out = self
+                .kernels()
+                .add_scaled(super::flat(&av), super::flat(&bv), sign);
             super::from_vec(av.shape(), out)
         } else {
             let shape = co_broadcast(av.shape(), bv.shape());

@@ -17,8 +17,7 @@ impl<T: Scalar> Tape<T> {
             wv.shape()
         );
         let k = self.kernels();
-        let mut y = vec![T::zero(); xv.len()];
-        let r = k.rmsnorm(flat(&xv), flat(&wv), T::of(eps), &mut y);
+        let (y, r) = k.rmsnorm(flat(&xv), flat(&wv), T::of(eps));
         let y = from_vec(xv.shape(), y);
         self.push_op(y, &[x, w], move |g, s| {
             let g = contiguous_owned(g);

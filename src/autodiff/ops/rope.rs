@@ -20,20 +20,12 @@ impl<T: Scalar> Tape<T> {
         );
         let table = Arc::new(RopeTable::<T>::new(xv.shape()[1], head_dim, theta));
         let k = self.kernels();
-        let mut y = vec![T::zero(); xv.len()];
-        k.rope(flat(&xv), &table, heads, false, &mut y);
+        let y = k.rope(flat(&xv), &table, heads, false);
         let shape = xv.shape().to_vec();
         let y = from_vec(&shape, y);
         self.push_op(y, &[x], move |g, s| {
             let g = contiguous_owned(g);
-            let mut dx = vec![T::zero(); g.len()];
-            k.rope(
-                g.as_slice().expect("standard layout"),
-                &table,
-                heads,
-                true,
-                &mut dx,
-            );
+            let dx = k.rope(g.as_slice().expect("standard layout"), &table, heads, true);
             s.add(x, from_vec(&shape, dx));
         })
     }
