@@ -37,7 +37,8 @@ pub fn fma_loop(iters: u64) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return fma_loop_avx512(iters);
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { fma_loop_avx512(iters) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
@@ -48,33 +49,24 @@ pub fn fma_loop(iters: u64) -> f32 {
     fma_loop_portable(iters, fma_lanes())
 }
 
-/// [`fma_loop`] on 16-lane AVX-512 vectors; detects AVX-512F itself (else
-/// runs the portable loop).
+/// [`fma_loop`] on 16-lane AVX-512 vectors.
 #[cfg(target_arch = "x86_64")]
-fn fma_loop_avx512(iters: u64) -> f32 {
-    #[target_feature(enable = "avx512f")]
-    fn body(iters: u64) -> f32 {
-        use std::arch::x86_64::*;
-        let a = _mm512_set1_ps(0.999_999);
-        let b = _mm512_set1_ps(1e-7);
-        let mut acc = [_mm512_set1_ps(1.0); ACCUMULATORS as usize];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm512_fmadd_ps(*x, a, b);
-            }
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop_avx512(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let a = _mm512_set1_ps(0.999_999);
+    let b = _mm512_set1_ps(1e-7);
+    let mut acc = [_mm512_set1_ps(1.0); ACCUMULATORS as usize];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, a, b);
         }
-        let mut sum = _mm512_setzero_ps();
-        for x in acc {
-            sum = _mm512_add_ps(sum, x);
-        }
-        _mm512_reduce_add_ps(sum)
     }
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F (checked just above).
-        unsafe { body(iters) }
-    } else {
-        fma_loop_portable(iters, 16)
+    let mut sum = _mm512_setzero_ps();
+    for x in acc {
+        sum = _mm512_add_ps(sum, x);
     }
+    _mm512_reduce_add_ps(sum)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -151,9 +143,12 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_width_matches_portable_reference() {
-        let want = fma_loop_portable(1000, 16);
-        let got = fma_loop_avx512(1000);
-        assert!((got - want).abs() <= 1e-4 * want.abs(), "{got} vs {want}");
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let want = fma_loop_portable(1000, 16);
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            let got = unsafe { fma_loop_avx512(1000) };
+            assert!((got - want).abs() <= 1e-4 * want.abs(), "{got} vs {want}");
+        }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             let want = fma_loop_portable(1000, 8);

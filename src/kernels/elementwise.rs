@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::fresh::par_chunks_fresh;
+use super::fresh::{input_chunk, par_chunks_fresh};
 use crate::Scalar;
 
 /// Entries per parallel task.
@@ -44,24 +44,26 @@ pub fn add_assign<T: Scalar>(y: &mut [T], x: &[T]) {
 pub fn add_scaled<T: Scalar>(x: &[T], y: &[T], s: T) -> Vec<T> {
     assert!(x.len() == y.len(), "add_scaled: lengths differ");
     let [out] = par_chunks_fresh([x.len()], [CHUNK], |i, [oc]| {
-        for ((o, &a), &b) in oc.iter_mut().zip(chunk(x, i)).zip(chunk(y, i)) {
+        for ((o, &a), &b) in oc
+            .iter_mut()
+            .zip(input_chunk(x, i, CHUNK))
+            .zip(input_chunk(y, i, CHUNK))
+        {
             *o = a + s * b;
         }
     });
     out
 }
 
-/// Chunk `i` of `x` ([`CHUNK`] entries, the last one shorter).
-#[inline(always)]
-fn chunk<T>(x: &[T], i: usize) -> &[T] {
-    &x[i * CHUNK..((i + 1) * CHUNK).min(x.len())]
-}
-
 /// `out_i = silu(g_i)·u_i`, a new vector.
 pub fn swiglu<T: Scalar>(g: &[T], u: &[T]) -> Vec<T> {
     assert!(g.len() == u.len(), "swiglu: lengths differ");
     let [out] = par_chunks_fresh([g.len()], [CHUNK], |i, [oc]| {
-        for ((o, &gv), &uv) in oc.iter_mut().zip(chunk(g, i)).zip(chunk(u, i)) {
+        for ((o, &gv), &uv) in oc
+            .iter_mut()
+            .zip(input_chunk(g, i, CHUNK))
+            .zip(input_chunk(u, i, CHUNK))
+        {
             *o = gv * sigmoid(gv) * uv;
         }
     });
@@ -80,9 +82,9 @@ pub fn swiglu_backward<T: Scalar>(g: &[T], u: &[T], dy: &[T]) -> (Vec<T>, Vec<T>
         for ((((a, b), &gv), &uv), &d) in dgc
             .iter_mut()
             .zip(duc.iter_mut())
-            .zip(chunk(g, i))
-            .zip(chunk(u, i))
-            .zip(chunk(dy, i))
+            .zip(input_chunk(g, i, CHUNK))
+            .zip(input_chunk(u, i, CHUNK))
+            .zip(input_chunk(dy, i, CHUNK))
         {
             let s = sigmoid(gv);
             *a = d * uv * s * (T::one() + gv * (T::one() - s));

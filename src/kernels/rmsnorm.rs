@@ -13,7 +13,7 @@
 //! weight gradient sums one partial per block in block order, so the result
 //! does not depend on the thread count.
 
-use super::fresh::par_chunks_fresh;
+use super::fresh::{input_chunk, par_chunks_fresh};
 use super::reduce::{dot, sum_squares};
 use crate::Scalar;
 
@@ -36,7 +36,7 @@ pub fn rmsnorm<T: Scalar>(x: &[T], w: &[T], eps: T) -> (Vec<T>, Vec<T>) {
         [x.len(), rows],
         [h * ROW_BLOCK, ROW_BLOCK],
         |bi, [yb, rb]| {
-            let xb = &x[bi * h * ROW_BLOCK..(x.len()).min((bi + 1) * h * ROW_BLOCK)];
+            let xb = input_chunk(x, bi, h * ROW_BLOCK);
             for ((yr, xr), ri) in yb
                 .chunks_exact_mut(h)
                 .zip(xb.chunks_exact(h))
@@ -68,9 +68,11 @@ pub fn rmsnorm_backward<T: Scalar>(x: &[T], w: &[T], r: &[T], dy: &[T]) -> (Vec<
         [x.len(), blocks * h],
         [h * ROW_BLOCK, h],
         |bi, [dxb, dw]| {
-            let span = bi * h * ROW_BLOCK..x.len().min((bi + 1) * h * ROW_BLOCK);
-            let (xb, dyb) = (&x[span.clone()], &dy[span]);
-            let rb = &r[bi * ROW_BLOCK..rows.min((bi + 1) * ROW_BLOCK)];
+            let (xb, dyb) = (
+                input_chunk(x, bi, h * ROW_BLOCK),
+                input_chunk(dy, bi, h * ROW_BLOCK),
+            );
+            let rb = input_chunk(r, bi, ROW_BLOCK);
             let mut xhat = vec![T::zero(); h];
             let mut dhat = vec![T::zero(); h];
             for (((dxr, xr), dyr), &ri) in dxb

@@ -11,7 +11,7 @@
 //! The backward applies the inverse (transposed) rotation, angle `−a_i`.
 //! Data layout: row-major `[batch, seq, heads, d]`.
 
-use super::fresh::par_chunks_fresh;
+use super::fresh::{input_chunk, par_chunks_fresh};
 
 use crate::Scalar;
 
@@ -78,7 +78,7 @@ pub fn rope<T: Scalar>(x: &[T], table: &RopeTable<T>, heads: usize, inverse: boo
         table.seq
     );
     let [y] = par_chunks_fresh([x.len()], [row], |bt, [yr]| {
-        let xr = &x[bt * row..(bt + 1) * row];
+        let xr = input_chunk(x, bt, row);
         let t = bt % table.seq;
         let c = &table.cos[t * half..(t + 1) * half];
         let s = &table.sin[t * half..(t + 1) * half];
