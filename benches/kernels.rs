@@ -1,10 +1,12 @@
 //! The kernels one by one, at the shapes of the S and M training benchmarks
 //! (`../shared/bench/README.md`): the projection matmuls, causal attention,
-//! RMSNorm, and the exact top-k select of the optimizer. Run with
+//! RMSNorm, SwiGLU and its backward, the exact top-k select of the
+//! optimizer, and the vectorisable exponential next to libm's. Run with
 //! `RAYON_NUM_THREADS=2 cargo bench --bench kernels`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mofo::kernels::attention::{attention, AttnShape};
+use mofo::kernels::elementwise::{swiglu, swiglu_backward};
 use mofo::kernels::gemm::gemm_alloc;
 use mofo::kernels::rmsnorm::rmsnorm;
 use mofo::optim::select::TopK;
@@ -62,7 +64,52 @@ fn attention_and_norm(c: &mut Criterion) {
         group.bench_function(format!("{name}_rmsnorm_fwd"), |b| {
             b.iter(|| rmsnorm(&q, &w, 1e-6))
         });
+        let m = batch * seq * inter_of(name);
+        let (g, u, dy) = (
+            random(&mut rng, m),
+            random(&mut rng, m),
+            random(&mut rng, m),
+        );
+        group.bench_function(format!("{name}_swiglu_fwd"), |b| b.iter(|| swiglu(&g, &u)));
+        group.bench_function(format!("{name}_swiglu_bwd"), |b| {
+            b.iter(|| swiglu_backward(&g, &u, &dy))
+        });
     }
+    group.finish();
+}
+
+/// The intermediate width of a configuration.
+fn inter_of(name: &str) -> usize {
+    CONFIGS.iter().find(|c| c.0 == name).map_or(0, |c| c.2)
+}
+
+/// `Scalar::fast_exp` (the polynomial of `kernels::exp`) against libm's
+/// `expf` over the same arguments, one thread. This loop is the baseline
+/// (SSE2) build; the kernels run theirs on AVX2 or AVX-512
+/// (`kernels::simd`), so the ratio here is a lower bound of theirs.
+fn exponential(c: &mut Criterion) {
+    use mofo::Scalar;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x: Vec<f32> = (0..1 << 20)
+        .map(|_| rng.random_range(-20.0f32..0.0))
+        .collect();
+    let mut out = vec![0.0f32; x.len()];
+    let mut group = c.benchmark_group("exp");
+    group.throughput(Throughput::Elements(x.len() as u64));
+    group.bench_function("fast_exp_1M", |b| {
+        b.iter(|| {
+            for (o, &v) in out.iter_mut().zip(&x) {
+                *o = v.fast_exp();
+            }
+        })
+    });
+    group.bench_function("libm_expf_1M", |b| {
+        b.iter(|| {
+            for (o, &v) in out.iter_mut().zip(&x) {
+                *o = v.exp();
+            }
+        })
+    });
     group.finish();
 }
 
@@ -85,6 +132,6 @@ fn topk(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = matmuls, attention_and_norm, topk
+    targets = matmuls, attention_and_norm, topk, exponential
 }
 criterion_main!(benches);

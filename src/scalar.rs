@@ -59,6 +59,12 @@ pub trait Scalar:
     /// x86-64, the IEEE square root otherwise. Filter scores use it so that
     /// selections decided by a score's last bit agree with PyTorch's.
     fn torch_sqrt(self) -> Self;
+
+    /// eˣ computed so that loops calling it vectorise: [`crate::kernels::exp`]'s
+    /// polynomial for `f32` (within 1 ulp where tested, the same bits on every
+    /// target),
+    /// libm's `exp` for `f64`. The model's softmax and SiLU use it.
+    fn fast_exp(self) -> Self;
 }
 
 impl Scalar for f32 {
@@ -87,6 +93,10 @@ impl Scalar for f32 {
     #[inline(always)]
     fn torch_sqrt(self) -> Self {
         crate::kernels::torch_sqrt::torch_sqrt_f32(self)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        crate::kernels::exp::exp_f32(self)
     }
 }
 
@@ -118,6 +128,10 @@ impl Scalar for f64 {
         // MKL's float64 kernel is not emulated: the reference traces are
         // float32, so no f64 selection can reproduce their ties anyway.
         self.sqrt()
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        self.exp()
     }
 }
 

@@ -18,6 +18,8 @@
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
 //! - [`embedding`]: row gather and scatter-add.
+//! - [`exp`]: eˣ in plain float arithmetic (vectorisable), for softmax and
+//!   SiLU.
 //! - [`reduce`]: sums and dot products with eight fixed lanes.
 //! - [`rmsnorm`]: `y = x · rsqrt(mean(x²) + ε) · w` and its backward.
 //! - [`rope`]: rotary position embedding in the rotate-half layout.
@@ -36,6 +38,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;
+pub mod exp;
 pub mod fresh;
 pub mod gemm;
 pub mod huge_pages;

@@ -59,6 +59,28 @@ pub fn sum_squares<T: Scalar>(x: &[T]) -> T {
     dot(x, x)
 }
 
+/// `max_i x_i` (−∞ for an empty slice; NaN entries are skipped, as by
+/// `f32::max`), in sixteen independent lanes so that the loop vectorises
+/// (a maximum is exact, so the lanes give the same value as a sequential
+/// fold).
+#[inline(always)]
+pub fn max<T: Scalar>(x: &[T]) -> T {
+    const W: usize = 16;
+    let mut acc = [T::neg_infinity(); W];
+    let chunks = x.chunks_exact(W);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    let mut m = T::neg_infinity();
+    for &v in acc.iter().chain(tail) {
+        m = if v > m { v } else { m };
+    }
+    m
+}
+
 crate::kernels::simd::wide_simd_fn! {
     /// Whether every entry is finite (no NaN, no ±∞), without branches in the
     /// loop: on 40M f32 gradients about 4.5 ms against 11–16 ms for an
@@ -126,5 +148,22 @@ mod tests {
         }
         assert!(!all_finite(&[f64::MAX, f64::NAN]));
         assert!(all_finite(&[f64::MAX, f64::MIN, f64::MIN_POSITIVE]));
+    }
+
+    #[test]
+    fn max_matches_a_sequential_fold() {
+        for n in [0usize, 1, 15, 16, 17, 100, 1000] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3)
+                .collect();
+            let want = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            assert_eq!(max(&x), want, "n {n}");
+            if n > 3 {
+                let mut y = x.clone();
+                y[2] = f32::NAN;
+                assert_eq!(max(&y), want, "n {n}, a NaN entry is skipped");
+            }
+        }
+        assert_eq!(max::<f64>(&[]), f64::NEG_INFINITY);
     }
 }
