@@ -43,7 +43,7 @@ fn matmuls(c: &mut Criterion) {
 fn attention_and_norm(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut group = c.benchmark_group("kernels");
-    for (name, h, _, heads, seq, batch) in CONFIGS {
+    for (name, h, inter, heads, seq, batch) in CONFIGS {
         let sh = AttnShape {
             batch,
             seq,
@@ -64,7 +64,7 @@ fn attention_and_norm(c: &mut Criterion) {
         group.bench_function(format!("{name}_rmsnorm_fwd"), |b| {
             b.iter(|| rmsnorm(&q, &w, 1e-6))
         });
-        let m = batch * seq * inter_of(name);
+        let m = batch * seq * inter;
         let (g, u, dy) = (
             random(&mut rng, m),
             random(&mut rng, m),
@@ -76,11 +76,6 @@ fn attention_and_norm(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// The intermediate width of a configuration.
-fn inter_of(name: &str) -> usize {
-    CONFIGS.iter().find(|c| c.0 == name).map_or(0, |c| c.2)
 }
 
 /// `Scalar::fast_exp` (the polynomial of `kernels::exp`) against libm's

@@ -26,7 +26,8 @@
 //! - [`attention`]: fused causal softmax attention with grouped-query heads.
 //! - [`cross_entropy`]: row-wise log-softmax and mean cross-entropy.
 //! - [`torch_sqrt`]: the square root as PyTorch's CPU `sqrt` (MKL) rounds it.
-//! - [`simd`]: runtime dispatch of the optimizer's loops to AVX2 or AVX-512.
+//! - [`simd`]: runtime dispatch of per-entry loops (the optimizer's, the
+//!   causal softmax, SwiGLU/SiLU) to AVX2 or AVX-512.
 //!
 //! Determinism: the elementwise and row kernels split work in fixed chunks,
 //! every reduction runs in a fixed order, and a gemm entry is computed the
