@@ -105,6 +105,14 @@ proptest! {
         let l0 = loss(&cfg, &params, &batch).unwrap();
         prop_assert!((out.loss - l0).abs() < 1e-12);
         let eps = 1e-4;
+        // What the stencil can resolve: each loss evaluation carries a
+        // rounding error of a few ulps of |L| (four are allowed), and the
+        // stencil's weights (8 + 8 + 1 + 1)/12 divide it by eps, so a
+        // numerical derivative is only known to about
+        // 4·18·|L|·ε/(12·eps) ≈ 3e-11 absolute. A gradient whose true value
+        // is ~0 (seen: q_proj at seq = 3, tied, one random seed) is checked
+        // against that noise; all others keep the relative bound TOL.
+        let noise = 4.0 * 18.0 * l0.abs() * f64::EPSILON / (12.0 * eps);
         for p in params.iter() {
             let g = out.grads.get(&p.name).unwrap();
             let (mut diff, mut scale) = (0.0f64, 1e-6f64);
@@ -120,7 +128,12 @@ proptest! {
                 diff = diff.max((a - num).abs());
                 scale = scale.max(a.abs()).max(num.abs());
             }
-            prop_assert!(diff / scale <= TOL, "{}: relative error {}", p.name, diff / scale);
+            prop_assert!(
+                diff <= TOL * scale + noise,
+                "{}: relative error {} (absolute {diff:e}, noise {noise:e})",
+                p.name,
+                diff / scale
+            );
         }
     }
 }
