@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::CliResult;
 use crate::optim::workload::{count, gpt2_shapes, gpt2_shapes_for, random_stores};
-use crate::optim::{Adam, HugePages, Momentum, NoFilter, OptimConfig, Optimizer};
+use crate::optim::{Adam, HugePages, Momentum, NoFilter, OptimConfig, Optimizer, StepPhases};
 
 /// Arguments of `mofo bench optim`.
 #[derive(Debug, clap::Args)]
@@ -58,21 +58,28 @@ pub fn run(cmd: BenchCommand) -> CliResult {
     }
 }
 
+/// Median ns per call of `f` over `reps` timed calls after `warmup`, and
+/// the medians (ms) of the two phases `f` reports per call
+/// (`Optimizer::last_step_phases`).
 fn median_ns(
-    mut f: impl FnMut() -> CliResult,
+    mut f: impl FnMut() -> Result<StepPhases, super::CliError>,
     warmup: usize,
     reps: usize,
-) -> Result<f64, super::CliError> {
+) -> Result<(f64, [f64; 2]), super::CliError> {
     for _ in 0..warmup.max(1) {
         f()?;
     }
     let mut ts = Vec::with_capacity(reps);
+    let (mut reads, mut updates) = (Vec::new(), Vec::new());
     for _ in 0..reps.max(1) {
         let t0 = Instant::now();
-        f()?;
+        let ph = f()?;
         ts.push(t0.elapsed().as_nanos() as f64);
+        reads.push(ph.read_only.as_secs_f64() * 1e3);
+        updates.push(ph.update.as_secs_f64() * 1e3);
     }
-    Ok(crate::bench::median(&mut ts))
+    let median = crate::bench::median;
+    Ok((median(&mut ts), [median(&mut reads), median(&mut updates)]))
 }
 
 fn run_optim(a: OptimArgs) -> CliResult {
@@ -94,10 +101,10 @@ fn run_optim(a: OptimArgs) -> CliResult {
     };
     let (mut params, grads) = random_stores(&shapes, 0, huge);
     let mut adam = Optimizer::new(NoFilter, Adam::adamw(1e-5), config.clone(), &params)?;
-    let adam_ns = median_ns(
+    let (adam_ns, adam_phases) = median_ns(
         || {
             adam.step(&mut params, &grads)?;
-            Ok(())
+            Ok(adam.last_step_phases())
         },
         a.warmup,
         a.reps,
@@ -105,10 +112,10 @@ fn run_optim(a: OptimArgs) -> CliResult {
     let huge_bytes = crate::kernels::huge_pages::process_huge_page_bytes();
     drop(adam);
     let mut mofo = Optimizer::new(Momentum::new(0.1), Adam::adamw(1e-5), config, &params)?;
-    let mofo_ns = median_ns(
+    let (mofo_ns, mofo_phases) = median_ns(
         || {
             mofo.step(&mut params, &grads)?;
-            Ok(())
+            Ok(mofo.last_step_phases())
         },
         a.warmup,
         a.reps,
@@ -137,6 +144,10 @@ fn run_optim(a: OptimArgs) -> CliResult {
         mofo_ns / 1e6
     );
     println!("  MoFO/Adam ratio {:.3}", mofo_ns / adam_ns);
+    println!(
+        "  phases (median ms): AdamW gradient check {:.1} + update {:.1}; MoFO pass 0 {:.1} + pass 1 {:.1}",
+        adam_phases[0], adam_phases[1], mofo_phases[0], mofo_phases[1]
+    );
     // θ, g, m, v: the buffers an AdamW step streams.
     let step_bytes = 16 * n as u64;
     if let Some(h) = huge_bytes {
@@ -163,6 +174,10 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "adam_ns_per_param": adam_pp,
             "mofo_ns_per_param": mofo_pp,
             "ratio": mofo_ns / adam_ns,
+            "adam_check_ms": adam_phases[0],
+            "adam_update_ms": adam_phases[1],
+            "mofo_pass0_ms": mofo_phases[0],
+            "mofo_pass1_ms": mofo_phases[1],
             "adam_gb_per_s": gbs(adam_ns),
             "mofo_gb_per_s": gbs(mofo_ns),
             "stream_gb_per_s": stream,

@@ -73,6 +73,60 @@ pub fn collapse_huge_pages<T>(buf: &[T]) -> usize {
     advise_with(buf, true)
 }
 
+/// [`collapse_huge_pages`] over runs of buffers that lie next to each
+/// other: the buffers are sorted by address and neighbours less than one
+/// huge page apart are joined into one range, so the huge pages that
+/// straddle two buffers (which neither holds whole) are collapsed too.
+/// Buffers allocated one after another usually sit next to each other, on
+/// the heap or in adjacent maps. Advice changes no contents, only how the
+/// range is mapped, and the few bytes between joined buffers are this
+/// process's memory too. Returns the bytes collapsed.
+pub fn collapse_runs<T>(bufs: &[&[T]]) -> usize {
+    let ranges = bufs
+        .iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            let start = b.as_ptr() as usize;
+            (start, start + std::mem::size_of_val(*b))
+        })
+        .collect();
+    join_runs(ranges)
+        .iter()
+        .map(|&(start, end)| collapse_range(start, end - start))
+        .sum()
+}
+
+/// Address ranges `[start, end)` sorted and joined where less than one huge
+/// page lies between neighbours (overlapping ones too).
+fn join_runs(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    ranges.sort_unstable();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (start, end) in ranges {
+        match runs.last_mut() {
+            Some(run) if start <= run.1.saturating_add(HUGE_PAGE) => run.1 = run.1.max(end),
+            _ => runs.push((start, end)),
+        }
+    }
+    runs
+}
+
+#[cfg(target_os = "linux")]
+fn collapse_range(addr: usize, len: usize) -> usize {
+    let Some((start, len)) = aligned_interior(addr, len) else {
+        return 0;
+    };
+    if sys::advise(start, len, sys::MADV_HUGEPAGE) && sys::advise(start, len, sys::MADV_COLLAPSE) {
+        len
+    } else {
+        0
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn collapse_range(_addr: usize, _len: usize) -> usize {
+    0
+}
+
 #[cfg(target_os = "linux")]
 fn advise_with<T>(buf: &[T], collapse: bool) -> usize {
     let Some((start, len)) = aligned_interior(buf.as_ptr() as usize, std::mem::size_of_val(buf))
@@ -121,6 +175,33 @@ pub fn process_huge_page_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbours_closer_than_a_huge_page_are_joined() {
+        let h = HUGE_PAGE;
+        assert_eq!(join_runs(vec![]), vec![]);
+        // Out of order, touching, overlapping, a gap under a huge page, and
+        // one far away.
+        let runs = join_runs(vec![
+            (10 * h, 11 * h),
+            (0, 100),
+            (100, 5000),
+            (4000, 6000),
+            (6000 + h, 2 * h + 7000),
+        ]);
+        assert_eq!(runs, vec![(0, 2 * h + 7000), (10 * h, 11 * h)]);
+        // A gap of more than a huge page keeps two runs.
+        assert_eq!(join_runs(vec![(0, 10), (h + 11, h + 20)]).len(), 2);
+    }
+
+    #[test]
+    fn collapsing_runs_keeps_every_value() {
+        let a: Vec<f32> = (0..3_000_000).map(|i| i as f32).collect();
+        let b: Vec<f32> = (0..1_000_000).map(|i| -(i as f32)).collect();
+        collapse_runs(&[a.as_slice(), b.as_slice(), &[]]);
+        assert!(a.iter().enumerate().all(|(i, &x)| x == i as f32));
+        assert!(b.iter().enumerate().all(|(i, &x)| x == -(i as f32)));
+    }
 
     #[test]
     fn the_interior_is_whole_aligned_pages_inside_the_range() {

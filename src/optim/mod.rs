@@ -61,5 +61,5 @@ pub use partition::Partition;
 pub use schedule::Schedule;
 pub use select::{selection_count, Cut, TopK};
 pub use spec::{BaseSpec, DynOptimizer, FilterSpec, OptimizerSpec};
-pub use stats::{BlockStats, StepStats};
+pub use stats::{BlockStats, StepPhases, StepStats};
 pub use transform::{Clip, Pull};

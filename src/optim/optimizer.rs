@@ -36,13 +36,14 @@ use super::layout::Layout;
 use super::partition::Partition;
 use super::schedule::Schedule;
 use super::select::{selection_count, Cut, Decider, TopK};
-use super::stats::{key_to_f64, BlockStats, StepStats};
+use super::stats::{key_to_f64, BlockStats, StepPhases, StepStats};
 use super::transform::{Clip, GradPrep, Pull};
 use super::OptimError;
-use crate::kernels::huge_pages::{collapse_huge_pages, huge_zeroed_vec};
+use crate::kernels::huge_pages::{collapse_runs, huge_zeroed_vec};
 use crate::kernels::reduce::all_finite_wide;
 use crate::kernels::simd::{wide_simd_call, wide_simd_fn};
 use crate::{ParamError, ParamStore, Scalar};
+use std::time::Instant;
 
 /// Entries per parallel work item inside a block.
 pub(crate) const CHUNK: usize = 1 << 15;
@@ -102,9 +103,11 @@ pub struct OptimConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HugePages {
-    /// State buffers are advised (`MADV_HUGEPAGE`) when allocated and the
-    /// parameters collapsed into huge pages (`MADV_COLLAPSE`, a one-time
-    /// copy) when the optimizer is built. Gradients are the caller's buffers
+    /// State buffers are advised (`MADV_HUGEPAGE`) when allocated; they and
+    /// the parameters are collapsed into huge pages (`MADV_COLLAPSE`, a
+    /// one-time copy) when the optimizer is built, as runs of neighbouring
+    /// buffers (`kernels::huge_pages::collapse_runs`), so that small
+    /// tensors' buffers get them too. Gradients are the caller's buffers
     /// and stay as they are. Default.
     #[default]
     Use,
@@ -169,6 +172,7 @@ pub struct Optimizer<F: Filter, B: Base, T: Scalar = f32> {
     pub(crate) scalars: BaseScalars,
     pub(crate) step: u64,
     pub(crate) skipped: u64,
+    pub(crate) phases: StepPhases,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,7 +304,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         let layout = Layout::build(params, &config.groups, defaults, &config.partition)?;
         let used = base.buffers().map(|b| b.is_some());
         let huge = config.huge_pages == HugePages::Use;
-        let state = layout
+        let state: Vec<TensorState<T>> = layout
             .tensors
             .iter()
             .map(|t| {
@@ -312,9 +316,15 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             })
             .collect();
         if huge {
-            params.iter().for_each(|p| {
-                collapse_huge_pages(p.as_slice());
-            });
+            // Runs of neighbouring buffers, so that the huge pages straddling
+            // two small tensors are collapsed too (`collapse_runs`).
+            let bufs: Vec<&[T]> = state
+                .iter()
+                .flat_map(|s| s.iter().map(|v| v.as_slice()))
+                .collect();
+            collapse_runs(&bufs);
+            let bufs: Vec<&[T]> = params.iter().map(|p| p.as_slice()).collect();
+            collapse_runs(&bufs);
         }
         let pre = config
             .pull
@@ -342,6 +352,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             scalars: BaseScalars::default(),
             step: 0,
             skipped: 0,
+            phases: StepPhases::default(),
         })
     }
 
@@ -350,6 +361,12 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
     /// full-batch Adam/MoFO/Lion/random BCD/HFT on a few vectors.
     pub fn simple(filter: F, base: B, params: &ParamStore<T>) -> Result<Self, OptimError> {
         Self::new(filter, base, OptimConfig::default(), params)
+    }
+
+    /// Wall-clock time of the last step's read-only phase and update phase
+    /// (zero before the first step); for benchmarks.
+    pub fn last_step_phases(&self) -> StepPhases {
+        self.phases
     }
 
     /// Number of steps taken (skipped steps not counted).
@@ -606,6 +623,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             && self.config.clip.max_value.is_none()
             && self.config.clip.max_norm.is_none()
             && self.config.pull.is_none();
+        let started = Instant::now();
         let (bad, sumsq) = if fused {
             (None, 0.0)
         } else {
@@ -715,6 +733,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             }
             located = found;
         }
+        let read_done = Instant::now();
         let block_stats: Vec<BlockStats> = views
             .into_par_iter()
             .zip(self.runtime.par_iter_mut())
@@ -726,6 +745,10 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
                 process_block(&ctx, bi, info.group, info.len, rt, chunks, mode, found)
             })
             .collect();
+        self.phases = StepPhases {
+            read_only: read_done - started,
+            update: read_done.elapsed(),
+        };
         self.step = t;
         self.scalars = scalars;
         let selected = block_stats.iter().map(|b| b.selected).sum();

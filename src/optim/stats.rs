@@ -7,6 +7,18 @@
 //! previous one, and the share of entries updated at least once since the
 //! reference point (construction or [`crate::optim::Optimizer::reset_reference`]).
 
+/// Wall-clock time of the two phases of an optimizer step, for benchmarks
+/// (`mofo bench optim` prints them): nothing in a step depends on them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepPhases {
+    /// The read-only phase, before anything changes: the non-finite gradient
+    /// check, or the fused step's pass 0 (which includes that check),
+    /// with the step's set-up.
+    pub read_only: std::time::Duration,
+    /// The rest: every block's update pass (and the fused step's candidates).
+    pub update: std::time::Duration,
+}
+
 /// Statistics of one block in one step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockStats {

@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::kernels::huge_pages::huge_zeroed_vec;
+use crate::kernels::huge_pages::{collapse_runs, huge_zeroed_vec};
 use crate::optim::HugePages;
 use crate::ParamStore;
 
@@ -86,6 +86,16 @@ pub fn random_stores(
         grads
             .insert_vec(name.clone(), shape, g)
             .expect("unique names");
+    }
+    if huge == HugePages::Use {
+        // The small tensors sit next to each other: collapse them as runs,
+        // huge pages straddling two tensors included.
+        let bufs: Vec<&[f32]> = params
+            .iter()
+            .chain(grads.iter())
+            .map(|p| p.as_slice())
+            .collect();
+        collapse_runs(&bufs);
     }
     (params, grads)
 }
