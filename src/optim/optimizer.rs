@@ -103,8 +103,8 @@ pub struct OptimConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HugePages {
-    /// State buffers are advised (`MADV_HUGEPAGE`) when allocated; they and
-    /// the parameters are collapsed into huge pages (`MADV_COLLAPSE`, a
+    /// State buffers are advised (`MADV_HUGEPAGE`) when allocated and
+    /// written once; they and the parameters are collapsed into huge pages (`MADV_COLLAPSE`, a
     /// one-time copy) when the optimizer is built, as runs of neighbouring
     /// buffers (`kernels::huge_pages::collapse_runs`), so that small
     /// tensors' buffers get them too. Gradients are the caller's buffers
@@ -304,7 +304,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         let layout = Layout::build(params, &config.groups, defaults, &config.partition)?;
         let used = base.buffers().map(|b| b.is_some());
         let huge = config.huge_pages == HugePages::Use;
-        let state: Vec<TensorState<T>> = layout
+        let mut state: Vec<TensorState<T>> = layout
             .tensors
             .iter()
             .map(|t| {
@@ -316,8 +316,17 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             })
             .collect();
         if huge {
-            // Runs of neighbouring buffers, so that the huge pages straddling
-            // two small tensors are collapsed too (`collapse_runs`).
+            // The state is written once first, so that the collapse below
+            // finds its pages present: in a 2 MiB region whose first page is
+            // already mapped (an allocator's header), later faults map 4 KiB
+            // pages, and the first step would read the rest before writing
+            // it (4 KiB copies of the zero page). Then runs of neighbouring
+            // buffers are collapsed, so that the huge pages straddling two
+            // small tensors are included (`collapse_runs`).
+            state
+                .iter_mut()
+                .flat_map(|s| s.iter_mut())
+                .for_each(|v| std::hint::black_box(v.as_mut_slice()).fill(T::zero()));
             let bufs: Vec<&[T]> = state
                 .iter()
                 .flat_map(|s| s.iter().map(|v| v.as_slice()))
