@@ -104,10 +104,10 @@ pub struct OptimConfig {
 #[serde(rename_all = "snake_case")]
 pub enum HugePages {
     /// State buffers are advised (`MADV_HUGEPAGE`) when allocated and
-    /// written once; they and the parameters are collapsed into huge pages (`MADV_COLLAPSE`, a
-    /// one-time copy) when the optimizer is built, as runs of neighbouring
-    /// buffers (`kernels::huge_pages::collapse_runs`), so that small
-    /// tensors' buffers get them too. Gradients are the caller's buffers
+    /// written once; they and the parameters are collapsed into huge pages
+    /// (`MADV_COLLAPSE`, a one-time copy) when the optimizer is built, as
+    /// runs of neighbouring buffers (`kernels::huge_pages::collapse_runs`),
+    /// so that small tensors' buffers get them too. Gradients are the caller's buffers
     /// and stay as they are. Default.
     #[default]
     Use,
@@ -372,8 +372,9 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         Self::new(filter, base, OptimConfig::default(), params)
     }
 
-    /// Wall-clock time of the last step's read-only phase and update phase
-    /// (zero before the first step); for benchmarks.
+    /// Wall-clock time of the read-only phase and the update phase of the
+    /// last step that ran to the end (zero before the first; a step stopped
+    /// by a non-finite gradient leaves it as it was); for benchmarks.
     pub fn last_step_phases(&self) -> StepPhases {
         self.phases
     }
