@@ -62,7 +62,7 @@ mod sys {
 /// bytes advised: 0 when `buf` holds no whole aligned huge page, when the
 /// kernel refused, or on targets other than Linux.
 pub fn advise_huge_pages<T>(buf: &[T]) -> usize {
-    advise_with(buf, false)
+    advise_range(buf.as_ptr() as usize, std::mem::size_of_val(buf), false)
 }
 
 /// [`advise_huge_pages`], then `MADV_COLLAPSE` the range: pages already
@@ -70,7 +70,7 @@ pub fn advise_huge_pages<T>(buf: &[T]) -> usize {
 /// Returns the number of bytes collapsed (0 where the kernel refused, for
 /// instance before Linux 6.1 or with THP mode `never`).
 pub fn collapse_huge_pages<T>(buf: &[T]) -> usize {
-    advise_with(buf, true)
+    advise_range(buf.as_ptr() as usize, std::mem::size_of_val(buf), true)
 }
 
 /// [`collapse_huge_pages`] over runs of buffers that lie next to each
@@ -80,7 +80,9 @@ pub fn collapse_huge_pages<T>(buf: &[T]) -> usize {
 /// Buffers allocated one after another usually sit next to each other, on
 /// the heap or in adjacent maps. Advice changes no contents, only how the
 /// range is mapped, and the few bytes between joined buffers are this
-/// process's memory too. Returns the bytes collapsed.
+/// process's memory too. Returns the bytes of the runs the kernel collapsed
+/// without an error (a run with a region nothing has touched yet reports
+/// one, though its other regions are collapsed).
 pub fn collapse_runs<T>(bufs: &[&[T]]) -> usize {
     let ranges = bufs
         .iter()
@@ -92,7 +94,7 @@ pub fn collapse_runs<T>(bufs: &[&[T]]) -> usize {
         .collect();
     join_runs(ranges)
         .iter()
-        .map(|&(start, end)| collapse_range(start, end - start))
+        .map(|&(start, end)| advise_range(start, end - start, true))
         .sum()
 }
 
@@ -110,27 +112,12 @@ fn join_runs(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
     runs
 }
 
+/// `MADV_HUGEPAGE`, then with `collapse` also `MADV_COLLAPSE`, on the whole
+/// aligned huge pages inside `[addr, addr + len)`; the bytes advised, 0 when
+/// there are none or the kernel refused.
 #[cfg(target_os = "linux")]
-fn collapse_range(addr: usize, len: usize) -> usize {
+fn advise_range(addr: usize, len: usize, collapse: bool) -> usize {
     let Some((start, len)) = aligned_interior(addr, len) else {
-        return 0;
-    };
-    if sys::advise(start, len, sys::MADV_HUGEPAGE) && sys::advise(start, len, sys::MADV_COLLAPSE) {
-        len
-    } else {
-        0
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn collapse_range(_addr: usize, _len: usize) -> usize {
-    0
-}
-
-#[cfg(target_os = "linux")]
-fn advise_with<T>(buf: &[T], collapse: bool) -> usize {
-    let Some((start, len)) = aligned_interior(buf.as_ptr() as usize, std::mem::size_of_val(buf))
-    else {
         return 0;
     };
     let ok = sys::advise(start, len, sys::MADV_HUGEPAGE)
@@ -143,7 +130,7 @@ fn advise_with<T>(buf: &[T], collapse: bool) -> usize {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_with<T>(_buf: &[T], _collapse: bool) -> usize {
+fn advise_range(_addr: usize, _len: usize, _collapse: bool) -> usize {
     0
 }
 

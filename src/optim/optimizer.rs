@@ -107,8 +107,8 @@ pub enum HugePages {
     /// written once; they and the parameters are collapsed into huge pages
     /// (`MADV_COLLAPSE`, a one-time copy) when the optimizer is built, as
     /// runs of neighbouring buffers (`kernels::huge_pages::collapse_runs`),
-    /// so that small tensors' buffers get them too. Gradients are the caller's buffers
-    /// and stay as they are. Default.
+    /// so that small tensors' buffers get them too. Gradients are the
+    /// caller's buffers and stay as they are. Default.
     #[default]
     Use,
     /// No advice: every buffer stays on the pages it has.
