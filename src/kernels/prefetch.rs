@@ -13,11 +13,19 @@
 //! Where it is used is decided by measurement in the real loops (40.6M
 //! parameters, 2 threads, the same binary with the hints on and off, three
 //! alternations): the fused MoFO step's read-only pass 0, which reads g
-//! and m, went from 24.7–25.9 to 16.2–17.1 ms. Two loops are left without:
-//! the bases' update loops (AdamW's pass measured the same or slower, they
-//! are limited per core by seven streams and their divisions and square
-//! roots), and the one-array non-finite scan of the gradients
-//! (`reduce::all_finite`: 7.0–7.4 ms without, 8.4–8.8 ms with).
+//! and m, went from 24.7–25.9 to 16.2–17.1 ms.
+//!
+//! The update loops (the bases' update, the fused step's pass 1) issue one
+//! hint per cache line they read instead, interleaved with the arithmetic
+//! ([`prefetch_at`], [`line_entries`]): before each line of entries, the
+//! line [`AHEAD`] entries on in every buffer. Asking for a whole
+//! sub-block's lines at once had made AdamW's pass slower (30.2 → 32.5 ms):
+//! a burst of hints stalls the loop until the line fill buffers drain. One
+//! per line made it faster (26.1–26.8 → 23.5–24.3 ms, 2026-12-02, third
+//! sitting). Pass 0 measured the same either way (15.2–16.3 ms) and keeps
+//! its sub-blocks. The one-array non-finite scan of the gradients
+//! (`reduce::all_finite`) has none: 7.0–7.4 ms without, 8.4–8.8 ms with
+//! the sub-block hints, and the same (5.7–5.9 ms) with one per line.
 //!
 //! A prefetch is a hint: it never faults, changes no value and no result,
 //! only when a line arrives. On targets other than x86-64 it does nothing;
@@ -40,6 +48,28 @@ fn disabled() -> bool {
 
 /// Bytes of a cache line.
 const LINE: usize = 64;
+
+/// Entries of `T` per cache line.
+#[inline(always)]
+pub const fn line_entries<T>() -> usize {
+    LINE / std::mem::size_of::<T>()
+}
+
+/// Whether hints are on (`MOFO_NO_PREFETCH` unset); loops that call
+/// [`prefetch_at`] read it once, before the loop.
+#[inline(always)]
+pub fn enabled() -> bool {
+    !disabled()
+}
+
+/// Asks for the one cache line holding `s[i]` (nothing when `i` is past
+/// the end): the per-line hint that loops issue once per line they read.
+#[inline(always)]
+pub fn prefetch_at<T>(s: &[T], i: usize) {
+    if i < s.len() {
+        line(s.as_ptr().cast::<u8>(), i * std::mem::size_of::<T>());
+    }
+}
 
 /// Asks the CPU to bring the cache lines of `s[from..to]` (clamped to `s`)
 /// into its caches.

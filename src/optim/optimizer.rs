@@ -40,6 +40,7 @@ use super::stats::{key_to_f64, BlockStats, StepPhases, StepStats};
 use super::transform::{Clip, GradPrep, Pull};
 use super::OptimError;
 use crate::kernels::huge_pages::{collapse_runs, huge_zeroed_vec};
+use crate::kernels::prefetch;
 use crate::kernels::reduce::all_finite_wide;
 use crate::kernels::simd::{wide_simd_call, wide_simd_fn};
 use crate::{ParamError, ParamStore, Scalar};
@@ -963,12 +964,19 @@ wide_simd_fn! {
     }
 }
 
-/// Runs `f(i, θ_i, g_i, state_i)` over a chunk with one tight, bounds-check
-/// free loop per buffer pattern (the pattern is matched once per chunk).
-/// No software prefetch here: these loops (the base's update) are bound by
-/// their divisions and square roots per core, and a prefetch of every
-/// buffer ahead of each sub-block measured slower (AdamW's pass 30.2 →
-/// 32.5 ms on 40.6M parameters, 2 threads; `kernels::prefetch`).
+/// Runs `f(i, θ_i, g_i, state_i)` over a chunk, one cache line of
+/// entries at a time (16 f32 or 8 f64), each preceded by a prefetch of the
+/// line [`prefetch::AHEAD`] entries further on in every buffer the loop
+/// streams (θ, g and the state buffers the base uses). The buffer pattern
+/// is matched once per chunk; the entries of a whole line run in one
+/// bounds-check free loop of constant trip count, which the compiler
+/// vectorises. One hint per line, interleaved with the arithmetic, made
+/// AdamW's update pass 10% faster (26.1–26.8 → 23.5–24.3 ms on 40.6M
+/// parameters, 2 threads, alternated in one binary); asking for a whole
+/// sub-block's lines at once had made it slower (30.2 → 32.5 ms), as the
+/// burst of hints stalls the loop until the line fill buffers drain. A
+/// first version that matched the pattern once per line ran AdamW's pass
+/// one entry at a time (63.7–66.9 ms).
 ///
 /// The per-chunk functions around it take the per-step constants
 /// (`Base::Coef`) by value: read through a reference, the compiler reloaded
@@ -981,76 +989,116 @@ fn for_each_entry<T: Scalar>(
     used: [bool; 3],
     mut f: impl FnMut(usize, &mut T, T, &mut [T; 3]),
 ) {
+    let n = v.p.len();
     let [a, b, c] = &mut v.s;
     let z = T::zero();
     let p = &mut *v.p;
-    let g = v.g;
+    let g = &v.g[..n];
+    let line = prefetch::line_entries::<T>();
+    let hint = prefetch::enabled();
+    // The lines of `0..n` as `(lo, hi)`, whole ones (a constant trip count
+    // the loops vectorise over) then the rest; before each whole line, a
+    // hint for the line AHEAD entries on in each named buffer.
+    macro_rules! by_lines {
+        ([$($buf:ident),*], |$lo:ident, $hi:ident| $body:block) => {{
+            let full = n / line * line;
+            let mut $lo = 0;
+            while $lo < full {
+                let $hi = $lo + line;
+                if hint {
+                    $(prefetch::prefetch_at(&*$buf, $lo + prefetch::AHEAD);)*
+                }
+                $body
+                $lo = $hi;
+            }
+            let ($lo, $hi) = (full, n);
+            $body
+        }};
+    }
     match used {
-        [false, false, false] => {
-            for (i, (p, &g)) in p.iter_mut().zip(g).enumerate() {
+        [false, false, false] => by_lines!([p, g], |lo, hi| {
+            for (i, (p, &g)) in p[lo..hi].iter_mut().zip(&g[lo..hi]).enumerate() {
                 let mut s = [z; 3];
-                f(i, p, g, &mut s);
+                f(lo + i, p, g, &mut s);
             }
-        }
+        }),
         [true, false, false] => {
-            for (i, ((p, &g), a)) in p.iter_mut().zip(g).zip(a.iter_mut()).enumerate() {
-                let mut s = [*a, z, z];
-                f(i, p, g, &mut s);
-                *a = s[0];
-            }
+            let a = &mut a[..n];
+            by_lines!([p, g, a], |lo, hi| {
+                for (i, ((p, &g), a)) in p[lo..hi]
+                    .iter_mut()
+                    .zip(&g[lo..hi])
+                    .zip(&mut a[lo..hi])
+                    .enumerate()
+                {
+                    let mut s = [*a, z, z];
+                    f(lo + i, p, g, &mut s);
+                    *a = s[0];
+                }
+            })
         }
         [true, true, false] => {
-            for (i, ((p, &g), (a, b))) in p
-                .iter_mut()
-                .zip(g)
-                .zip(a.iter_mut().zip(b.iter_mut()))
-                .enumerate()
-            {
-                let mut s = [*a, *b, z];
-                f(i, p, g, &mut s);
-                *a = s[0];
-                *b = s[1];
-            }
+            let (a, b) = (&mut a[..n], &mut b[..n]);
+            by_lines!([p, g, a, b], |lo, hi| {
+                for (i, ((p, &g), (a, b))) in p[lo..hi]
+                    .iter_mut()
+                    .zip(&g[lo..hi])
+                    .zip(a[lo..hi].iter_mut().zip(&mut b[lo..hi]))
+                    .enumerate()
+                {
+                    let mut s = [*a, *b, z];
+                    f(lo + i, p, g, &mut s);
+                    *a = s[0];
+                    *b = s[1];
+                }
+            })
         }
         [true, false, true] => {
-            for (i, ((p, &g), (a, c))) in p
-                .iter_mut()
-                .zip(g)
-                .zip(a.iter_mut().zip(c.iter_mut()))
-                .enumerate()
-            {
-                let mut s = [*a, z, *c];
-                f(i, p, g, &mut s);
-                *a = s[0];
-                *c = s[2];
-            }
+            let (a, c) = (&mut a[..n], &mut c[..n]);
+            by_lines!([p, g, a, c], |lo, hi| {
+                for (i, ((p, &g), (a, c))) in p[lo..hi]
+                    .iter_mut()
+                    .zip(&g[lo..hi])
+                    .zip(a[lo..hi].iter_mut().zip(&mut c[lo..hi]))
+                    .enumerate()
+                {
+                    let mut s = [*a, z, *c];
+                    f(lo + i, p, g, &mut s);
+                    *a = s[0];
+                    *c = s[2];
+                }
+            })
         }
         [true, true, true] => {
-            for (i, ((p, &g), ((a, b), c))) in p
-                .iter_mut()
-                .zip(g)
-                .zip(a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()))
-                .enumerate()
-            {
-                let mut s = [*a, *b, *c];
-                f(i, p, g, &mut s);
-                *a = s[0];
-                *b = s[1];
-                *c = s[2];
-            }
+            let (a, b, c) = (&mut a[..n], &mut b[..n], &mut c[..n]);
+            by_lines!([p, g, a, b, c], |lo, hi| {
+                for (i, ((p, &g), ((a, b), c))) in p[lo..hi]
+                    .iter_mut()
+                    .zip(&g[lo..hi])
+                    .zip(a[lo..hi].iter_mut().zip(&mut b[lo..hi]).zip(&mut c[lo..hi]))
+                    .enumerate()
+                {
+                    let mut s = [*a, *b, *c];
+                    f(lo + i, p, g, &mut s);
+                    *a = s[0];
+                    *b = s[1];
+                    *c = s[2];
+                }
+            })
         }
         _ => {
-            for i in 0..p.len() {
+            let st = [&mut **a, &mut **b, &mut **c];
+            for i in 0..n {
                 let mut s = [z; 3];
                 for j in 0..3 {
                     if used[j] {
-                        s[j] = v.s[j][i];
+                        s[j] = st[j][i];
                     }
                 }
                 f(i, &mut p[i], g[i], &mut s);
                 for j in 0..3 {
                     if used[j] {
-                        v.s[j][i] = s[j];
+                        st[j][i] = s[j];
                     }
                 }
             }

@@ -484,7 +484,10 @@ wide_simd_fn! {
         let rest = |p: T| if scope_all { base.decay_only(c, p) } else { p };
         let n = v.p.len();
         let mut marks = [0u8; CHUNK];
-        let mark = &mut marks[..n];
+        let mark = &mut marks;
+        // `i < n ≤ CHUNK`, a power of two: the mask changes no index, and
+        // lets the compiler drop the bounds check that kept the loop from
+        // vectorising.
         super::for_each_entry(v, used, |i, p, g, s| {
             base.advance(c, *p, g, s);
             let key = filter.score_updated(base, c, *p, g, s).abs_key();
@@ -492,8 +495,9 @@ wide_simd_fn! {
             let hold = band.holds::<T>(key);
             let out = if hold { *p } else { rest(*p) };
             *p = if key_gt::<T>(key, band.hi) { new } else { out };
-            mark[i] = u8::from(hold);
+            mark[i & (CHUNK - 1)] = u8::from(hold);
         });
+        let mark = &marks[..n];
         let [s0, s1, s2] = super::used_state(&v.s, used, n);
         let z = T::zero();
         // Blocks of 64 marks with none set are skipped by an OR the compiler
