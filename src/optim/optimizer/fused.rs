@@ -13,7 +13,7 @@
 //! pass 0 (read only), every entry i:
 //!     s'_i  ← advance(θ_i, g_i, state_i)          (in registers, not stored)
 //!     key_i ← abs_key(score_updated(θ_i, g_i, s'_i))
-//!   forecast known:  c_j += [key_i > t_j]  for the probes t_0 < … < t_7
+//!   forecast known:  c_j += [key_i > t_j]  for the probes t_0 < … < t_3
 //!                    (a compare and an add per probe, vectorised)
 //!   the band:        the j with c_j ≥ k > c_{j+1}:  K ∈ (t_j, t_{j+1}],
 //!                    above = c_{j+1},  band = (t_j, t_{j+1}]
@@ -32,10 +32,11 @@
 //! K is the k-th largest key. The probes t_j are spread around the forecast
 //! K̂ = K_{t−1} + (K_{t−1} − K_{t−2}) (keys of nonnegative floats are
 //! monotone in the value and nearly linear in its logarithm, so this
-//! extrapolates the threshold's ratio), half a spread of max(2·|last
-//! forecast error|, one histogram bucket) on each side. The threshold of
+//! extrapolates the threshold's ratio), half a spread of max(2·E, 1/16
+//! histogram bucket) on each side, E an envelope of the forecast errors
+//! (the last |K − K̂|, or half the envelope before it if larger). The threshold of
 //! |m| moves slowly, so the forecast usually brackets K and the band holds
-//! about 0.1% of the entries; when it does not (first step, a jump), or
+//! a small share of the entries; when it does not (first steps, a jump), or
 //! its band holds more than 1/64 of the block, the histogram pass runs
 //! instead. Either way the band contains K and exactly
 //! `above` keys lie above it, so the selection is exactly the top-k of the
@@ -49,7 +50,7 @@
 //! Memory traffic: pass 0 reads g and what the score needs (|m| for MoFO:
 //! 8 bytes per entry), pass 1 is Adam's 28 bytes; the candidates' new values
 //! are written at the end, while their chunk may be out of cache (a band of
-//! about 0.1% of the entries). A band holding more than an eighth of the
+//! small share of the entries). A band holding more than an eighth of the
 //! block (a mass of exact ties, such as never-updated entries whose keys are
 //! all zero) goes to the general step instead: its candidate list would be
 //! larger than the general step's key array.
@@ -69,8 +70,20 @@ use crate::Scalar;
 const BUCKET_BITS: u32 = 14;
 /// Number of histogram buckets.
 const BUCKETS: usize = 1 << BUCKET_BITS;
-/// Number of probe thresholds counted by the forecast pass.
-const PROBES: usize = 8;
+/// Number of probe thresholds counted by the forecast pass. Each costs a
+/// compare and an add per entry in pass 0, which on an AVX2 machine with
+/// 128-bit units (AMD Zen 1) is compute-bound: 8 probes measured 25.4 ms
+/// where 4 measure 21.6 (40.6M parameters, 2 threads); fewer probes make
+/// the band wider, which [`MIN_SPREAD_SHIFT`] pays back.
+const PROBES: usize = 4;
+/// The probes' half-spread is at least one histogram bucket shifted right
+/// by this (1/1024 octave for f32), however small the forecast errors.
+/// A whole bucket, as before, made the band hold so many candidates that
+/// pass 1 took 53.4 ms against 45.3 at a sixteenth (and 45.3 at a
+/// 64th; 2026-12-02, AMD Zen 1, 4 probes): in a steady phase the threshold
+/// moves far less than a bucket per step, and twice the last error still
+/// widens the probes when it moves more.
+const MIN_SPREAD_SHIFT: u32 = 4;
 
 /// The histogram bucket of a key (a `u32`, so that the f32 loops stay in
 /// 32-bit lanes).
@@ -126,7 +139,8 @@ pub(crate) struct Candidate {
 pub(crate) struct Forecast {
     last: Option<u64>,
     prev: Option<u64>,
-    /// |K − K̂| of the last step that had a forecast.
+    /// An envelope of the forecast errors |K − K̂|: the last one, or half
+    /// the envelope before it if that is larger.
     err: u64,
     /// Steps whose probes bracketed K (the histogram pass was skipped).
     pub(crate) hits: u64,
@@ -151,7 +165,7 @@ impl Forecast {
     fn probes<T: Scalar>(&self) -> Option<[u64; PROBES]> {
         let center = self.predicted()?;
         let bucket_width = 1i128 << (T::KEY_BITS - BUCKET_BITS);
-        let half = (2 * self.err as i128).max(bucket_width);
+        let half = (2 * self.err as i128).max(bucket_width >> MIN_SPREAD_SHIFT);
         let step = (2 * half / (PROBES as i128 - 1)).max(1);
         let max = (1i128 << T::KEY_BITS) - 1;
         let lo = center - half;
@@ -163,7 +177,9 @@ impl Forecast {
     /// Records this step's threshold `k_th` (the k-th largest key).
     pub(crate) fn observe(&mut self, k_th: u64) {
         if let Some(p) = self.predicted() {
-            self.err = (k_th as i128 - p).unsigned_abs().min(u64::MAX as u128) as u64;
+            let e = (k_th as i128 - p).unsigned_abs().min(u64::MAX as u128) as u64;
+            // An envelope: one lucky small error halves it, no more.
+            self.err = e.max(self.err / 2);
         }
         self.prev = self.last;
         self.last = Some(k_th);
@@ -408,11 +424,37 @@ fn key_reads<F: Filter, B: Base, T: Scalar>(filter: &F, base: &B, c: &B::Coef<T>
     })
 }
 
-/// Whether a gradient is non-finite (its key above the largest finite
-/// value's): an integer compare, so that the loops around it vectorise.
-#[inline(always)]
-fn non_finite<T: Scalar>(g: T) -> bool {
-    key_gt::<T>(g.abs_key(), T::max_value().abs_key())
+/// The largest |g| seen so far, as a key (in 32-bit lanes for f32, so that
+/// the loops around it stay 8 or 16 lanes wide): one `max` per entry, where
+/// a compare-and-or per entry took three more vector instructions. Every
+/// gradient is finite iff the largest key is at most the largest finite
+/// value's (NaN's key lies above infinity's).
+#[derive(Clone, Copy, Default)]
+struct WorstKey {
+    narrow: u32,
+    wide: u64,
+}
+
+impl WorstKey {
+    #[inline(always)]
+    fn see<T: Scalar>(&mut self, g: T) {
+        let key = g.abs_key();
+        if T::KEY_BITS < 32 {
+            self.narrow = self.narrow.max(key as u32);
+        } else {
+            self.wide = self.wide.max(key);
+        }
+    }
+
+    /// Whether every gradient seen is finite.
+    fn all_finite<T: Scalar>(self) -> bool {
+        let worst = if T::KEY_BITS < 32 {
+            u64::from(self.narrow)
+        } else {
+            self.wide
+        };
+        worst <= T::max_value().abs_key()
+    }
 }
 
 wide_simd_fn! {
@@ -430,15 +472,15 @@ wide_simd_fn! {
         let (filter, base) = (ctx.filter, ctx.base);
         let t = *probes;
         let mut n = [0u32; PROBES];
-        let mut bad = 0u32;
+        let mut worst = WorstKey::default();
         for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
             let key = key_after_update(filter, base, c, p, g, s);
             for j in 0..PROBES {
                 n[j] += u32::from(key_gt::<T>(key, t[j]));
             }
-            bad |= u32::from(non_finite(g));
+            worst.see(g);
         });
-        (n.map(u64::from), bad == 0)
+        (n.map(u64::from), worst.all_finite::<T>())
     }
 }
 
@@ -455,13 +497,13 @@ wide_simd_fn! {
         let c = &c;
         let (filter, base) = (ctx.filter, ctx.base);
         let hist = &mut hist[..BUCKETS];
-        let mut bad = 0u32;
+        let mut worst = WorstKey::default();
         for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
             let key = key_after_update(filter, base, c, p, g, s);
             hist[bucket::<T>(key) as usize & (BUCKETS - 1)] += 1;
-            bad |= u32::from(non_finite(g));
+            worst.see(g);
         });
-        bad == 0
+        worst.all_finite::<T>()
     }
 }
 
@@ -471,7 +513,7 @@ wide_simd_fn! {
     /// new value and those below it their rest value, and mark the entries
     /// in the band (which keep θ) in a byte array. The marks are then read
     /// eight at a time and the marked entries recorded one by one (about
-    /// 0.1% of entries).
+    /// a small share of the entries).
     fn update_chunk / update_chunk_wide [F: Filter, B: Base, T: Scalar] (
         ctx: &Ctx<'_, F, B, T>,
         c: B::Coef<T>,
@@ -534,11 +576,11 @@ wide_simd_fn! {
 }
 
 /// Runs `f(θ_i, g_i, state_i)` over a chunk, reading only (one loop per
-/// buffer pattern), in sub-blocks of [`prefetch::SUB`] entries, each
-/// preceded by a prefetch of the next sub-block of g and of the inputs
-/// `reads` names (`[θ, s₀, s₁, s₂]`, from [`key_reads`]). The hardware
-/// prefetchers alone kept a core's two-array read stream at 11.4 GB/s;
-/// with these hints, 18.9 GB/s (`kernels::prefetch`).
+/// buffer pattern), one cache line of entries at a time, each preceded by
+/// a hint for the line [`prefetch::AHEAD`] entries on in g and in the
+/// inputs `reads` names (`[θ, s₀, s₁, s₂]`, from [`key_reads`]), as in the
+/// update loops (`optimizer::for_each_entry`). A hint is only a hint: this
+/// decides speed, never a result.
 #[inline(always)]
 fn for_each_entry_read_state<T: Scalar>(
     v: &View<'_, T>,
@@ -551,37 +593,63 @@ fn for_each_entry_read_state<T: Scalar>(
     let p = &v.p[..n];
     let g = &v.g[..n];
     let [a, b, c] = super::used_state(&v.s, used, n);
-    for (start, end) in prefetch::sub_blocks(n) {
-        let (from, to) = (end, end + prefetch::AHEAD);
-        prefetch::prefetch(g, from, to);
-        for (buf, read) in [p, a, b, c].into_iter().zip(reads) {
-            if read {
-                prefetch::prefetch(buf, from, to);
-            }
-        }
-        let (p, g) = (&p[start..end], &g[start..end]);
-        match used {
-            [true, false, false] => {
-                for ((&p, &g), &a) in p.iter().zip(g).zip(&a[start..end]) {
-                    f(p, g, &[a, z, z]);
+    let line = prefetch::line_entries::<T>();
+    let hint = prefetch::enabled();
+    let [hp, ha, hb, hc] = reads;
+    // As `for_each_entry`'s: whole lines (a constant trip count the loops
+    // vectorise over), then the rest; a hint before each whole line.
+    macro_rules! by_lines {
+        (|$lo:ident, $hi:ident| $body:block) => {{
+            let full = n / line * line;
+            let mut $lo = 0;
+            while $lo < full {
+                let $hi = $lo + line;
+                if hint {
+                    let at = $lo + prefetch::AHEAD;
+                    prefetch::prefetch_at(g, at);
+                    if hp {
+                        prefetch::prefetch_at(p, at);
+                    }
+                    if ha {
+                        prefetch::prefetch_at(a, at);
+                    }
+                    if hb {
+                        prefetch::prefetch_at(b, at);
+                    }
+                    if hc {
+                        prefetch::prefetch_at(c, at);
+                    }
                 }
+                $body
+                $lo = $hi;
             }
-            [true, true, false] => {
-                let (a, b) = (&a[start..end], &b[start..end]);
-                for ((&p, &g), (&a, &b)) in p.iter().zip(g).zip(a.iter().zip(b)) {
-                    f(p, g, &[a, b, z]);
-                }
+            let ($lo, $hi) = (full, n);
+            $body
+        }};
+    }
+    match used {
+        [true, false, false] => by_lines!(|lo, hi| {
+            for ((&p, &g), &a) in p[lo..hi].iter().zip(&g[lo..hi]).zip(&a[lo..hi]) {
+                f(p, g, &[a, z, z]);
             }
-            _ => {
-                for (i, (&p, &g)) in p.iter().zip(g).enumerate() {
-                    let i = start + i;
-                    let s = [
-                        if used[0] { a[i] } else { z },
-                        if used[1] { b[i] } else { z },
-                        if used[2] { c[i] } else { z },
-                    ];
-                    f(p, g, &s);
-                }
+        }),
+        [true, true, false] => by_lines!(|lo, hi| {
+            for ((&p, &g), (&a, &b)) in p[lo..hi]
+                .iter()
+                .zip(&g[lo..hi])
+                .zip(a[lo..hi].iter().zip(&b[lo..hi]))
+            {
+                f(p, g, &[a, b, z]);
+            }
+        }),
+        _ => {
+            for (i, (&p, &g)) in p.iter().zip(g).enumerate() {
+                let s = [
+                    if used[0] { a[i] } else { z },
+                    if used[1] { b[i] } else { z },
+                    if used[2] { c[i] } else { z },
+                ];
+                f(p, g, &s);
             }
         }
     }
@@ -649,8 +717,9 @@ mod tests {
             }
             check(band_from_histogram::<f64>(&hist, k));
             for width in [1u64, 5_000, 400_000] {
-                let probes: [u64; PROBES] =
-                    std::array::from_fn(|j| (kth + 3 * width).saturating_sub(j as u64 * width));
+                let probes: [u64; PROBES] = std::array::from_fn(|j| {
+                    (kth + (PROBES as u64 / 2) * width).saturating_sub(j as u64 * width)
+                });
                 let mut probes = probes;
                 probes.reverse();
                 let counts = probes.map(|t| keys.iter().filter(|&&x| x > t).count() as u64);
