@@ -49,8 +49,8 @@
 //!
 //! Memory traffic: pass 0 reads g and what the score needs (|m| for MoFO:
 //! 8 bytes per entry), pass 1 is Adam's 28 bytes; the candidates' new values
-//! are written at the end, while their chunk may be out of cache (a band of
-//! small share of the entries). A band holding more than an eighth of the
+//! are written at the end, while their chunk may be out of cache (a band
+//! holding a small share of the entries). A band holding more than an eighth of the
 //! block (a mass of exact ties, such as never-updated entries whose keys are
 //! all zero) goes to the general step instead: its candidate list would be
 //! larger than the general step's key array.
@@ -81,8 +81,8 @@ const PROBES: usize = 4;
 /// A whole bucket, as before, made the band hold so many candidates that
 /// pass 1 took 53.4 ms against 45.3 at a sixteenth (and 45.3 at a
 /// 64th; 2026-12-02, AMD Zen 1, 4 probes): in a steady phase the threshold
-/// moves far less than a bucket per step, and twice the last error still
-/// widens the probes when it moves more.
+/// moves far less than a bucket per step, and twice the error envelope
+/// (`Forecast::err`) still widens the probes when it moves more.
 const MIN_SPREAD_SHIFT: u32 = 4;
 
 /// The histogram bucket of a key (a `u32`, so that the f32 loops stay in
@@ -512,8 +512,8 @@ wide_simd_fn! {
     /// advance every entry's state, give the entries above the band their
     /// new value and those below it their rest value, and mark the entries
     /// in the band (which keep θ) in a byte array. The marks are then read
-    /// eight at a time and the marked entries recorded one by one (about
-    /// a small share of the entries).
+    /// eight at a time and the marked entries recorded one by one (a small
+    /// share of the entries).
     fn update_chunk / update_chunk_wide [F: Filter, B: Base, T: Scalar] (
         ctx: &Ctx<'_, F, B, T>,
         c: B::Coef<T>,
