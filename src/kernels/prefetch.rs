@@ -73,6 +73,43 @@ pub fn prefetch_at<T>(s: &[T], i: usize) {
     }
 }
 
+/// Walks the entries `0..n` of a streaming loop one cache line of `line`
+/// entries at a time: before each whole line `lo..lo + line`, when `hint`
+/// holds, the `hints` block with `at = lo + AHEAD` (the loop's
+/// [`prefetch_at`] calls for the buffers it streams); then `body` with
+/// `(lo, hi)` bound to the line; at the end `body` once more over the
+/// partial line `(n / line · line, n)`, empty when `line` divides `n`.
+/// The whole lines have a constant trip count, which the loops in `body`
+/// vectorise over. Shared by the update loops (`optimizer::for_each_entry`)
+/// and the fused step's read-only pass (`fused::for_each_entry_read_state`).
+///
+/// ```text
+/// by_lines!(n, line, hint, |at| { prefetch_at(g, at); }, |lo, hi| { ... })
+/// ```
+macro_rules! by_lines {
+    (
+        $n:expr, $line:expr, $hint:expr,
+        |$at:ident| $hints:block,
+        |$lo:ident, $hi:ident| $body:block
+    ) => {{
+        let (n, line, hint): (usize, usize, bool) = ($n, $line, $hint);
+        let full = n / line * line;
+        let mut $lo = 0;
+        while $lo < full {
+            let $hi = $lo + line;
+            if hint {
+                let $at = $lo + $crate::kernels::prefetch::AHEAD;
+                $hints
+            }
+            $body
+            $lo = $hi;
+        }
+        let ($lo, $hi) = (full, n);
+        $body
+    }};
+}
+pub(crate) use by_lines;
+
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn line(base: *const u8, off: usize) {

@@ -806,7 +806,7 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
     if let (BlockMode::Cut(k), true) = (mode, ctx.fused && len <= u32::MAX as usize) {
         match located {
             Some(found) => return fused::process_block(ctx, c, len, k, rt, &mut chunks, found),
-            None => rt.forecast.crowded += 1,
+            None => rt.forecast.note_crowded(),
         }
     }
     let mut threshold = None;
@@ -996,24 +996,15 @@ fn for_each_entry<T: Scalar>(
     let g = &v.g[..n];
     let line = prefetch::line_entries::<T>();
     let hint = prefetch::enabled();
-    // The lines of `0..n` as `(lo, hi)`, whole ones (a constant trip count
-    // the loops vectorise over) then the rest; before each whole line, a
-    // hint for the line AHEAD entries on in each named buffer.
+    // `prefetch::by_lines!` with a hint for each named buffer.
     macro_rules! by_lines {
-        ([$($buf:ident),*], |$lo:ident, $hi:ident| $body:block) => {{
-            let full = n / line * line;
-            let mut $lo = 0;
-            while $lo < full {
-                let $hi = $lo + line;
-                if hint {
-                    $(prefetch::prefetch_at(&*$buf, $lo + prefetch::AHEAD);)*
-                }
-                $body
-                $lo = $hi;
-            }
-            let ($lo, $hi) = (full, n);
-            $body
-        }};
+        ([$($buf:ident),*], |$lo:ident, $hi:ident| $body:block) => {
+            prefetch::by_lines!(
+                n, line, hint,
+                |at| { $(prefetch::prefetch_at(&*$buf, at);)* },
+                |$lo, $hi| $body
+            )
+        };
     }
     match used {
         [false, false, false] => by_lines!([p, g], |lo, hi| {

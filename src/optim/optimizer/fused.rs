@@ -13,8 +13,9 @@
 //! pass 0 (read only), every entry i:
 //!     s'_i  ← advance(θ_i, g_i, state_i)          (in registers, not stored)
 //!     key_i ← abs_key(score_updated(θ_i, g_i, s'_i))
-//!   forecast known:  c_j += [key_i > t_j]  for the probes t_0 < … < t_3
-//!                    (a compare and an add per probe, vectorised)
+//!   forecast known:  c_j += [key_i > t_j]  for the probes t_0 < … < t_{N−1}
+//!                    (a compare and an add per probe, vectorised; N = 2
+//!                    once the forecast has settled, else 4)
 //!   the band:        the j with c_j ≥ k > c_{j+1}:  K ∈ (t_j, t_{j+1}],
 //!                    above = c_{j+1},  band = (t_j, t_{j+1}]
 //!   otherwise:       hist[top BUCKET_BITS bits of key_i] += 1, and b* the
@@ -70,12 +71,27 @@ use crate::Scalar;
 const BUCKET_BITS: u32 = 14;
 /// Number of histogram buckets.
 const BUCKETS: usize = 1 << BUCKET_BITS;
-/// Number of probe thresholds counted by the forecast pass. Each costs a
-/// compare and an add per entry in pass 0, which on an AVX2 machine with
-/// 128-bit units (AMD Zen 1) is compute-bound: 8 probes measured 25.4 ms
-/// where 4 measure 21.6 (40.6M parameters, 2 threads); fewer probes make
-/// the band wider, which [`MIN_SPREAD_SHIFT`] pays back.
-const PROBES: usize = 4;
+/// Probe thresholds counted by the forecast pass once the forecast has
+/// settled (`Forecast::narrow`): two, so the band is the probes' whole
+/// range. Each probe costs a compare and an add per entry in pass 0, which
+/// is partly compute-bound; fewer probes make the band wider (more
+/// candidates in pass 1). Measured on 40.6M parameters, 2 threads, with
+/// one probe count for every step (pass 0 and pass 1, ms):
+///
+/// - AMD Zen 1 (AVX2 on 128-bit units): 8 probes 25.4 and 48.4, 4 probes
+///   19.4 and 51.2, 2 probes 14.6–15.2 and 52.1–53.3;
+/// - Intel Xeon with AVX-512 (Emerald Rapids, 2026-12-02, fifth sitting):
+///   4 probes 18.2–18.8 and 25.2–26.2, 3 probes 14.7–15.5 and 25.1–26.4,
+///   2 probes 11.9–12.7 and 25.7–27.2.
+const NARROW_PROBES: usize = 2;
+/// Probe thresholds counted while the forecast is unsettled (the first
+/// steps, a jump): four, so the band is a third of the probes' range. With
+/// two probes on every step, three times wider bands held more than
+/// [`loose_band`] in more of the first steps, which then ran the histogram
+/// pass as well (869 block-steps of 4 365 against 707 in `bench optim`,
+/// and `forecast_path_is_exact_over_many_steps` had 27 forecast hits of
+/// 48 against at least 30).
+const WIDE_PROBES: usize = 4;
 /// The probes' half-spread is at least one histogram bucket shifted right
 /// by this (1/1024 octave for f32), however small the forecast errors.
 /// A whole bucket, as before, made the band hold so many candidates that
@@ -148,6 +164,10 @@ pub(crate) struct Forecast {
     pub(crate) misses: u64,
     /// Steps whose band was too full of ties (run by the general step).
     pub(crate) crowded: u64,
+    /// Whether the next step counts [`NARROW_PROBES`] (the last band,
+    /// widened to the whole range of two probes, held at most half of
+    /// [`loose_band`]) rather than [`WIDE_PROBES`]. Speed only.
+    narrow: bool,
 }
 
 impl Forecast {
@@ -160,13 +180,13 @@ impl Forecast {
         })
     }
 
-    /// The probe thresholds around K̂, ascending (equal where clamped to the
-    /// key range).
-    fn probes<T: Scalar>(&self) -> Option<[u64; PROBES]> {
+    /// The `N ≥ 2` probe thresholds around K̂, ascending (equal where
+    /// clamped to the key range).
+    fn probes<T: Scalar, const N: usize>(&self) -> Option<[u64; N]> {
         let center = self.predicted()?;
         let bucket_width = 1i128 << (T::KEY_BITS - BUCKET_BITS);
         let half = (2 * self.err as i128).max(bucket_width >> MIN_SPREAD_SHIFT);
-        let step = (2 * half / (PROBES as i128 - 1)).max(1);
+        let step = (2 * half / (N as i128 - 1)).max(1);
         let max = (1i128 << T::KEY_BITS) - 1;
         let lo = center - half;
         Some(std::array::from_fn(|j| {
@@ -184,12 +204,27 @@ impl Forecast {
         self.prev = self.last;
         self.last = Some(k_th);
     }
+
+    /// Records how this step's band was found: `spans` gaps between the
+    /// probes that located it (0: the histogram did), holding `within`
+    /// keys; the next step counts two probes if this band, widened to the
+    /// whole range (`spans` such bands), held at most half of `loose`.
+    fn settle(&mut self, spans: u64, within: u64, loose: u64) {
+        self.narrow = spans > 0 && within.saturating_mul(spans) <= loose / 2;
+    }
+
+    /// Records a step whose band was too full of ties (it ran the general
+    /// step); the next one counts the wide probes.
+    pub(crate) fn note_crowded(&mut self) {
+        self.crowded += 1;
+        self.narrow = false;
+    }
 }
 
 /// The band from the probes' counts (`counts[j]` = #{key > probes[j]}), or
 /// `None` when K lies outside the probes' range.
-fn band_from_probes(probes: &[u64; PROBES], counts: &[u64; PROBES], k: u64) -> Option<Band> {
-    (0..PROBES - 1).find_map(|j| {
+fn band_from_probes<const N: usize>(probes: &[u64; N], counts: &[u64; N], k: u64) -> Option<Band> {
+    (0..N - 1).find_map(|j| {
         (counts[j] >= k && counts[j + 1] < k).then(|| Band {
             lo: probes[j] + 1,
             hi: probes[j + 1],
@@ -217,6 +252,8 @@ fn band_from_histogram<T: Scalar>(hist: &[u32], k: u64) -> Band {
 pub(super) struct Located {
     band: Band,
     by_forecast: bool,
+    /// Gaps between the probes that located the band (0: the histogram).
+    spans: u64,
 }
 
 /// Pass 0 of a block (module docs), read only: the band (`None` when it
@@ -231,26 +268,18 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
     forecast: &Forecast,
     chunks: &[View<'_, T>],
 ) -> (Option<Located>, bool) {
-    let per_job = chunks
-        .len()
-        .div_ceil(4 * rayon::current_num_threads())
-        .max(1);
+    let per_job = per_job(chunks.len());
     let k64 = k as u64;
     let reads = key_reads(ctx.filter, ctx.base, c);
-    let mut finite = true;
-    let by_forecast = forecast.probes::<T>().and_then(|probes| {
-        let (counts, ok) = chunks
-            .par_iter()
-            .with_min_len(per_job)
-            .map(|ch| wide_simd_call!(probe_chunk / probe_chunk_wide(ctx, *c, ch, &probes, reads)))
-            .reduce(
-                || ([0u64; PROBES], true),
-                |a, b| (std::array::from_fn(|j| a.0[j] + b.0[j]), a.1 & b.1),
-            );
-        finite = ok;
-        // A band this wide costs more in candidates than the histogram pass.
-        band_from_probes(&probes, &counts, k64).filter(|b| b.within <= loose_band(len))
-    });
+    let (spans, (by_forecast, finite)) = if forecast.narrow {
+        let found =
+            band_by_probes::<_, _, _, NARROW_PROBES>(ctx, c, len, k64, forecast, chunks, reads);
+        (NARROW_PROBES as u64 - 1, found)
+    } else {
+        let found =
+            band_by_probes::<_, _, _, WIDE_PROBES>(ctx, c, len, k64, forecast, chunks, reads);
+        (WIDE_PROBES as u64 - 1, found)
+    };
     if !finite {
         return (None, false);
     }
@@ -258,6 +287,7 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
         Some(band) => Located {
             band,
             by_forecast: true,
+            spans,
         },
         None => {
             let (hist, ok) = chunks
@@ -285,11 +315,46 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
             Located {
                 band: band_from_histogram::<T>(&hist, k64),
                 by_forecast: false,
+                spans: 0,
             }
         }
     };
     let crowded = located.band.within as usize > len / 8 && located.band.within > 1024;
     ((!crowded).then_some(located), true)
+}
+
+/// Pass 0 with the forecast's `N` probes (when it has a forecast): the
+/// band they locate, unless K lies outside their range or the band holds
+/// more than [`loose_band`], and whether every gradient is finite.
+fn band_by_probes<F: Filter, B: Base, T: Scalar, const N: usize>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    len: usize,
+    k: u64,
+    forecast: &Forecast,
+    chunks: &[View<'_, T>],
+    reads: [bool; 4],
+) -> (Option<Band>, bool) {
+    let Some(probes) = forecast.probes::<T, N>() else {
+        return (None, true);
+    };
+    let per_job = per_job(chunks.len());
+    let (counts, finite) = chunks
+        .par_iter()
+        .with_min_len(per_job)
+        .map(|ch| wide_simd_call!(probe_chunk / probe_chunk_wide(ctx, *c, ch, &probes, reads)))
+        .reduce(
+            || ([0u64; N], true),
+            |a, b| (std::array::from_fn(|j| a.0[j] + b.0[j]), a.1 & b.1),
+        );
+    // A band this wide costs more in candidates than the histogram pass.
+    let band = band_from_probes(&probes, &counts, k).filter(|b| b.within <= loose_band(len));
+    (band, finite)
+}
+
+/// Chunks per rayon job: about four jobs per thread.
+fn per_job(chunks: usize) -> usize {
+    chunks.div_ceil(4 * rayon::current_num_threads()).max(1)
 }
 
 /// The widest band taken from the forecast: 1/64 of the block (at least
@@ -309,10 +374,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
     chunks: &mut [View<'_, T>],
     located: Located,
 ) -> BlockStats {
-    let per_job = chunks
-        .len()
-        .div_ceil(4 * rayon::current_num_threads())
-        .max(1);
+    let per_job = per_job(chunks.len());
     let band = located.band;
     if located.by_forecast {
         rt.forecast.hits += 1;
@@ -365,6 +427,8 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
             }
         });
     rt.forecast.observe(tau);
+    rt.forecast
+        .settle(located.spans, band.within, loose_band(len));
     BlockStats {
         selected: k,
         len,
@@ -461,21 +525,21 @@ wide_simd_fn! {
     /// Pass 0 with a forecast over a chunk: per probe, the number of keys
     /// above it, and whether every gradient is finite (a branch-free loop
     /// the compiler vectorises).
-    fn probe_chunk / probe_chunk_wide [F: Filter, B: Base, T: Scalar] (
+    fn probe_chunk / probe_chunk_wide [F: Filter, B: Base, T: Scalar, const N: usize] (
         ctx: &Ctx<'_, F, B, T>,
         c: B::Coef<T>,
         v: &View<'_, T>,
-        probes: &[u64; PROBES],
+        probes: &[u64; N],
         reads: [bool; 4],
-    ) -> ([u64; PROBES], bool) {
+    ) -> ([u64; N], bool) {
         let c = &c;
         let (filter, base) = (ctx.filter, ctx.base);
         let t = *probes;
-        let mut n = [0u32; PROBES];
+        let mut n = [0u32; N];
         let mut worst = WorstKey::default();
         for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
             let key = key_after_update(filter, base, c, p, g, s);
-            for j in 0..PROBES {
+            for j in 0..N {
                 n[j] += u32::from(key_gt::<T>(key, t[j]));
             }
             worst.see(g);
@@ -596,16 +660,15 @@ fn for_each_entry_read_state<T: Scalar>(
     let line = prefetch::line_entries::<T>();
     let hint = prefetch::enabled();
     let [hp, ha, hb, hc] = reads;
-    // As `for_each_entry`'s: whole lines (a constant trip count the loops
-    // vectorise over), then the rest; a hint before each whole line.
+    // `prefetch::by_lines!`, as in `for_each_entry`: the hint goes to g and
+    // the inputs the key reads.
     macro_rules! by_lines {
-        (|$lo:ident, $hi:ident| $body:block) => {{
-            let full = n / line * line;
-            let mut $lo = 0;
-            while $lo < full {
-                let $hi = $lo + line;
-                if hint {
-                    let at = $lo + prefetch::AHEAD;
+        (|$lo:ident, $hi:ident| $body:block) => {
+            prefetch::by_lines!(
+                n,
+                line,
+                hint,
+                |at| {
                     prefetch::prefetch_at(g, at);
                     if hp {
                         prefetch::prefetch_at(p, at);
@@ -619,13 +682,10 @@ fn for_each_entry_read_state<T: Scalar>(
                     if hc {
                         prefetch::prefetch_at(c, at);
                     }
-                }
-                $body
-                $lo = $hi;
-            }
-            let ($lo, $hi) = (full, n);
-            $body
-        }};
+                },
+                |$lo, $hi| $body
+            )
+        };
     }
     match used {
         [true, false, false] => by_lines!(|lo, hi| {
@@ -717,20 +777,39 @@ mod tests {
             }
             check(band_from_histogram::<f64>(&hist, k));
             for width in [1u64, 5_000, 400_000] {
-                let probes: [u64; PROBES] = std::array::from_fn(|j| {
-                    (kth + (PROBES as u64 / 2) * width).saturating_sub(j as u64 * width)
-                });
-                let mut probes = probes;
-                probes.reverse();
-                let counts = probes.map(|t| keys.iter().filter(|&&x| x > t).count() as u64);
-                match band_from_probes(&probes, &counts, k) {
-                    Some(band) => check(band),
-                    None => assert!(
-                        counts[0] < k || counts[PROBES - 1] >= k,
-                        "k={k}: K inside the probes but no band"
-                    ),
+                for shift in [0, width / 2, width + 1] {
+                    let narrow: [u64; NARROW_PROBES] = probes_below(kth + shift, width);
+                    check_probes(&keys, &narrow, k, &check);
+                    let wide: [u64; WIDE_PROBES] = probes_below(kth + shift, width);
+                    check_probes(&keys, &wide, k, &check);
                 }
             }
+        }
+    }
+
+    /// `N` probes `width` apart, ascending, the one at index N/2 equal to
+    /// `top` (clamped at zero).
+    fn probes_below<const N: usize>(top: u64, width: u64) -> [u64; N] {
+        std::array::from_fn(|j| {
+            (top + (N as u64 / 2) * width).saturating_sub((N - j) as u64 * width)
+        })
+    }
+
+    /// The band from `probes` contains K with the right counts (`check`),
+    /// or there is none and K lies outside the probes' range.
+    fn check_probes<const N: usize>(
+        keys: &[u64],
+        probes: &[u64; N],
+        k: u64,
+        check: &impl Fn(Band),
+    ) {
+        let counts = probes.map(|t| keys.iter().filter(|&&x| x > t).count() as u64);
+        match band_from_probes(probes, &counts, k) {
+            Some(band) => check(band),
+            None => assert!(
+                counts[0] < k || counts[N - 1] >= k,
+                "k={k}: K inside the probes but no band"
+            ),
         }
     }
 
@@ -764,22 +843,46 @@ mod tests {
 
     #[test]
     fn forecast_extrapolates_and_widens_with_its_error() {
+        forecast_probes_extrapolate_and_widen::<NARROW_PROBES>();
+        forecast_probes_extrapolate_and_widen::<WIDE_PROBES>();
+    }
+
+    fn forecast_probes_extrapolate_and_widen<const N: usize>() {
         let mut f = Forecast::default();
-        assert!(f.probes::<f32>().is_none());
+        assert!(f.probes::<f32, N>().is_none());
         f.observe(1_000_000_000);
-        let p = f.probes::<f32>().unwrap();
+        let p = f.probes::<f32, N>().unwrap();
         assert!(p.windows(2).all(|w| w[0] < w[1]));
-        assert!(p[0] < 1_000_000_000 && 1_000_000_000 < p[PROBES - 1]);
+        assert!(p[0] < 1_000_000_000 && 1_000_000_000 < p[N - 1]);
         f.observe(1_010_000_000);
         // K̂ = 1.02e9 (linear extrapolation), spread ≥ twice the error 1e7.
-        let p = f.probes::<f32>().unwrap();
-        assert!(p[0] <= 1_000_000_000 && 1_039_000_000 <= p[PROBES - 1]);
-        let mid = (p[0] + p[PROBES - 1]) / 2;
+        let p = f.probes::<f32, N>().unwrap();
+        assert!(p[0] <= 1_000_000_000 && 1_039_000_000 <= p[N - 1]);
+        let mid = (p[0] + p[N - 1]) / 2;
         assert!(mid.abs_diff(1_020_000_000) < 4_000_000, "{mid}");
         // Clamped at zero.
         let mut g = Forecast::default();
         g.observe(0);
-        let p = g.probes::<f32>().unwrap();
+        let p = g.probes::<f32, N>().unwrap();
         assert_eq!(p[0], 0);
+    }
+
+    /// Two probes follow a narrow band, four a wide one, a histogram step
+    /// or a crowded one.
+    #[test]
+    fn forecast_narrows_only_after_a_narrow_band() {
+        let mut f = Forecast::default();
+        assert!(!f.narrow);
+        f.settle(3, 100, 1000);
+        assert!(f.narrow, "3 × 100 ≤ 1000 / 2");
+        f.settle(1, 501, 1000);
+        assert!(!f.narrow, "501 > 1000 / 2");
+        f.settle(1, 500, 1000);
+        assert!(f.narrow);
+        f.settle(0, 0, 1000);
+        assert!(!f.narrow, "the histogram located the band");
+        f.settle(3, 0, 1000);
+        f.note_crowded();
+        assert!(!f.narrow && f.crowded == 1);
     }
 }
