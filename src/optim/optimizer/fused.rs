@@ -78,8 +78,8 @@ const BUCKETS: usize = 1 << BUCKET_BITS;
 /// candidates in pass 1). Measured on 40.6M parameters, 2 threads, with
 /// one probe count for every step (pass 0 and pass 1, ms):
 ///
-/// - AMD Zen 1 (AVX2 on 128-bit units): 8 probes 25.4 and 48.4, 4 probes
-///   19.4 and 51.2, 2 probes 14.6–15.2 and 52.1–53.3;
+/// - AMD Zen 1 (AVX2 on 128-bit units): 4 probes 19.2–19.8 and
+///   50.6–56.9, 2 probes 14.6–15.2 and 52.1–53.3;
 /// - Intel Xeon with AVX-512 (Emerald Rapids, 2026-12-02, fifth sitting):
 ///   4 probes 18.2–18.8 and 25.2–26.2, 3 probes 14.7–15.5 and 25.1–26.4,
 ///   2 probes 11.9–12.7 and 25.7–27.2.
