@@ -989,6 +989,32 @@ fn for_each_entry<T: Scalar>(
     used: [bool; 3],
     mut f: impl FnMut(usize, &mut T, T, &mut [T; 3]),
 ) {
+    for_each_entry_marked(
+        v,
+        used,
+        |i, p, g, s| {
+            f(i, p, g, s);
+            0
+        },
+        |_, _, _, _, _| {},
+    );
+}
+
+/// [`for_each_entry`] where `f` also returns a mark per entry (0 or 1),
+/// and after each line `line_done(lo, marks, θ, g, state)` sees the line's
+/// marks and its entries as they are now (θ and state after `f`; a state
+/// slice is empty when the base does not use that buffer). The marks stay
+/// in a 16-byte array, so a pass that records the few marked entries
+/// (the fused step's pass 1, its band) does so while the line is in L1,
+/// without a mark array over the chunk. Loops whose `line_done` does
+/// nothing compile to those of [`for_each_entry`].
+#[inline(always)]
+fn for_each_entry_marked<T: Scalar>(
+    v: &mut View<'_, T>,
+    used: [bool; 3],
+    mut f: impl FnMut(usize, &mut T, T, &mut [T; 3]) -> u8,
+    mut line_done: impl FnMut(usize, &[u8], &[T], &[T], [&[T]; 3]),
+) {
     let n = v.p.len();
     let [a, b, c] = &mut v.s;
     let z = T::zero();
@@ -996,86 +1022,114 @@ fn for_each_entry<T: Scalar>(
     let g = &v.g[..n];
     let line = prefetch::line_entries::<T>();
     let hint = prefetch::enabled();
-    // `prefetch::by_lines!` with a hint for each named buffer.
+    let mut marks = [0u8; 16];
+    let none: &[T] = &[];
+    // `prefetch::by_lines!` with a hint for each named buffer; after the
+    // line's entries, `line_done` with the line's marks. `j & 15` changes
+    // no index (a line holds at most 16 entries) and lets the compiler
+    // drop the bounds check.
     macro_rules! by_lines {
-        ([$($buf:ident),*], |$lo:ident, $hi:ident| $body:block) => {
+        ([$($buf:ident),*], |$lo:ident, $hi:ident| $body:block, [$sa:expr, $sb:expr, $sc:expr]) => {
             prefetch::by_lines!(
                 n, line, hint,
                 |at| { $(prefetch::prefetch_at(&*$buf, at);)* },
-                |$lo, $hi| $body
+                |$lo, $hi| {
+                    $body
+                    line_done($lo, &marks[..$hi - $lo], &p[$lo..$hi], &g[$lo..$hi], [$sa, $sb, $sc]);
+                }
             )
         };
     }
     match used {
-        [false, false, false] => by_lines!([p, g], |lo, hi| {
-            for (i, (p, &g)) in p[lo..hi].iter_mut().zip(&g[lo..hi]).enumerate() {
-                let mut s = [z; 3];
-                f(lo + i, p, g, &mut s);
-            }
-        }),
+        [false, false, false] => by_lines!(
+            [p, g],
+            |lo, hi| {
+                for (j, (p, &g)) in p[lo..hi].iter_mut().zip(&g[lo..hi]).enumerate() {
+                    let mut s = [z; 3];
+                    marks[j & 15] = f(lo + j, p, g, &mut s);
+                }
+            },
+            [none, none, none]
+        ),
         [true, false, false] => {
             let a = &mut a[..n];
-            by_lines!([p, g, a], |lo, hi| {
-                for (i, ((p, &g), a)) in p[lo..hi]
-                    .iter_mut()
-                    .zip(&g[lo..hi])
-                    .zip(&mut a[lo..hi])
-                    .enumerate()
-                {
-                    let mut s = [*a, z, z];
-                    f(lo + i, p, g, &mut s);
-                    *a = s[0];
-                }
-            })
+            by_lines!(
+                [p, g, a],
+                |lo, hi| {
+                    for (j, ((p, &g), a)) in p[lo..hi]
+                        .iter_mut()
+                        .zip(&g[lo..hi])
+                        .zip(&mut a[lo..hi])
+                        .enumerate()
+                    {
+                        let mut s = [*a, z, z];
+                        marks[j & 15] = f(lo + j, p, g, &mut s);
+                        *a = s[0];
+                    }
+                },
+                [&a[lo..hi], none, none]
+            )
         }
         [true, true, false] => {
             let (a, b) = (&mut a[..n], &mut b[..n]);
-            by_lines!([p, g, a, b], |lo, hi| {
-                for (i, ((p, &g), (a, b))) in p[lo..hi]
-                    .iter_mut()
-                    .zip(&g[lo..hi])
-                    .zip(a[lo..hi].iter_mut().zip(&mut b[lo..hi]))
-                    .enumerate()
-                {
-                    let mut s = [*a, *b, z];
-                    f(lo + i, p, g, &mut s);
-                    *a = s[0];
-                    *b = s[1];
-                }
-            })
+            by_lines!(
+                [p, g, a, b],
+                |lo, hi| {
+                    for (j, ((p, &g), (a, b))) in p[lo..hi]
+                        .iter_mut()
+                        .zip(&g[lo..hi])
+                        .zip(a[lo..hi].iter_mut().zip(&mut b[lo..hi]))
+                        .enumerate()
+                    {
+                        let mut s = [*a, *b, z];
+                        marks[j & 15] = f(lo + j, p, g, &mut s);
+                        *a = s[0];
+                        *b = s[1];
+                    }
+                },
+                [&a[lo..hi], &b[lo..hi], none]
+            )
         }
         [true, false, true] => {
             let (a, c) = (&mut a[..n], &mut c[..n]);
-            by_lines!([p, g, a, c], |lo, hi| {
-                for (i, ((p, &g), (a, c))) in p[lo..hi]
-                    .iter_mut()
-                    .zip(&g[lo..hi])
-                    .zip(a[lo..hi].iter_mut().zip(&mut c[lo..hi]))
-                    .enumerate()
-                {
-                    let mut s = [*a, z, *c];
-                    f(lo + i, p, g, &mut s);
-                    *a = s[0];
-                    *c = s[2];
-                }
-            })
+            by_lines!(
+                [p, g, a, c],
+                |lo, hi| {
+                    for (j, ((p, &g), (a, c))) in p[lo..hi]
+                        .iter_mut()
+                        .zip(&g[lo..hi])
+                        .zip(a[lo..hi].iter_mut().zip(&mut c[lo..hi]))
+                        .enumerate()
+                    {
+                        let mut s = [*a, z, *c];
+                        marks[j & 15] = f(lo + j, p, g, &mut s);
+                        *a = s[0];
+                        *c = s[2];
+                    }
+                },
+                [&a[lo..hi], none, &c[lo..hi]]
+            )
         }
         [true, true, true] => {
             let (a, b, c) = (&mut a[..n], &mut b[..n], &mut c[..n]);
-            by_lines!([p, g, a, b, c], |lo, hi| {
-                for (i, ((p, &g), ((a, b), c))) in p[lo..hi]
-                    .iter_mut()
-                    .zip(&g[lo..hi])
-                    .zip(a[lo..hi].iter_mut().zip(&mut b[lo..hi]).zip(&mut c[lo..hi]))
-                    .enumerate()
-                {
-                    let mut s = [*a, *b, *c];
-                    f(lo + i, p, g, &mut s);
-                    *a = s[0];
-                    *b = s[1];
-                    *c = s[2];
-                }
-            })
+            by_lines!(
+                [p, g, a, b, c],
+                |lo, hi| {
+                    for (j, ((p, &g), ((a, b), c))) in p[lo..hi]
+                        .iter_mut()
+                        .zip(&g[lo..hi])
+                        .zip(a[lo..hi].iter_mut().zip(&mut b[lo..hi]).zip(&mut c[lo..hi]))
+                        .enumerate()
+                    {
+                        let mut s = [*a, *b, *c];
+                        marks[j & 15] = f(lo + j, p, g, &mut s);
+                        *a = s[0];
+                        *b = s[1];
+                        *c = s[2];
+                    }
+                },
+                [&a[lo..hi], &b[lo..hi], &c[lo..hi]]
+            )
         }
         _ => {
             let st = [&mut **a, &mut **b, &mut **c];
@@ -1086,12 +1140,20 @@ fn for_each_entry<T: Scalar>(
                         s[j] = st[j][i];
                     }
                 }
-                f(i, &mut p[i], g[i], &mut s);
+                marks[0] = f(i, &mut p[i], g[i], &mut s);
                 for j in 0..3 {
                     if used[j] {
                         st[j][i] = s[j];
                     }
                 }
+                let one = |j: usize| if used[j] { &st[j][i..=i] } else { none };
+                line_done(
+                    i,
+                    &marks[..1],
+                    &p[i..=i],
+                    &g[i..=i],
+                    [one(0), one(1), one(2)],
+                );
             }
         }
     }
