@@ -246,13 +246,13 @@ fn band_from_histogram<T: Scalar>(hist: &[u32], k: u64) -> Band {
     }
 }
 
-/// What pass 0 found in a block: the band, and whether the forecast's
-/// probes located it (else the histogram did).
+/// What pass 0 found in a block: the band, and how many gaps between the
+/// forecast's probes located it (none: the histogram did).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Located {
     band: Band,
-    by_forecast: bool,
-    /// Gaps between the probes that located the band (0: the histogram).
+    /// Gaps between the probes that located the band (0: the histogram
+    /// did).
     spans: u64,
 }
 
@@ -284,11 +284,7 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
         return (None, false);
     }
     let located = match by_forecast {
-        Some(band) => Located {
-            band,
-            by_forecast: true,
-            spans,
-        },
+        Some(band) => Located { band, spans },
         None => {
             let (hist, ok) = chunks
                 .par_iter()
@@ -314,7 +310,6 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
             }
             Located {
                 band: band_from_histogram::<T>(&hist, k64),
-                by_forecast: false,
                 spans: 0,
             }
         }
@@ -376,7 +371,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
 ) -> BlockStats {
     let per_job = per_job(chunks.len());
     let band = located.band;
-    if located.by_forecast {
+    if located.spans > 0 {
         rt.forecast.hits += 1;
     } else {
         rt.forecast.misses += 1;
