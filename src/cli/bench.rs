@@ -1,7 +1,8 @@
 //! `mofo bench optim`: one optimizer step of AdamW and of MoFO-AdamW
 //! (α = 0.1) on GPT-2-small-shaped tensors (width scale 0.25, ≈40M
 //! parameters by default), reported as ns/parameter, GB/s (28 bytes per
-//! parameter for Adam: read θ, g, m, v, write θ, m, v) and the MoFO/Adam ratio.
+//! parameter for Adam: read θ, g, m, v, write θ, m, v) and the MoFO/Adam ratio;
+//! with `--methods`, the rest of the family too (`bench_methods.rs`).
 //! `mofo bench train` is in `bench_train.rs`.
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::bench_methods::{parse_methods, time_methods, GRADIENT_SETS};
 use super::CliResult;
 use crate::optim::workload::{count, gpt2_shapes, gpt2_shapes_for, random_stores};
 use crate::optim::{Adam, HugePages, Momentum, NoFilter, OptimConfig, Optimizer, StepPhases};
@@ -39,6 +41,12 @@ pub struct OptimArgs {
     /// what 2 MiB pages bring.
     #[arg(long)]
     pub no_huge_pages: bool,
+    /// Also time these methods of the family on the same tensors, each as a
+    /// ratio to this run's AdamW: a comma-separated list of `mofo train
+    /// --method` names (nadam, rmsprop, sgd, lion, lion_mofo, grad_bcd,
+    /// mv_bcd, gv_bcd, random_bcd, hft, adam), or `all`.
+    #[arg(long)]
+    pub methods: Option<String>,
 }
 
 /// The benchmarks.
@@ -62,7 +70,7 @@ pub fn run(cmd: BenchCommand) -> CliResult {
 /// the medians (ms) of the two phases `f` reports per call
 /// (`Optimizer::last_step_phases`).
 fn median_ns(
-    mut f: impl FnMut() -> Result<StepPhases, super::CliError>,
+    f: &mut dyn FnMut() -> Result<StepPhases, super::CliError>,
     warmup: usize,
     reps: usize,
 ) -> Result<(f64, [f64; 2]), super::CliError> {
@@ -88,6 +96,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
         None => gpt2_shapes(0.25),
     };
     let n = count(&shapes);
+    let method_names = a.methods.as_deref().map(parse_methods).transpose()?;
     super::init_threads(a.threads)?;
     let threads = rayon::current_num_threads();
     let huge = if a.no_huge_pages {
@@ -102,7 +111,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
     let (mut params, grads) = random_stores(&shapes, 0, huge);
     let mut adam = Optimizer::new(NoFilter, Adam::adamw(1e-5), config.clone(), &params)?;
     let (adam_ns, adam_phases) = median_ns(
-        || {
+        &mut || {
             adam.step(&mut params, &grads)?;
             Ok(adam.last_step_phases())
         },
@@ -113,7 +122,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
     drop(adam);
     let mut mofo = Optimizer::new(Momentum::new(0.1), Adam::adamw(1e-5), config, &params)?;
     let (mofo_ns, mofo_phases) = median_ns(
-        || {
+        &mut || {
             mofo.step(&mut params, &grads)?;
             Ok(mofo.last_step_phases())
         },
@@ -121,7 +130,25 @@ fn run_optim(a: OptimArgs) -> CliResult {
         a.reps,
     )?;
     let (hits, misses, crowded) = mofo.fused_path_counts();
-    drop((mofo, params, grads));
+    drop(mofo);
+    let methods = match &method_names {
+        Some(names) => time_methods(
+            names,
+            &mut params,
+            &std::iter::once(grads)
+                .chain((1..GRADIENT_SETS as u64).map(|seed| random_stores(&shapes, seed, huge).1))
+                .collect::<Vec<_>>(),
+            huge,
+            a.warmup,
+            a.reps,
+            median_ns,
+        )?,
+        None => {
+            drop(grads);
+            Vec::new()
+        }
+    };
+    drop(params);
     let stream = crate::bench::bandwidth::measure_stream_bandwidth(n, a.reps);
     let adam_pp = adam_ns / n as f64;
     let mofo_pp = mofo_ns / n as f64;
@@ -165,6 +192,21 @@ fn run_optim(a: OptimArgs) -> CliResult {
         "  streaming bandwidth (same 4-read/3-write pattern, {n} entries) {stream:.2} GB/s: Adam reaches {:.0}%",
         100.0 * gbs(adam_ns) / stream
     );
+    if !methods.is_empty() {
+        println!(
+            "  the family (α = 0.1) on gradients that change every step ({GRADIENT_SETS} seeded draws in turn), median ms/step and ratio to the AdamW above:"
+        );
+    }
+    for m in &methods {
+        println!(
+            "    {:<11} {:<17} {:8.1} ms  {:8.3} ns/param  {:6.2}× AdamW",
+            m.name,
+            m.describe,
+            m.ns / 1e6,
+            m.ns / n as f64,
+            m.ns / adam_ns
+        );
+    }
     if let Some(p) = &a.json {
         let j = json!({
             "params": n,
@@ -189,6 +231,13 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "huge_page_bytes": huge_bytes,
             "step_buffer_bytes": step_bytes,
             "vector_width": crate::kernels::simd::vector_width_name(),
+            "methods": methods.iter().map(|m| json!({
+                "method": m.name,
+                "optimizer": m.describe,
+                "ms": m.ns / 1e6,
+                "ns_per_param": m.ns / n as f64,
+                "ratio_to_adamw": m.ns / adam_ns,
+            })).collect::<Vec<_>>(),
         });
         crate::io::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
     }

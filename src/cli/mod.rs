@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod bench_methods;
 pub mod bench_train;
 pub mod forgetting;
 pub mod forward;

@@ -371,7 +371,17 @@ impl OptimizerSpec {
         &self,
         params: &ParamStore<T>,
     ) -> Result<Box<dyn DynOptimizer<T>>, OptimError> {
-        let cfg = self.config();
+        self.build_with_config(self.config(), params)
+    }
+
+    /// Builds the spec's filter and base with `cfg` in place of
+    /// [`OptimizerSpec::config`] (for settings the spec does not carry, such
+    /// as [`OptimConfig::huge_pages`]).
+    pub fn build_with_config<T: Scalar>(
+        &self,
+        cfg: OptimConfig,
+        params: &ParamStore<T>,
+    ) -> Result<Box<dyn DynOptimizer<T>>, OptimError> {
         match &self.base {
             BaseSpec::Adam(b) => with_filter(&self.filter, b.clone(), cfg, params),
             BaseSpec::Adamw(b) => with_filter(&self.filter, Adam::from(b.clone()), cfg, params),
