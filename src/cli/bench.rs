@@ -43,8 +43,9 @@ pub struct OptimArgs {
     pub no_huge_pages: bool,
     /// Also time these methods of the family on the same tensors, each as a
     /// ratio to this run's AdamW: a comma-separated list of `mofo train
-    /// --method` names (nadam, rmsprop, sgd, lion, lion_mofo, grad_bcd,
-    /// mv_bcd, gv_bcd, random_bcd, hft, adam), or `all`.
+    /// --method` names (adamw, mofo, adam, nadam, rmsprop, sgd, lion,
+    /// lion_mofo, grad_bcd, mv_bcd, gv_bcd, random_bcd, hft), or `all` for
+    /// those thirteen.
     #[arg(long)]
     pub methods: Option<String>,
 }

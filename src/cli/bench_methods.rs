@@ -73,7 +73,7 @@ pub fn parse_methods(list: &str) -> Result<Vec<String>, CliError> {
 
 /// Times each method in turn on `params` (`warmup` untimed steps, then the
 /// median of `reps`), step j taking `grads[j % grads.len()]`, and drops its
-/// state before the next.
+/// state before the next. An empty `grads` is an error.
 pub fn time_methods(
     names: &[String],
     params: &mut ParamStore<f32>,
@@ -87,6 +87,9 @@ pub fn time_methods(
         usize,
     ) -> Result<(f64, [f64; 2]), CliError>,
 ) -> Result<Vec<MethodTiming>, CliError> {
+    if grads.is_empty() {
+        return Err("time_methods: no gradients to step with".into());
+    }
     let mut out = Vec::with_capacity(names.len());
     for name in names {
         let spec = OptimizerSpec::method(name, 1e-5, 0.1, 0)?;
@@ -179,5 +182,7 @@ mod tests {
         assert_eq!(t.len(), names.len());
         assert!(t.iter().all(|m| m.ns == 1.0 && m.describe.contains('+')));
         assert_ne!(params.get("w").unwrap().as_slice(), &before[..]);
+        let e = time_methods(&names, &mut params, &[], HugePages::Off, 1, 2, median).unwrap_err();
+        assert!(e.to_string().contains("no gradients"), "{e}");
     }
 }
