@@ -14,6 +14,11 @@ use crate::Scalar;
 
 const LANES: usize = 8;
 
+/// Accumulators of [`all_finite`]: four 16-wide f32 vectors (eight of
+/// f64), independent additions enough to keep up with a read-only stream.
+/// Its result does not depend on the order of the additions.
+const FINITE_LANES: usize = 64;
+
 fn fold_lanes<T: Scalar>(acc: [T; LANES]) -> T {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
@@ -85,10 +90,14 @@ crate::kernels::simd::wide_simd_fn! {
     /// Whether every entry is finite (no NaN, no ±∞), without branches in the
     /// loop: on 40M f32 gradients about 4.5 ms against 11–16 ms for an
     /// `iter().position(!is_finite)` search, which does not vectorise.
+    ///
+    /// It keeps [`FINITE_LANES`] independent accumulators: with eight, the
+    /// loop was one chain of 8-wide additions (4 cycles each, 2 entries per
+    /// cycle and core).
     pub fn all_finite / all_finite_wide [T: Scalar] (x: &[T]) -> bool {
         let z = T::zero();
-        let mut acc = [z; LANES];
-        let chunks = x.chunks_exact(LANES);
+        let mut acc = [z; FINITE_LANES];
+        let chunks = x.chunks_exact(FINITE_LANES);
         let tail = chunks.remainder();
         for c in chunks {
             for (a, &v) in acc.iter_mut().zip(c) {
@@ -134,14 +143,16 @@ mod tests {
 
     #[test]
     fn all_finite_matches_reference() {
-        for n in [0usize, 1, 7, 8, 9, 33, 1000] {
+        for n in [0usize, 1, 7, 8, 9, 33, 63, 64, 65, 130, 1000] {
             let base: Vec<f32> = (0..n).map(|i| (i as f32 - 3.0) * 1e30).collect();
             assert!(all_finite(&base));
+            assert!(all_finite_wide(&base));
             for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
                 for pos in 0..n {
                     let mut x = base.clone();
                     x[pos] = bad;
                     assert!(!all_finite(&x), "n {n} pos {pos} value {bad}");
+                    assert!(!all_finite_wide(&x), "n {n} pos {pos} value {bad}");
                     assert_eq!(all_finite(&x), x.iter().all(|v| v.is_finite()));
                 }
             }
