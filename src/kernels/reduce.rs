@@ -91,7 +91,7 @@ crate::kernels::simd::wide_simd_fn! {
     /// loop: on 40M f32 gradients about 4.5 ms against 11–16 ms for an
     /// `iter().position(!is_finite)` search, which does not vectorise.
     ///
-    /// It keeps [`FINITE_LANES`] independent accumulators: with eight, the
+    /// It keeps 64 independent accumulators (`FINITE_LANES`): with eight, the
     /// loop was one chain of 8-wide additions (4 cycles each, 2 entries per
     /// cycle and core).
     pub fn all_finite / all_finite_wide [T: Scalar] (x: &[T]) -> bool {
