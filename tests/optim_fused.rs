@@ -53,6 +53,8 @@ struct Outcome {
     stats: Vec<String>,
     /// `Optimizer::fused_path_counts` at the end.
     paths: (u64, u64, u64),
+    /// `Optimizer::fused_single_pass_counts` at the end.
+    single: (u64, u64),
 }
 
 fn run<F: Filter, B: Base, T: Scalar>(
@@ -125,6 +127,7 @@ fn run_with<F: Filter, B: Base, T: Scalar>(
         state,
         stats,
         paths: opt.fused_path_counts(),
+        single: opt.fused_single_pass_counts(),
     }
 }
 
@@ -318,6 +321,61 @@ fn forecast_path_is_exact_over_many_steps() {
         );
         assert!(f.params == k.params && f.state == k.state && f.stats == k.stats);
         assert!(f.paths.0 > 0, "{:?}", f.paths);
+    }
+}
+
+/// The single pass (settled forecast, scope `Selected`) when the forecast
+/// misses: the gradients jump up by 40× at step 12, and down by 1/40 at
+/// step 20, after steady phases, so the threshold leaves the forecast's
+/// band in both directions. The misses undo their updates and redo the
+/// selection; parameters, state and statistics are still the general
+/// step's, bit for bit.
+#[test]
+fn single_pass_is_exact_when_the_forecast_misses() {
+    single_pass_case::<f32>();
+    single_pass_case::<f64>();
+}
+
+fn single_pass_case<T: Scalar>() {
+    let jumping = |step: u64| {
+        let mut g = drifting::<T>(step);
+        let scale = if (12..20).contains(&step) { 40.0 } else { 1.0 };
+        let scale = T::of(if step >= 20 { 1.0 / 40.0 } else { scale });
+        for t in g.iter_mut() {
+            t.as_slice_mut().iter_mut().for_each(|x| *x *= scale);
+        }
+        g
+    };
+    for base in adams() {
+        let run_path = |path| {
+            run_with::<Momentum, Adam, T>(
+                Momentum::new(0.1),
+                base.clone(),
+                DecayScope::Selected,
+                path,
+                30,
+                jumping,
+            )
+        };
+        let (f, k) = (
+            run_path(SelectionPath::Fused),
+            run_path(SelectionPath::Keys),
+        );
+        let name = T::NAME;
+        assert!(f.params == k.params, "params {base:?} {name}");
+        assert!(f.state == k.state, "state {base:?} {name}");
+        assert_eq!(f.stats, k.stats);
+        let (single, redone) = f.single;
+        assert!(
+            single >= 20,
+            "single pass hits {single} ({:?}) {name}",
+            f.paths
+        );
+        assert!(
+            redone >= 2,
+            "single pass misses {redone} ({:?}) {name}",
+            f.paths
+        );
     }
 }
 

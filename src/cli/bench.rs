@@ -131,6 +131,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
         a.reps,
     )?;
     let (hits, misses, crowded) = mofo.fused_path_counts();
+    let (single, redone) = mofo.fused_single_pass_counts();
     drop(mofo);
     let methods = match &method_names {
         Some(names) => time_methods(
@@ -187,7 +188,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
         );
     }
     println!(
-        "  MoFO thresholds over blocks × steps: {hits} forecast, {misses} by histogram, {crowded} crowded (general step)"
+        "  MoFO thresholds over blocks × steps: {hits} forecast ({single} in a single pass), {misses} by histogram or redone ({redone} single passes redone), {crowded} crowded (general step)"
     );
     println!(
         "  streaming bandwidth (same 4-read/3-write pattern, {n} entries) {stream:.2} GB/s: Adam reaches {:.0}%",

@@ -18,6 +18,8 @@
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
 //! - [`embedding`]: row gather and scatter-add.
+//! - `compress`: packs a line's marked entries (AVX-512 `vcompressps`), the
+//!   fused MoFO step's undo log.
 //! - [`exp`]: eˣ in plain float arithmetic (vectorisable), for softmax and
 //!   SiLU.
 //! - [`reduce`]: sums and dot products with eight fixed lanes.
@@ -36,6 +38,7 @@
 
 pub mod alloc;
 pub mod attention;
+pub(crate) mod compress;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;

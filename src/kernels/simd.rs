@@ -32,7 +32,7 @@ pub fn has_avx2() -> bool {
 }
 
 /// Whether the per-entry loops run 16 lanes wide: the CPU has AVX-512 F,
-/// VL, BW and DQ (and AVX2), and `MOFO_NO_AVX512` is not set. Detected once.
+/// VL, BW and DQ (and AVX2 and POPCNT), and `MOFO_NO_AVX512` is not set. Detected once.
 #[inline(always)]
 pub fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -43,6 +43,7 @@ pub fn has_avx512() -> bool {
                 && std::arch::is_x86_feature_detected!("avx512vl")
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("popcnt")
                 && has_avx2()
                 && std::env::var_os("MOFO_NO_AVX512").is_none()
         })
@@ -96,7 +97,7 @@ macro_rules! wide_simd_fn {
         $vis fn $wide<$($gen)*>($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq")]
+                #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq,popcnt")]
                 fn w512<$($gen)*>($($arg: $ty),*) $(-> $ret)? {
                     $name($($arg),*)
                 }
@@ -105,7 +106,7 @@ macro_rules! wide_simd_fn {
                     $name($($arg),*)
                 }
                 if $crate::kernels::simd::has_avx512() {
-                    // SAFETY: the CPU has AVX2 and AVX-512 F/VL/BW/DQ
+                    // SAFETY: the CPU has AVX2, POPCNT and AVX-512 F/VL/BW/DQ
                     // (checked by `has_avx512`), the only requirement of
                     // calling a function compiled for them.
                     return unsafe { w512($($arg),*) };

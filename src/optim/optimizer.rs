@@ -144,8 +144,8 @@ impl OptimConfig {
 }
 
 /// Per-block scratch kept across steps.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct BlockRuntime {
+#[derive(Clone, Debug)]
+pub(crate) struct BlockRuntime<T: Scalar> {
     pub topk: TopK,
     pub keys: Vec<u64>,
     /// bit 0: selected last step; bit 1: updated since the reference point.
@@ -155,6 +155,23 @@ pub(crate) struct BlockRuntime {
     pub candidates: Vec<Vec<fused::Candidate>>,
     /// The fused step's forecast of this block's next threshold.
     pub forecast: fused::Forecast,
+    /// Per chunk, the single pass's log of the entries it updated, to undo
+    /// them when the forecast missed.
+    pub undo: Vec<fused::UndoLog<T>>,
+}
+
+impl<T: Scalar> Default for BlockRuntime<T> {
+    fn default() -> Self {
+        BlockRuntime {
+            topk: TopK::default(),
+            keys: Vec::new(),
+            track: Vec::new(),
+            ever: 0,
+            candidates: Vec::new(),
+            forecast: fused::Forecast::default(),
+            undo: Vec::new(),
+        }
+    }
 }
 
 /// The per-entry state buffers of one tensor (slots 0..3, empty when unused).
@@ -169,7 +186,7 @@ pub struct Optimizer<F: Filter, B: Base, T: Scalar = f32> {
     pub(crate) layout: Layout,
     pub(crate) state: Vec<TensorState<T>>,
     pub(crate) pre: Option<Vec<Vec<T>>>,
-    pub(crate) runtime: Vec<BlockRuntime>,
+    pub(crate) runtime: Vec<BlockRuntime<T>>,
     pub(crate) scalars: BaseScalars,
     pub(crate) step: u64,
     pub(crate) skipped: u64,
@@ -489,6 +506,19 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         })
     }
 
+    /// How many of the fused step's block steps ran as one pass over the
+    /// entries (its forecast settled, decay scope `Selected`), summed over
+    /// blocks and steps: (those whose band held the threshold, those that
+    /// undid their updates and redid the selection). Both are also counted
+    /// by [`Optimizer::fused_path_counts`] (as forecast hits and histogram
+    /// passes). Speed only.
+    pub fn fused_single_pass_counts(&self) -> (u64, u64) {
+        self.runtime.iter().fold((0, 0), |(h, m), rt| {
+            let f = &rt.forecast;
+            (h + f.single, m + f.single_missed)
+        })
+    }
+
     /// The outcome of a step whose gradient `index` of tensor `ti` is not
     /// finite, by the policy; parameters and state are untouched.
     fn non_finite(&mut self, ti: usize, index: usize) -> Result<StepStats, OptimError> {
@@ -796,10 +826,10 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
     block_index: usize,
     group: usize,
     len: usize,
-    rt: &mut BlockRuntime,
+    rt: &mut BlockRuntime<T>,
     mut chunks: Vec<View<'_, T>>,
     mode: BlockMode,
-    located: Option<fused::Located>,
+    located: Option<fused::Plan>,
 ) -> BlockStats {
     let c = &ctx.coefs[group];
     // Histogram counts are u32 (blocks of up to 4G entries).
@@ -996,14 +1026,36 @@ fn for_each_entry<T: Scalar>(
             f(i, p, g, s);
             0
         },
-        |_, _, _, _, _| {},
+        &mut |_, _: &[u8], _: &[T], _: &[T], _: &[T], _: [&[T]; 3]| {},
     );
 }
 
-/// [`for_each_entry`] where `f` also returns a mark per entry (0 or 1),
-/// and after each line `line_done(lo, marks, θ, g, state)` sees the line's
-/// marks and its entries as they are now (θ and state after `f`; a state
-/// slice is empty when the base does not use that buffer). The marks stay
+/// What [`for_each_entry_marked`] runs after each line:
+/// `line_done(lo, marks, old θ, θ, g, state)`. A closure is one; a pass
+/// whose per-line work is more than a few instructions implements it on a
+/// struct, whose `#[inline(always)]` method is inlined into the loop. A
+/// large closure is not: it stays a function of its own, compiled for the
+/// baseline (not the AVX-512 twin of `wide_simd_fn!`), and called on every
+/// line, which spills the loop's vector registers; the single pass of the
+/// fused step ran 34 ms that way against 24 for pass 1.
+pub(super) trait LineSink<T> {
+    /// The line of entries `lo..lo + marks.len()` is done.
+    fn line_done(&mut self, lo: usize, marks: &[u8], old: &[T], p: &[T], g: &[T], st: [&[T]; 3]);
+}
+
+impl<T, F: FnMut(usize, &[u8], &[T], &[T], &[T], [&[T]; 3])> LineSink<T> for F {
+    #[inline(always)]
+    fn line_done(&mut self, lo: usize, marks: &[u8], old: &[T], p: &[T], g: &[T], st: [&[T]; 3]) {
+        self(lo, marks, old, p, g, st)
+    }
+}
+
+/// [`for_each_entry`] where `f` also returns a mark per entry (a few
+/// bits), and after each line `line_done(lo, marks, old θ, θ, g, state)`
+/// sees the line's marks, θ as it was before `f`, and its entries as they
+/// are now (θ and state after `f`; a state slice is empty when the base
+/// does not use that buffer). The old θ costs nothing where `line_done`
+/// does not read it (the compiler drops the dead stores). The marks stay
 /// in a 16-byte array, so a pass that records the few marked entries
 /// (the fused step's pass 1, its band) does so while the line is in L1,
 /// without a mark array over the chunk. With a `line_done` that does
@@ -1014,7 +1066,7 @@ fn for_each_entry_marked<T: Scalar>(
     v: &mut View<'_, T>,
     used: [bool; 3],
     mut f: impl FnMut(usize, &mut T, T, &mut [T; 3]) -> u8,
-    mut line_done: impl FnMut(usize, &[u8], &[T], &[T], [&[T]; 3]),
+    line_done: &mut impl LineSink<T>,
 ) {
     let n = v.p.len();
     let [a, b, c] = &mut v.s;
@@ -1024,6 +1076,7 @@ fn for_each_entry_marked<T: Scalar>(
     let line = prefetch::line_entries::<T>();
     let hint = prefetch::enabled();
     let mut marks = [0u8; 16];
+    let mut olds = [z; 16];
     let none: &[T] = &[];
     // `prefetch::by_lines!` with a hint for each named buffer; after the
     // line's entries, `line_done` with the line's marks. `j & 15` changes
@@ -1036,7 +1089,7 @@ fn for_each_entry_marked<T: Scalar>(
                 |at| { $(prefetch::prefetch_at(&*$buf, at);)* },
                 |$lo, $hi| {
                     $body
-                    line_done($lo, &marks[..$hi - $lo], &p[$lo..$hi], &g[$lo..$hi], [$sa, $sb, $sc]);
+                    line_done.line_done($lo, &marks[..$hi - $lo], &olds[..$hi - $lo], &p[$lo..$hi], &g[$lo..$hi], [$sa, $sb, $sc]);
                 }
             )
         };
@@ -1047,6 +1100,7 @@ fn for_each_entry_marked<T: Scalar>(
             |lo, hi| {
                 for (j, (p, &g)) in p[lo..hi].iter_mut().zip(&g[lo..hi]).enumerate() {
                     let mut s = [z; 3];
+                    olds[j & 15] = *p;
                     marks[j & 15] = f(lo + j, p, g, &mut s);
                 }
             },
@@ -1064,6 +1118,7 @@ fn for_each_entry_marked<T: Scalar>(
                         .enumerate()
                     {
                         let mut s = [*a, z, z];
+                        olds[j & 15] = *p;
                         marks[j & 15] = f(lo + j, p, g, &mut s);
                         *a = s[0];
                     }
@@ -1083,6 +1138,7 @@ fn for_each_entry_marked<T: Scalar>(
                         .enumerate()
                     {
                         let mut s = [*a, *b, z];
+                        olds[j & 15] = *p;
                         marks[j & 15] = f(lo + j, p, g, &mut s);
                         *a = s[0];
                         *b = s[1];
@@ -1103,6 +1159,7 @@ fn for_each_entry_marked<T: Scalar>(
                         .enumerate()
                     {
                         let mut s = [*a, z, *c];
+                        olds[j & 15] = *p;
                         marks[j & 15] = f(lo + j, p, g, &mut s);
                         *a = s[0];
                         *c = s[2];
@@ -1123,6 +1180,7 @@ fn for_each_entry_marked<T: Scalar>(
                         .enumerate()
                     {
                         let mut s = [*a, *b, *c];
+                        olds[j & 15] = *p;
                         marks[j & 15] = f(lo + j, p, g, &mut s);
                         *a = s[0];
                         *b = s[1];
@@ -1141,6 +1199,7 @@ fn for_each_entry_marked<T: Scalar>(
                         s[j] = st[j][i];
                     }
                 }
+                olds[0] = p[i];
                 marks[0] = f(i, &mut p[i], g[i], &mut s);
                 for j in 0..3 {
                     if used[j] {
@@ -1148,9 +1207,10 @@ fn for_each_entry_marked<T: Scalar>(
                     }
                 }
                 let one = |j: usize| if used[j] { &st[j][i..=i] } else { none };
-                line_done(
+                line_done.line_done(
                     i,
                     &marks[..1],
+                    &olds[..1],
                     &p[i..=i],
                     &g[i..=i],
                     [one(0), one(1), one(2)],

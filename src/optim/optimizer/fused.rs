@@ -1,6 +1,8 @@
 //! The fused step of a scored filter on a base whose step splits
 //! (`Base::SPLITS`, every base but Lion): one read-only pass that locates
-//! the threshold, then one pass that is the base's update plus a compare.
+//! the threshold, then one pass that is the base's update plus a compare;
+//! once the threshold's forecast has settled, the update pass alone with
+//! an undo log (the single pass, below).
 //!
 //! The general step (`process_block` in the parent module) computes a key
 //! per entry into a scratch array, selects the top k of the array, then runs
@@ -48,6 +50,34 @@
 //! how chunks are spread over threads; the forecast depends only on past
 //! thresholds, so it changes the speed, never the result.
 //!
+//! The single pass. Once the forecast has settled (two probes) and an
+//! unselected entry keeps θ (scope `Selected`), pass 0 shrinks to the
+//! gradient check (g only) and pass 1 runs with the probes' range as its
+//! band before its counts are known:
+//!
+//! ```text
+//! every entry i:  state_i ← advance(…)  (stored),  key_i as above
+//!     key_i > t_hi          →  θ_i ← apply_updated(…),  old θ_i logged
+//!     key_i ∈ (t_lo, t_hi]  →  candidate, θ_i kept
+//!     key_i ≤ t_lo          →  θ_i kept
+//! above = #logged,  within = #candidates
+//! above < k ≤ above + within  →  the band holds K: candidates as after pass 1
+//! otherwise                   →  every logged θ_i restored (θ is the old θ,
+//!                                the state the updated one), the keys recomputed
+//!                                from the stored state, and the general
+//!                                step's selection and update
+//! ```
+//!
+//! Either way the selection is the general step's, bit for bit
+//! (`single_pass_is_exact_when_the_forecast_misses` forces misses). The
+//! log holds, per line with updated entries, its index and a bit mask,
+//! and the old θ of those entries packed (about k values per block), so a
+//! step moves about Adam's 32 bytes per entry (the check's 4 and the
+//! update's 28) and a few for the log. On 40.6M parameters, 2 threads,
+//! alternated three times in one binary (`MOFO_NO_SINGLE_PASS=1` turns it
+//! off): MoFO/Adam 1.03–1.12 with the single pass, 1.23–1.25 with pass 0 and
+//! pass 1 (docs/performance.md).
+//!
 //! Memory traffic: pass 0 reads g and what the score needs (|m| for MoFO:
 //! 8 bytes per entry), pass 1 is Adam's 28 bytes; the candidates' new values
 //! are written at the end, while their chunk may be out of cache (a band
@@ -59,8 +89,10 @@
 use rayon::prelude::*;
 
 use super::{chunk_deciders, BlockRuntime, Ctx, View};
+use crate::kernels::compress::compress_marked;
 use crate::kernels::prefetch;
-use crate::kernels::simd::{wide_simd_call, wide_simd_fn};
+use crate::kernels::reduce::all_finite_wide;
+use crate::kernels::simd::{has_avx512, wide_simd_call, wide_simd_fn};
 use crate::optim::base::Base;
 use crate::optim::filter::Filter;
 use crate::optim::stats::{key_to_f64, BlockStats};
@@ -124,7 +156,7 @@ fn key_gt<T: Scalar>(a: u64, b: u64) -> bool {
 /// Where the k-th largest key K lies: `lo ≤ K ≤ hi`, with exactly `above`
 /// keys greater than `hi` and `within` keys in `[lo, hi]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Band {
+pub(super) struct Band {
     lo: u64,
     hi: u64,
     above: u64,
@@ -164,6 +196,13 @@ pub(crate) struct Forecast {
     pub(crate) misses: u64,
     /// Steps whose band was too full of ties (run by the general step).
     pub(crate) crowded: u64,
+    /// Steps run by the single pass whose band held K (counted in `hits`
+    /// too).
+    pub(crate) single: u64,
+    /// Steps run by the single pass whose band did not hold K, so that
+    /// its updates were undone and the selection redone (counted in
+    /// `misses` too).
+    pub(crate) single_missed: u64,
     /// Whether the next step counts [`NARROW_PROBES`] (the last band,
     /// widened to the whole range of two probes, held at most half of
     /// [`loose_band`]) rather than [`WIDE_PROBES`]. Speed only.
@@ -256,10 +295,23 @@ pub(super) struct Located {
     spans: u64,
 }
 
-/// Pass 0 of a block (module docs), read only: the band (`None` when it
-/// holds more than an eighth of the block, so the general step should run)
-/// and whether every gradient of the block is finite (when one is not, the
-/// band is meaningless and nothing may change). `0 < k < len`.
+/// How the fused step runs a block, decided before any block changes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Plan {
+    /// Pass 0 located the band; pass 1 follows.
+    Located(Located),
+    /// The single pass (module docs) with the forecast's band, whose
+    /// counts (`above`, `within`) are not known yet.
+    Single(Band),
+}
+
+/// The read-only phase of a block, before any block changes: its plan and
+/// whether every gradient of the block is finite (when one is not, the
+/// plan is meaningless and nothing may change). With a settled forecast
+/// and unselected entries that keep θ, that is the gradient check alone
+/// and the single pass follows; else pass 0 (module docs) locates the band
+/// (`None` when it holds more than an eighth of the block, so the general
+/// step should run). `0 < k < len`.
 pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
@@ -267,8 +319,15 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
     k: usize,
     forecast: &Forecast,
     chunks: &[View<'_, T>],
-) -> (Option<Located>, bool) {
+) -> (Option<Plan>, bool) {
     let per_job = per_job(chunks.len());
+    if let Some(band) = single_pass_band::<T>(ctx.scope_all, forecast) {
+        let finite = chunks
+            .par_iter()
+            .with_min_len(per_job)
+            .all(|ch| wide_simd_call!(all_finite / all_finite_wide(ch.g)));
+        return (Some(Plan::Single(band)), finite);
+    }
     let k64 = k as u64;
     let reads = key_reads(ctx.filter, ctx.base, c);
     let (spans, (by_forecast, finite)) = if forecast.narrow {
@@ -315,7 +374,34 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
         }
     };
     let crowded = located.band.within as usize > len / 8 && located.band.within > 1024;
-    ((!crowded).then_some(located), true)
+    ((!crowded).then_some(Plan::Located(located)), true)
+}
+
+/// The band of the single pass: the range of the narrow probes, when the
+/// forecast has settled (`Forecast::narrow`) and an unselected entry keeps
+/// θ (scope `Selected`: under scope `All` it is decayed, which the undo
+/// log could not reverse when the forecast misses). `None` also when a
+/// probe is clamped at the top of the key range.
+fn single_pass_band<T: Scalar>(scope_all: bool, forecast: &Forecast) -> Option<Band> {
+    if scope_all || !forecast.narrow || !single_pass_enabled() {
+        return None;
+    }
+    let probes = forecast.probes::<T, NARROW_PROBES>()?;
+    let (lo, hi) = (probes[0], probes[NARROW_PROBES - 1]);
+    (lo < hi && hi < (1u64 << T::KEY_BITS) - 1).then_some(Band {
+        lo: lo + 1,
+        hi,
+        above: 0,
+        within: 0,
+    })
+}
+
+/// Whether the single pass may run: `MOFO_NO_SINGLE_PASS` unset (set, every
+/// forecast block takes pass 0's probes and pass 1, for A/B runs; results
+/// are the same either way). Read once.
+fn single_pass_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("MOFO_NO_SINGLE_PASS").is_none())
 }
 
 /// Pass 0 with the forecast's `N` probes (when it has a forecast): the
@@ -358,14 +444,30 @@ fn loose_band(len: usize) -> u64 {
     (len as u64 / 64).max(256)
 }
 
-/// Pass 1 and the candidates of a block whose band pass 0 located (module
-/// docs); `0 < k < len`.
+/// A block's step by its plan (`locate`); `0 < k < len`.
 pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
     len: usize,
     k: usize,
-    rt: &mut BlockRuntime,
+    rt: &mut BlockRuntime<T>,
+    chunks: &mut [View<'_, T>],
+    plan: Plan,
+) -> BlockStats {
+    match plan {
+        Plan::Located(located) => pass_1(ctx, c, len, k, rt, chunks, located),
+        Plan::Single(band) => single_pass(ctx, c, len, k, rt, chunks, band),
+    }
+}
+
+/// Pass 1 and the candidates of a block whose band pass 0 located (module
+/// docs).
+fn pass_1<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    len: usize,
+    k: usize,
+    rt: &mut BlockRuntime<T>,
     chunks: &mut [View<'_, T>],
     located: Located,
 ) -> BlockStats {
@@ -376,7 +478,6 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
     } else {
         rt.forecast.misses += 1;
     }
-    let r = k - band.above as usize;
 
     // Pass 1: the update, and the candidates in the band.
     rt.candidates.resize_with(chunks.len(), Vec::new);
@@ -388,7 +489,218 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
             cands.clear();
             wide_simd_call!(update_chunk / update_chunk_wide(ctx, *c, ch, band, cands));
         });
+    select_candidates(ctx, len, k, rt, chunks, band, located.spans)
+}
 
+/// The single pass over a block (module docs): the update of the entries
+/// above the forecast's band, logged in `rt.undo`, and the candidates in
+/// it. When the counts show that the band holds K, the candidates are
+/// selected as after pass 1; otherwise [`redo_selection`].
+fn single_pass<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    len: usize,
+    k: usize,
+    rt: &mut BlockRuntime<T>,
+    chunks: &mut [View<'_, T>],
+    band: Band,
+) -> BlockStats {
+    let per_job = per_job(chunks.len());
+    rt.candidates.resize_with(chunks.len(), Vec::new);
+    rt.undo.resize_with(chunks.len(), UndoLog::default);
+    let cap = candidate_cap(len, chunks.len());
+    let complete = chunks
+        .par_iter_mut()
+        .zip(rt.candidates.par_iter_mut().zip(rt.undo.par_iter_mut()))
+        .with_min_len(per_job)
+        .map(|(ch, (cands, undo))| {
+            cands.clear();
+            undo.clear();
+            wide_simd_call!(single_chunk / single_chunk_wide(ctx, *c, ch, band, cap, cands, undo))
+        })
+        .reduce(|| true, |a, b| a & b);
+    // Every entry above the band was updated and logged, every one in it
+    // recorded (when `complete`): the counts of pass 0, exactly.
+    let above: u64 = rt.undo.iter().map(|u| u.len() as u64).sum();
+    let within: u64 = rt.candidates.iter().map(|u| u.len() as u64).sum();
+    let k64 = k as u64;
+    if complete && above < k64 && k64 <= above + within {
+        rt.forecast.hits += 1;
+        rt.forecast.single += 1;
+        let band = Band {
+            above,
+            within,
+            ..band
+        };
+        return select_candidates(ctx, len, k, rt, chunks, band, NARROW_PROBES as u64 - 1);
+    }
+    rt.forecast.misses += 1;
+    rt.forecast.single_missed += 1;
+    redo_selection(ctx, c, len, k, rt, chunks)
+}
+
+/// The single pass's log of one chunk, to undo its updates when the
+/// forecast missed: per line holding updated entries, its first index and
+/// a bit per updated entry, and the old θ of those entries in index order.
+/// Both are written by a cursor into buffers kept across steps (they grow,
+/// by doubling, only while a step logs more than any before).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct UndoLog<T> {
+    lines: Vec<(u32, u32)>,
+    n_lines: usize,
+    olds: Vec<T>,
+    n_olds: usize,
+}
+
+impl<T: Scalar> UndoLog<T> {
+    /// Forgets what was logged.
+    fn clear(&mut self) {
+        self.n_lines = 0;
+        self.n_olds = 0;
+    }
+
+    /// Number of entries logged.
+    fn len(&self) -> usize {
+        self.n_olds
+    }
+
+    /// Logs the entries of the line at `lo` marked [`ABOVE_BAND`], whose θ
+    /// was `old[j]`, without a branch on the marks: a line entry is written
+    /// whatever the marks and the cursors advance by what is kept; the old
+    /// values are packed by [`compress_marked`] (`wide`: on AVX-512).
+    #[inline(always)]
+    fn log_line(&mut self, lo: usize, marks: &[u8], old: &[T], wide: bool) {
+        let n = old.len();
+        if self.lines.len() <= self.n_lines || self.olds.len() < self.n_olds + n {
+            self.grow();
+        }
+        let at = self.n_olds;
+        let (mask, count) =
+            compress_marked(marks, ABOVE_BAND, old, &mut self.olds[at..at + n], wide);
+        self.lines[self.n_lines] = (lo as u32, mask);
+        self.n_lines += usize::from(mask != 0);
+        self.n_olds += count;
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let lines = (self.n_lines + 1).max(2 * self.lines.len());
+        self.lines.resize(lines, (0, 0));
+        let olds = (self.n_olds + 16).max(2 * self.olds.len());
+        self.olds.resize(olds, T::zero());
+    }
+
+    /// Puts the logged old values back into the chunk's θ.
+    fn undo(&self, p: &mut [T]) {
+        let mut olds = self.olds[..self.n_olds].iter();
+        for &(lo, mask) in &self.lines[..self.n_lines] {
+            let mut m = mask;
+            while m != 0 {
+                let j = m.trailing_zeros() as usize;
+                if let Some(&o) = olds.next() {
+                    p[lo as usize + j] = o;
+                }
+                m &= m - 1;
+            }
+        }
+    }
+}
+
+/// Candidates a chunk of the single pass records before it gives up (the
+/// step then takes [`redo_selection`]): a band holding more than an eighth
+/// of the block (at least 1024 entries), spread over its chunks, as the
+/// crowded bands that pass 0 leaves to the general step.
+fn candidate_cap(len: usize, chunks: usize) -> usize {
+    (len / 8).max(1024).div_ceil(chunks.max(1))
+}
+
+/// The selection of a block whose single pass missed: every logged update
+/// undone (θ is then the old θ everywhere, the state the updated one),
+/// then the general step's selection on keys computed from the stored
+/// state, and the selected entries' update.
+fn redo_selection<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    len: usize,
+    k: usize,
+    rt: &mut BlockRuntime<T>,
+    chunks: &mut [View<'_, T>],
+) -> BlockStats {
+    let per_job = per_job(chunks.len());
+    chunks
+        .par_iter_mut()
+        .zip(rt.undo.par_iter())
+        .with_min_len(per_job)
+        .for_each(|(ch, undo)| undo.undo(ch.p));
+    rt.keys.resize(len, 0);
+    let mut key_slices: Vec<&mut [u64]> = Vec::with_capacity(chunks.len());
+    let mut rest = rt.keys.as_mut_slice();
+    for ch in chunks.iter() {
+        let (h, tl) = rest.split_at_mut(ch.len());
+        key_slices.push(h);
+        rest = tl;
+    }
+    let reads = key_reads(ctx.filter, ctx.base, c);
+    chunks
+        .par_iter()
+        .zip(key_slices.into_par_iter())
+        .with_min_len(per_job)
+        .for_each(|(ch, keys)| {
+            wide_simd_call!(stored_keys_chunk / stored_keys_chunk_wide(ctx, *c, ch, reads, keys))
+        });
+    let cut = rt.topk.cut(&rt.keys, k);
+    let keys = &rt.keys;
+    let starts: Vec<usize> = chunks
+        .iter()
+        .scan(0, |at, ch| {
+            let s = *at;
+            *at += ch.len();
+            Some(s)
+        })
+        .collect();
+    let deciders = chunk_deciders(cut, rt.topk.last_ties_total(), chunks.len(), |ci| {
+        keys[starts[ci]..starts[ci] + chunks[ci].len()]
+            .iter()
+            .filter(|&&x| x == cut.threshold_key)
+            .count()
+    });
+    let (base, used) = (ctx.base, ctx.used);
+    chunks
+        .par_iter_mut()
+        .zip(deciders.into_par_iter())
+        .zip(starts.into_par_iter())
+        .with_min_len(per_job)
+        .for_each(|((ch, mut dec), start)| {
+            let ks = &keys[start..start + ch.len()];
+            super::for_each_entry(ch, used, |i, p, g, s| {
+                if dec.take(ks[i]) {
+                    *p = base.apply_updated(c, *p, g, s);
+                }
+            });
+        });
+    rt.forecast.observe(cut.threshold_key);
+    rt.forecast.settle(0, 0, 0);
+    BlockStats {
+        selected: k,
+        len,
+        threshold: Some(key_to_f64::<T>(cut.threshold_key)),
+        overlap: None,
+    }
+}
+
+/// The r = k − `band.above` largest candidates of a block (ties to the
+/// smaller index) get their new value, the others their rest value; the
+/// forecast learns the threshold. `spans`: as in [`Located`].
+fn select_candidates<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    len: usize,
+    k: usize,
+    rt: &mut BlockRuntime<T>,
+    chunks: &mut [View<'_, T>],
+    band: Band,
+    spans: u64,
+) -> BlockStats {
+    let r = k - band.above as usize;
     // The r largest candidates (ties to the smaller index), then their values.
     rt.keys.clear();
     rt.keys
@@ -422,8 +734,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
             }
         });
     rt.forecast.observe(tau);
-    rt.forecast
-        .settle(located.spans, band.within, loose_band(len));
+    rt.forecast.settle(spans, band.within, loose_band(len));
     BlockStats {
         selected: k,
         len,
@@ -566,8 +877,15 @@ wide_simd_fn! {
     }
 }
 
-/// Records the marked entries of one line of pass 1 (`marks[j]` set: entry
-/// `lo + j` lies in the band, its θ unchanged, its state `st` updated).
+/// Mark of an entry of pass 1 or the single pass whose key lies in the band.
+const IN_BAND: u8 = 1;
+/// Mark of an entry of the single pass whose key lies above the band (it
+/// was updated, and is logged).
+const ABOVE_BAND: u8 = 2;
+
+/// Records the marked entries of one line of pass 1 or the single pass
+/// (`marks[j]` has [`IN_BAND`]: entry `lo + j` lies in the band, its θ
+/// unchanged, its state `st` updated).
 /// Kept out of line: most lines hold no such entry, and inlined into each
 /// buffer pattern's loop it kept the compiler from inlining the per-entry
 /// update, which then ran one entry at a time.
@@ -585,7 +903,7 @@ fn record_band<F: Filter, B: Base, T: Scalar>(
 ) {
     let (filter, base) = (ctx.filter, ctx.base);
     let z = T::zero();
-    for (j, _) in marks.iter().enumerate().filter(|(_, &m)| m != 0) {
+    for (j, _) in marks.iter().enumerate().filter(|(_, &m)| m & IN_BAND != 0) {
         let s = st.map(|buf| buf.get(j).copied().unwrap_or(z));
         let (p, g) = (ps[j], gs[j]);
         let rest = if ctx.scope_all {
@@ -598,6 +916,104 @@ fn record_band<F: Filter, B: Base, T: Scalar>(
             key: filter.score_updated(base, c, p, g, &s).abs_key(),
             new: base.apply_updated(c, p, g, &s).as_f64(),
             rest: rest.as_f64(),
+        });
+    }
+}
+
+wide_simd_fn! {
+    /// The single pass over a chunk (module docs), as pass 1
+    /// ([`update_chunk`]) but with the forecast's band, whose counts are
+    /// not known: the entries above it are updated and logged in `undo`
+    /// (index, old θ), those in it recorded in `cands`, those below it
+    /// keep θ (scope `Selected`). After each line, [`SingleLine`] logs
+    /// its updated entries branch-free ([`UndoLog::log_line`], packed by
+    /// `vcompressps` on AVX-512), inlined into the loop. Measured on 40.6M
+    /// parameters, 2 threads (this pass against AdamW's update pass, 23–25
+    /// ms): a push per updated entry from a function kept out of line, 68
+    /// ms (the call on most lines spilled the loop's vector registers); a
+    /// scalar branch-free log in a closure, 65–80; the packed log, 34–35
+    /// (the closure still a baseline function called per line); inlined,
+    /// 27–31. Returns false when the chunk recorded more than `cap`
+    /// candidates and stopped recording (the block then redoes its
+    /// selection).
+    fn single_chunk / single_chunk_wide [F: Filter, B: Base, T: Scalar] (
+        ctx: &Ctx<'_, F, B, T>,
+        c: B::Coef<T>,
+        v: &mut View<'_, T>,
+        band: Band,
+        cap: usize,
+        cands: &mut Vec<Candidate>,
+        undo: &mut UndoLog<T>,
+    ) -> bool {
+        let c = &c;
+        let (filter, base, used) = (ctx.filter, ctx.base, ctx.used);
+        let mut sink = SingleLine {
+            ctx,
+            c,
+            cap,
+            cands,
+            undo,
+            complete: true,
+            wide: has_avx512(),
+        };
+        super::for_each_entry_marked(
+            v,
+            used,
+            |_, p, g, s| {
+                base.advance(c, *p, g, s);
+                let key = filter.score_updated(base, c, *p, g, s).abs_key();
+                let new = base.apply_updated(c, *p, g, s);
+                let above = key_gt::<T>(key, band.hi);
+                *p = if above { new } else { *p };
+                u8::from(band.holds::<T>(key)) | (u8::from(above) << 1)
+            },
+            &mut sink,
+        );
+        sink.complete
+    }
+}
+
+/// The single pass's work after each line ([`single_chunk`]): the band's
+/// entries recorded (while the chunk has recorded at most `cap`), the
+/// updated ones logged.
+struct SingleLine<'a, 'c, F: Filter, B: Base, T: Scalar> {
+    ctx: &'a Ctx<'c, F, B, T>,
+    c: &'a B::Coef<T>,
+    cap: usize,
+    cands: &'a mut Vec<Candidate>,
+    undo: &'a mut UndoLog<T>,
+    complete: bool,
+    wide: bool,
+}
+
+impl<F: Filter, B: Base, T: Scalar> super::LineSink<T> for SingleLine<'_, '_, F, B, T> {
+    #[inline(always)]
+    fn line_done(&mut self, lo: usize, marks: &[u8], old: &[T], p: &[T], g: &[T], st: [&[T]; 3]) {
+        let any = marks.iter().fold(0u8, |a, &b| a | b);
+        if any & IN_BAND != 0 && self.complete {
+            record_band(self.ctx, self.c, lo, marks, p, g, st, self.cands);
+            self.complete = self.cands.len() <= self.cap;
+        }
+        self.undo.log_line(lo, marks, old, self.wide);
+    }
+}
+
+wide_simd_fn! {
+    /// The keys of a chunk's entries from the stored (updated) state, in
+    /// index order (the single pass's redone selection).
+    fn stored_keys_chunk / stored_keys_chunk_wide [F: Filter, B: Base, T: Scalar] (
+        ctx: &Ctx<'_, F, B, T>,
+        c: B::Coef<T>,
+        v: &View<'_, T>,
+        reads: [bool; 4],
+        keys: &mut [u64],
+    ) {
+        let c = &c;
+        let (filter, base) = (ctx.filter, ctx.base);
+        let mut at = 0;
+        for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
+            keys[at] = filter.score_updated(base, c, p, g, s).abs_key();
+            at += 1;
         });
     }
 }
@@ -639,7 +1055,7 @@ wide_simd_fn! {
                 *p = if key_gt::<T>(key, band.hi) { new } else { out };
                 u8::from(hold)
             },
-            |lo, marks, ps, gs, st| {
+            &mut |lo, marks: &[u8], _: &[T], ps: &[T], gs: &[T], st: [&[T]; 3]| {
                 if marks.iter().fold(0u8, |a, &b| a | b) != 0 {
                     record_band(ctx, c, lo, marks, ps, gs, st, cands);
                 }
