@@ -329,7 +329,7 @@ fn forecast_path_is_exact_over_many_steps() {
 /// step 20, after steady phases, so the threshold leaves the forecast's
 /// band in both directions. The misses undo their updates and redo the
 /// selection; parameters, state and statistics are still the general
-/// step's, bit for bit.
+/// step's, bit for bit, on 1, 3 or the default number of threads.
 #[test]
 fn single_pass_is_exact_when_the_forecast_misses() {
     single_pass_case::<f32>();
@@ -376,6 +376,18 @@ fn single_pass_case<T: Scalar>() {
             "single pass misses {redone} ({:?}) {name}",
             f.paths
         );
+        // Hits, misses (a chunk's log, its cap on candidates) and results
+        // do not depend on how chunks are spread over threads.
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let t = pool.install(|| run_path(SelectionPath::Fused));
+            assert!(t.params == f.params, "params, {threads} threads {name}");
+            assert!(t.state == f.state, "state, {threads} threads {name}");
+            assert_eq!(t.single, f.single, "{threads} threads {name}");
+        }
     }
 }
 
