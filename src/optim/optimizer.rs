@@ -144,7 +144,7 @@ impl OptimConfig {
 }
 
 /// Per-block scratch kept across steps.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct BlockRuntime<T: Scalar> {
     pub topk: TopK,
     pub keys: Vec<u64>,
@@ -158,20 +158,6 @@ pub(crate) struct BlockRuntime<T: Scalar> {
     /// Per chunk, the single pass's log of the entries it updated, to undo
     /// them when the forecast missed.
     pub undo: Vec<fused::UndoLog<T>>,
-}
-
-impl<T: Scalar> Default for BlockRuntime<T> {
-    fn default() -> Self {
-        BlockRuntime {
-            topk: TopK::default(),
-            keys: Vec::new(),
-            track: Vec::new(),
-            ever: 0,
-            candidates: Vec::new(),
-            forecast: fused::Forecast::default(),
-            undo: Vec::new(),
-        }
-    }
 }
 
 /// The per-entry state buffers of one tensor (slots 0..3, empty when unused).
@@ -843,16 +829,9 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
     let mut deciders: Option<Vec<Decider>> = None;
     if let BlockMode::Cut(k) = mode {
         rt.keys.resize(len, 0);
-        let mut key_slices: Vec<&mut [u64]> = Vec::with_capacity(chunks.len());
-        let mut rest = rt.keys.as_mut_slice();
-        for ch in &chunks {
-            let (h, tl) = rest.split_at_mut(ch.len());
-            key_slices.push(h);
-            rest = tl;
-        }
         chunks
             .par_iter()
-            .zip(key_slices.into_par_iter())
+            .zip(per_chunk(&mut rt.keys, &chunks).into_par_iter())
             .for_each(|(ch, keys)| {
                 wide_simd_call!(fill_keys / fill_keys_wide(ctx, *c, block_index, ch, keys))
             });
@@ -875,17 +854,11 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
             },
         ));
     }
-    let mut track_slices: Vec<&mut [u8]> = Vec::with_capacity(chunks.len());
-    if ctx.track {
-        let mut rest = rt.track.as_mut_slice();
-        for ch in &chunks {
-            let (h, tl) = rest.split_at_mut(ch.len());
-            track_slices.push(h);
-            rest = tl;
-        }
+    let track_slices: Vec<&mut [u8]> = if ctx.track {
+        per_chunk(&mut rt.track, &chunks)
     } else {
-        track_slices.resize_with(chunks.len(), || &mut []);
-    }
+        chunks.iter().map(|_| &mut [][..]).collect()
+    };
     let keys = &rt.keys;
     let (selected, overlap, newly) = chunks
         .par_iter_mut()
@@ -911,6 +884,18 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
         threshold,
         overlap: (ctx.track && ctx.t > 1 && selected > 0).then(|| overlap as f64 / selected as f64),
     }
+}
+
+/// `buf`, as long as the block, cut into one slice per chunk, in order.
+fn per_chunk<'b, X, T>(buf: &'b mut [X], chunks: &[View<'_, T>]) -> Vec<&'b mut [X]> {
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut rest = buf;
+    for ch in chunks {
+        let (h, tl) = rest.split_at_mut(ch.len());
+        out.push(h);
+        rest = tl;
+    }
+    out
 }
 
 /// One decider per chunk of a block selected by `cut`, in index order. The

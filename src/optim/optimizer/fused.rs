@@ -633,33 +633,19 @@ fn redo_selection<F: Filter, B: Base, T: Scalar>(
         .with_min_len(per_job)
         .for_each(|(ch, undo)| undo.undo(ch.p));
     rt.keys.resize(len, 0);
-    let mut key_slices: Vec<&mut [u64]> = Vec::with_capacity(chunks.len());
-    let mut rest = rt.keys.as_mut_slice();
-    for ch in chunks.iter() {
-        let (h, tl) = rest.split_at_mut(ch.len());
-        key_slices.push(h);
-        rest = tl;
-    }
     let reads = key_reads(ctx.filter, ctx.base, c);
     chunks
         .par_iter()
-        .zip(key_slices.into_par_iter())
+        .zip(super::per_chunk(&mut rt.keys, chunks).into_par_iter())
         .with_min_len(per_job)
         .for_each(|(ch, keys)| {
             wide_simd_call!(stored_keys_chunk / stored_keys_chunk_wide(ctx, *c, ch, reads, keys))
         });
     let cut = rt.topk.cut(&rt.keys, k);
     let keys = &rt.keys;
-    let starts: Vec<usize> = chunks
-        .iter()
-        .scan(0, |at, ch| {
-            let s = *at;
-            *at += ch.len();
-            Some(s)
-        })
-        .collect();
     let deciders = chunk_deciders(cut, rt.topk.last_ties_total(), chunks.len(), |ci| {
-        keys[starts[ci]..starts[ci] + chunks[ci].len()]
+        let ch = &chunks[ci];
+        keys[ch.off..ch.off + ch.len()]
             .iter()
             .filter(|&&x| x == cut.threshold_key)
             .count()
@@ -668,10 +654,9 @@ fn redo_selection<F: Filter, B: Base, T: Scalar>(
     chunks
         .par_iter_mut()
         .zip(deciders.into_par_iter())
-        .zip(starts.into_par_iter())
         .with_min_len(per_job)
-        .for_each(|((ch, mut dec), start)| {
-            let ks = &keys[start..start + ch.len()];
+        .for_each(|(ch, mut dec)| {
+            let ks = &keys[ch.off..ch.off + ch.len()];
             super::for_each_entry(ch, used, |i, p, g, s| {
                 if dec.take(ks[i]) {
                     *p = base.apply_updated(c, *p, g, s);
