@@ -2,11 +2,13 @@
 //!
 //! `A` is `m×k`, `B` is `k×n`, `C` is `m×n`; each may have arbitrary (row,
 //! column) strides, so `A` or `B` may be a transposed view (`.t()`) of a
-//! contiguous matrix without any copy. f32 and f64 go to `matrixmultiply`'s
-//! `sgemm` / `dgemm`. [`gemm`] splits `C` into one chunk of rows (or
-//! columns) per thread computed in parallel; each output entry is computed
-//! by the same serial kernel over the same `k` order whatever the split, so
-//! the result does not depend on the number of threads (tested bitwise).
+//! contiguous matrix without any copy. f32 with a row-contiguous `C` goes to
+//! [`super::gemm_avx512`] on CPUs with AVX-512 (bitwise the same result),
+//! everything else to `matrixmultiply`'s `sgemm` / `dgemm`. [`gemm`] splits
+//! `C` into one chunk of rows (or columns) per thread computed in parallel;
+//! each output entry is computed by the same serial kernel over the same `k`
+//! order whatever the split, so the result does not depend on the number of
+//! threads (tested bitwise).
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -64,6 +66,33 @@ pub fn gemm_serial<T: Scalar>(
     let (rsa, csa) = (a.strides()[0], a.strides()[1]);
     let (rsb, csb) = (b.strides()[0], b.strides()[1]);
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
+    #[cfg(target_arch = "x86_64")]
+    if TypeId::of::<T>() == TypeId::of::<f32>() && csc == 1 && own_kernel() {
+        // SAFETY: `T` is `f32` (checked through `TypeId`); the CPU has
+        // AVX-512F (`own_kernel`); m, k, n > 0 (returned above otherwise).
+        // The views guarantee that every element inside their dimensions is
+        // in bounds at the given strides, and `c` is a unique mutable view
+        // with unit column stride, so its entries are distinct and alias
+        // neither `a` nor `b`.
+        unsafe {
+            super::gemm_avx512::sgemm(
+                m,
+                k,
+                n,
+                alpha.as_f32(),
+                a.as_ptr() as *const f32,
+                rsa,
+                csa,
+                b.as_ptr() as *const f32,
+                rsb,
+                csb,
+                beta.as_f32(),
+                c.as_mut_ptr() as *mut f32,
+                rsc,
+            )
+        }
+        return;
+    }
     if TypeId::of::<T>() == TypeId::of::<f32>() {
         // SAFETY: `T` is `f32` (checked through `TypeId`), so the pointer casts
         // do not change the element type. The three views guarantee that every
@@ -111,6 +140,19 @@ pub fn gemm_serial<T: Scalar>(
     } else {
         gemm_reference(alpha, a, b, beta, c);
     }
+}
+
+/// Whether f32 products with a row-contiguous `C` go to
+/// [`super::gemm_avx512`] (bitwise equal to `matrixmultiply`, faster):
+/// the CPU has AVX-512 ([`super::simd::has_avx512`]) and the environment
+/// variable `MOFO_GEMM` is not `matrixmultiply` (for side-by-side runs).
+#[cfg(target_arch = "x86_64")]
+pub fn own_kernel() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| {
+        super::simd::has_avx512()
+            && std::env::var("MOFO_GEMM").map_or(true, |v| v != "matrixmultiply")
+    })
 }
 
 /// The chunk length when one dimension of `C` is split into parallel tasks:
@@ -258,6 +300,69 @@ mod tests {
             gemm_reference(2.0, a.view(), b.view(), 0.0, want.view_mut());
             let got = gemm_alloc(2.0, a.view(), b.view());
             assert!(want.iter().zip(&got).all(|(w, g)| (w - g).abs() < 1e-12));
+        }
+    }
+
+    /// `gemm` on f32 views (strided, reversed, transposed) gives exactly
+    /// what `matrixmultiply::sgemm` gives on the same views, whichever
+    /// kernel `own_kernel` picks.
+    #[test]
+    fn f32_products_are_bitwise_those_of_matrixmultiply() {
+        use ndarray::s;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let a_store = rand_mat(&mut rng, 90, 140).mapv(|x| x as f32);
+        let b_store = rand_mat(&mut rng, 140, 150).mapv(|x| x as f32);
+        let a_views = [
+            a_store.slice(s![..45, ..70]),
+            a_store.slice(s![..;2, ..;2]),
+            a_store.slice(s![..;-1, 5..75]),
+            a_store.slice(s![..70, ..45]).reversed_axes(),
+        ];
+        let b_views = [
+            b_store.slice(s![..70, ..]),
+            b_store.slice(s![..;2, 3..]),
+            b_store.slice(s![..70;-1, ..;-3]),
+            b_store.slice(s![..77, ..70]).reversed_axes(),
+        ];
+        for a in &a_views {
+            for b in &b_views {
+                let (m, k, n) = (a.nrows(), a.ncols().min(b.nrows()), b.ncols());
+                let (a, b) = (a.slice(s![.., ..k]), b.slice(s![..k, ..]));
+                for (alpha, beta) in [(1.0f32, 0.0f32), (0.3, 1.0), (1.0, 0.5)] {
+                    let c0 = rand_mat(&mut rng, m, n).mapv(|x| x as f32);
+                    let mut want = c0.clone();
+                    // SAFETY: the views give in-bounds strides for their
+                    // dimensions; `want` is a separate contiguous matrix.
+                    unsafe {
+                        matrixmultiply::sgemm(
+                            m,
+                            k,
+                            n,
+                            alpha,
+                            a.as_ptr(),
+                            a.strides()[0],
+                            a.strides()[1],
+                            b.as_ptr(),
+                            b.strides()[0],
+                            b.strides()[1],
+                            beta,
+                            want.as_mut_ptr(),
+                            n as isize,
+                            1,
+                        );
+                    }
+                    let mut got = c0.clone();
+                    gemm(alpha, a, b, beta, got.view_mut());
+                    assert!(
+                        want.iter()
+                            .zip(&got)
+                            .all(|(w, g)| w.to_bits() == g.to_bits()),
+                        "{m}x{k}x{n} strides {:?} {:?}",
+                        a.strides(),
+                        b.strides()
+                    );
+                }
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! CPU kernels under the tape: the only place with `unsafe` code (the gemm
-//! call, the `mallopt` and `madvise` FFI calls, the `rsqrtss` and prefetch
+//! kernel and call, the `mallopt` and `madvise` FFI calls, the `rsqrtss` and prefetch
 //! intrinsics, the AVX2/AVX-512 dispatch and the chunk-by-chunk
 //! initialisation of new output buffers).
 //!
@@ -15,6 +15,8 @@
 //! - [`gemm`]: `C ← α·A·B + β·C` through `matrixmultiply` (sgemm / dgemm with
 //!   arbitrary strides, so transposed operands are never copied), threaded over
 //!   one chunk of rows or columns per rayon thread.
+//! - [`gemm_avx512`]: the f32 product on AVX-512 (12×32 register tile, `A`
+//!   read in place), bitwise equal to `matrixmultiply`'s.
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
 //! - [`embedding`]: row gather and scatter-add.
@@ -45,6 +47,8 @@ pub mod embedding;
 pub mod exp;
 pub mod fresh;
 pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+pub mod gemm_avx512;
 pub mod huge_pages;
 pub mod prefetch;
 pub mod reduce;
