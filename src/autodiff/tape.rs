@@ -274,16 +274,6 @@ impl<T: Scalar> GradSink<T> {
         v.tape == self.tape && self.requires[v.index]
     }
 
-    /// The gradient accumulated so far for `v`, when `v` wants one and some
-    /// op has already added to it: an op may add its contribution in place
-    /// (a gemm with β = 1) instead of building a new array for [`Self::add`].
-    pub fn existing_mut(&mut self, v: Var) -> Option<&mut ArrayD<T>> {
-        if !self.wants(v) {
-            return None;
-        }
-        self.grads[v.index].as_mut()
-    }
-
     /// Adds `g` to the gradient of `v` (ignored if `v` wants none).
     pub fn add(&mut self, v: Var, g: ArrayD<T>) {
         if !self.wants(v) {

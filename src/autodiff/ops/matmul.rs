@@ -6,9 +6,6 @@
 //! y = x·wᵀ    x: [.., k],    w: [n, k]        x̄ += ḡ·w,   w̄ += ḡᵀ·x      (linear)
 //! ```
 //!
-//! When `x̄` already holds another op's contribution (x feeding q, k and v),
-//! the linear adds `ḡ·w` into it with a β = 1 gemm, in place.
-//!
 //! Transposed operands are strided views handed to the gemm kernel, never
 //! copies. Leading axes of a 2-D-weight product are merged into one big gemm.
 
@@ -164,26 +161,12 @@ impl<T: Scalar> Tape<T> {
                 s.add(w, gemm_new(k, g2.t(), as_rows(&xv)).into_dyn());
             }
             if s.wants(x) {
-                // x feeding several linears (q, k, v; gate, up): the later
-                // products add into the gradient in place (β = 1).
-                match s.existing_mut(x) {
-                    Some(acc) if acc.shape() == xv.shape() && acc.is_standard_layout() => {
-                        let rows = g2.nrows();
-                        let acc2 = acc
-                            .view_mut()
-                            .into_shape_with_order((rows, wv.shape()[1]))
-                            .expect("standard layout");
-                        k.gemm(T::one(), g2, view2(&wv), T::one(), acc2);
-                    }
-                    _ => {
-                        let dx = gemm_new(k, g2, view2(&wv));
-                        s.add(
-                            x,
-                            dx.into_shape_with_order(IxDyn(xv.shape()))
-                                .expect("standard layout"),
-                        );
-                    }
-                }
+                let dx = gemm_new(k, g2, view2(&wv));
+                s.add(
+                    x,
+                    dx.into_shape_with_order(IxDyn(xv.shape()))
+                        .expect("standard layout"),
+                );
             }
         })
     }
