@@ -1,5 +1,6 @@
 //! The kernels one by one, at the shapes of the S and M training benchmarks
-//! (`../shared/bench/README.md`): the projection matmuls, causal attention,
+//! (`../shared/bench/README.md`): the projection matmuls (and, on one
+//! thread, our gemm kernel next to `matrixmultiply`'s), causal attention,
 //! RMSNorm, SwiGLU and its backward, the exact top-k select of the
 //! optimizer, and the vectorisable exponential next to libm's. Run with
 //! `RAYON_NUM_THREADS=2 cargo bench --bench kernels`.
@@ -7,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mofo::kernels::attention::{attention, AttnShape};
 use mofo::kernels::elementwise::{swiglu, swiglu_backward};
-use mofo::kernels::gemm::gemm_alloc;
+use mofo::kernels::gemm::{gemm_alloc, gemm_serial};
 use mofo::kernels::rmsnorm::rmsnorm;
 use mofo::optim::select::TopK;
 use ndarray::Array2;
@@ -35,6 +36,63 @@ fn matmuls(c: &mut Criterion) {
             group.bench_function(format!("{name}_{what}_{rows}x{k}x{n}"), |b| {
                 b.iter(|| gemm_alloc(1.0, x.view(), w.t()))
             });
+        }
+    }
+    group.finish();
+}
+
+/// One thread, the three products of a linear layer (forward `x·Wᵀ`, input
+/// gradient `ḡ·W`, weight gradient `ḡᵀ·x`) for one thread's half of the
+/// rows: our kernel (`gemm_serial`, which takes `kernels::gemm_avx512` on
+/// AVX-512 CPUs) next to `matrixmultiply::sgemm` on the same views.
+fn gemm_kernels(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut group = c.benchmark_group("gemm_kernel");
+    for (name, h, inter, _, seq, batch) in CONFIGS {
+        let rows = seq * batch / 2;
+        for (what, k, n) in [("qkvo", h, h), ("mlp_up", h, inter), ("mlp_down", inter, h)] {
+            let x = Array2::from_shape_vec((rows, k), random(&mut rng, rows * k)).unwrap();
+            let w = Array2::from_shape_vec((n, k), random(&mut rng, n * k)).unwrap();
+            let g = Array2::from_shape_vec((rows, n), random(&mut rng, rows * n)).unwrap();
+            let products = [
+                ("fwd", x.view(), w.t()),
+                ("dx", g.view(), w.view()),
+                ("dw", g.t(), x.view()),
+            ];
+            for (pass, a, b) in products {
+                let (m, kk, nn) = (a.nrows(), a.ncols(), b.ncols());
+                group.throughput(Throughput::Elements((2 * m * kk * nn) as u64));
+                let mut out = Array2::<f32>::zeros((m, nn));
+                let id = format!("{name}_{what}_{pass}_{m}x{kk}x{nn}");
+                group.bench_function(format!("{id}_ours"), |bch| {
+                    bch.iter(|| gemm_serial(1.0, a, b, 0.0, out.view_mut()))
+                });
+                group.bench_function(format!("{id}_matrixmultiply"), |bch| {
+                    bch.iter(|| {
+                        // SAFETY: `a`, `b` and `out` are views whose strides
+                        // address only their own in-bounds elements; `out`
+                        // is a separate contiguous m×n matrix.
+                        unsafe {
+                            matrixmultiply::sgemm(
+                                m,
+                                kk,
+                                nn,
+                                1.0,
+                                a.as_ptr(),
+                                a.strides()[0],
+                                a.strides()[1],
+                                b.as_ptr(),
+                                b.strides()[0],
+                                b.strides()[1],
+                                0.0,
+                                out.as_mut_ptr(),
+                                nn as isize,
+                                1,
+                            )
+                        }
+                    })
+                });
+            }
         }
     }
     group.finish();
@@ -127,6 +185,6 @@ fn topk(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = matmuls, attention_and_norm, topk, exponential
+    targets = matmuls, gemm_kernels, attention_and_norm, topk, exponential
 }
 criterion_main!(benches);
