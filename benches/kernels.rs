@@ -8,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mofo::kernels::attention::{attention, AttnShape};
 use mofo::kernels::elementwise::{swiglu, swiglu_backward};
-use mofo::kernels::gemm::{gemm_alloc, gemm_serial};
+use mofo::kernels::gemm::{gemm_alloc, gemm_serial, sgemm_matrixmultiply};
 use mofo::kernels::rmsnorm::rmsnorm;
 use mofo::optim::select::TopK;
 use ndarray::Array2;
@@ -44,7 +44,8 @@ fn matmuls(c: &mut Criterion) {
 /// One thread, the three products of a linear layer (forward `x·Wᵀ`, input
 /// gradient `ḡ·W`, weight gradient `ḡᵀ·x`) for one thread's half of the
 /// rows: our kernel (`gemm_serial`, which takes `kernels::gemm_avx512` on
-/// AVX-512 CPUs) next to `matrixmultiply::sgemm` on the same views.
+/// AVX-512 CPUs) next to `matrixmultiply::sgemm` on the same views
+/// (`sgemm_matrixmultiply`).
 fn gemm_kernels(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut group = c.benchmark_group("gemm_kernel");
@@ -68,29 +69,7 @@ fn gemm_kernels(c: &mut Criterion) {
                     bch.iter(|| gemm_serial(1.0, a, b, 0.0, out.view_mut()))
                 });
                 group.bench_function(format!("{id}_matrixmultiply"), |bch| {
-                    bch.iter(|| {
-                        // SAFETY: `a`, `b` and `out` are views whose strides
-                        // address only their own in-bounds elements; `out`
-                        // is a separate contiguous m×n matrix.
-                        unsafe {
-                            matrixmultiply::sgemm(
-                                m,
-                                kk,
-                                nn,
-                                1.0,
-                                a.as_ptr(),
-                                a.strides()[0],
-                                a.strides()[1],
-                                b.as_ptr(),
-                                b.strides()[0],
-                                b.strides()[1],
-                                0.0,
-                                out.as_mut_ptr(),
-                                nn as isize,
-                                1,
-                            )
-                        }
-                    })
+                    bch.iter(|| sgemm_matrixmultiply(1.0, a, b, 0.0, out.view_mut()))
                 });
             }
         }

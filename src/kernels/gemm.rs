@@ -200,6 +200,44 @@ pub fn gemm<T: Scalar>(
     }
 }
 
+/// `C ← α·A·B + β·C` in f32 through `matrixmultiply::sgemm` always, on any
+/// strided views: what [`gemm_serial`] computes bit for bit whichever
+/// kernel it takes (the tests and the `gemm_kernel` benchmark compare the
+/// two).
+pub fn sgemm_matrixmultiply(
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<f32>,
+) {
+    let (m, k, n) = check_shapes(&a, &b, &c);
+    let (rsc, csc) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: the three views guarantee that every element (i, j) inside
+    // their dimensions is in bounds at the given strides; `c` is a unique
+    // mutable view, so it aliases neither `a` nor `b`. matrixmultiply only
+    // reads `a`, `b` and writes `c` in bounds (nothing when m, k or n is 0
+    // besides scaling C by β).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            a.strides()[0],
+            a.strides()[1],
+            b.as_ptr(),
+            b.strides()[0],
+            b.strides()[1],
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+            csc,
+        )
+    }
+}
+
 /// `α·A·B` into a new matrix, without zero-filling it first (the product
 /// with `β = 0` writes every entry).
 pub fn gemm_alloc<T: Scalar>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
@@ -304,8 +342,8 @@ mod tests {
     }
 
     /// `gemm` on f32 views (strided, reversed, transposed) gives exactly
-    /// what `matrixmultiply::sgemm` gives on the same views, whichever
-    /// kernel `own_kernel` picks.
+    /// what `matrixmultiply::sgemm` gives on the same views
+    /// ([`sgemm_matrixmultiply`]), whichever kernel `own_kernel` picks.
     #[test]
     fn f32_products_are_bitwise_those_of_matrixmultiply() {
         use ndarray::s;
@@ -331,26 +369,7 @@ mod tests {
                 for (alpha, beta) in [(1.0f32, 0.0f32), (0.3, 1.0), (1.0, 0.5)] {
                     let c0 = rand_mat(&mut rng, m, n).mapv(|x| x as f32);
                     let mut want = c0.clone();
-                    // SAFETY: the views give in-bounds strides for their
-                    // dimensions; `want` is a separate contiguous matrix.
-                    unsafe {
-                        matrixmultiply::sgemm(
-                            m,
-                            k,
-                            n,
-                            alpha,
-                            a.as_ptr(),
-                            a.strides()[0],
-                            a.strides()[1],
-                            b.as_ptr(),
-                            b.strides()[0],
-                            b.strides()[1],
-                            beta,
-                            want.as_mut_ptr(),
-                            n as isize,
-                            1,
-                        );
-                    }
+                    sgemm_matrixmultiply(alpha, a, b, beta, want.view_mut());
                     let mut got = c0.clone();
                     gemm(alpha, a, b, beta, got.view_mut());
                     assert!(
