@@ -1,4 +1,5 @@
-//! Software prefetch for the optimizer's streaming loops.
+//! Software prefetch for the optimizer's streaming loops (the gemm
+//! kernel's own hints, `super::gemm_avx512`, follow the same switch).
 //!
 //! The optimizer's passes stream arrays far larger than the caches. On the
 //! 2-core development machine (Intel Xeon, a KVM virtual machine) the hardware
@@ -34,7 +35,8 @@
 //!
 //! A prefetch is a hint: it never faults, changes no value and no result,
 //! only when a line arrives. On targets other than x86-64 it does nothing;
-//! `MOFO_NO_PREFETCH=1` turns it off (to compare on another machine).
+//! `MOFO_NO_PREFETCH=1` turns it off (to compare on another machine), here
+//! and in the gemm kernel.
 
 /// How far ahead of the entry being read a loop asks for its line: 512
 /// entries (2 KiB of f32 per array) was the best distance measured among
