@@ -192,17 +192,11 @@ fn prefetch_a_part(
 ) {
     if csa == 1 {
         for r in (part..rows).step_by(parts) {
-            let row = a.wrapping_offset(r as isize * rsa);
-            for off in (0..kc).step_by(LINE_F32) {
-                prefetch_line(row.wrapping_add(off));
-            }
-            prefetch_line(row.wrapping_add(kc - 1));
+            prefetch_span::<_MM_HINT_T0>(a.wrapping_offset(r as isize * rsa), kc);
         }
     } else if rsa == 1 {
         for p in (part..kc).step_by(parts) {
-            let col = a.wrapping_offset(p as isize * csa);
-            prefetch_line(col);
-            prefetch_line(col.wrapping_add(rows - 1));
+            prefetch_span::<_MM_HINT_T0>(a.wrapping_offset(p as isize * csa), rows);
         }
     }
 }
@@ -213,27 +207,23 @@ fn prefetch_a_part(
 #[inline(always)]
 fn prefetch_c_tile(c: *mut f32, rows: usize, cols: usize, rsc: isize) {
     for r in 0..rows {
-        let row = c.wrapping_offset(r as isize * rsc);
-        for off in (0..cols).step_by(LINE_F32) {
-            // SAFETY: a prefetch never faults and changes no memory, for
-            // any address; the CPU supports it (every x86-64 CPU with
-            // AVX-512 has PREFETCHW).
-            unsafe { _mm_prefetch::<_MM_HINT_ET0>(row.wrapping_add(off) as *const i8) };
-        }
-        // SAFETY: as above.
-        unsafe { _mm_prefetch::<_MM_HINT_ET0>(row.wrapping_add(cols - 1) as *const i8) };
+        prefetch_span::<_MM_HINT_ET0>(c.wrapping_offset(r as isize * rsc), cols);
     }
 }
 
-/// f32 entries per 64-byte cache line.
-const LINE_F32: usize = 16;
-
-/// Asks for the cache line holding `p` into L1.
+/// Asks, with hint `H`, for every cache line of the `len ≥ 1` contiguous
+/// values from `p`: one hint per line's worth of values, and one for the
+/// last value (whose line the steps miss when `p` is not line-aligned).
 #[inline(always)]
-fn prefetch_line(p: *const f32) {
-    // SAFETY: a prefetch never faults and changes no memory, whatever the
-    // address (`p` may point anywhere, it is never dereferenced).
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) };
+fn prefetch_span<const H: i32>(p: *const f32, len: usize) {
+    for off in (0..len).step_by(super::prefetch::line_entries::<f32>()) {
+        // SAFETY: a prefetch never faults and changes no memory, whatever
+        // the address (`p` may point anywhere, it is never dereferenced);
+        // every x86-64 CPU with AVX-512 has PREFETCHW for `_MM_HINT_ET0`.
+        unsafe { _mm_prefetch::<H>(p.wrapping_add(off) as *const i8) };
+    }
+    // SAFETY: as above.
+    unsafe { _mm_prefetch::<H>(p.wrapping_add(len - 1) as *const i8) };
 }
 
 /// How a tile writes C: `valid` has a bit per column of the tile inside C,
