@@ -13,15 +13,20 @@
 //! - `B` is packed once per block of k as panels of 32 columns (a gather
 //!   for a transposed `B`, i.e. the `Wᵀ` of a linear layer);
 //! - while the tiles of one block of twelve rows run, each asks for its
-//!   share of the next block's lines of `A` and for the lines of the next
-//!   block's tile of `C` (in the exclusive state, ready to be written):
-//!   activations arrive cold from the layer before, and a fresh output
-//!   buffer is otherwise fetched line by line by the tile's stores. On the
-//!   Xeon of 2026-12-03, products of S's shapes over 16 different buffers
-//!   ran 5–10% faster with the hints (forward and input gradient; the
-//!   weight gradient, whose A is copied anyway, unchanged), and a
-//!   forward + backward of S 1.5–5% faster (docs/performance.md).
+//!   share of the next block's lines of `A` (PREFETCHT0) and for the lines
+//!   of the next block's tile of `C` (PREFETCHW: the exclusive state a
+//!   store needs): activations arrive cold from the layer before, and a
+//!   fresh output buffer is otherwise fetched line by line by the tile's
+//!   stores. The hints are spread over the tile's loop over k, one every
+//!   `⌊kc / lines⌋` steps ([`super::gemm_hints`]), not issued in a burst
+//!   before it. On the Xeon of 2026-12-03, products of S's shapes over 16
+//!   different buffers ran 5–10% faster with hints issued in a burst
+//!   (forward and input gradient; the weight gradient, whose A is copied
+//!   anyway, unchanged); spreading them (eleventh sitting) made forward
+//!   products over 16 buffers another 0–12% faster, 10–30% faster than
+//!   without hints, and no slower on one hot buffer (docs/performance.md).
 //!   `MOFO_NO_PREFETCH=1` turns them off, as for the optimizer's loops.
+//!   Every x86-64 CPU with AVX-512 has PREFETCHW.
 //!
 //! Each entry is computed exactly as `matrixmultiply` computes it, so
 //! swapping the kernel changes no result anywhere:
@@ -44,6 +49,8 @@
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
+
+use super::gemm_hints::{Hints, LineWalk};
 
 /// Rows of the register tile.
 pub const MR: usize = 12;
@@ -140,15 +147,17 @@ pub unsafe fn sgemm(
                 None
             };
             for jp in 0..panels {
+                let mut hints = Hints::NONE;
                 if let (true, Some((a_next, i_next, kc_next))) = (hint, next) {
                     let rows_next = MR.min(m - i_next);
-                    prefetch_a_part(a_next, rows_next, kc_next, rsa, csa, jp, panels);
-                    prefetch_c_tile(
+                    let read = LineWalk::a_part(a_next, rows_next, kc_next, rsa, csa, jp, panels);
+                    let write = LineWalk::new(
                         c.wrapping_offset(i_next as isize * rsc + (jp * NR) as isize),
-                        rows_next,
                         NR.min(n - jp * NR),
                         rsc,
+                        rows_next,
                     );
+                    hints = Hints::spread(read, write, kc);
                 }
                 let j0 = jp * NR;
                 let cols = NR.min(n - j0);
@@ -165,65 +174,15 @@ pub unsafe fn sgemm(
                 };
                 let tile_c = c.offset(ir as isize * rsc + j0 as isize);
                 let panel = bp.add(jp * kc * NR);
-                tile_dispatch(rows, kc, a_t, rs_t, cs_t, panel, tile_c, rsc, &finish);
+                tile_dispatch(
+                    rows, kc, a_t, rs_t, cs_t, panel, tile_c, rsc, &finish, &mut hints,
+                );
             }
         }
         pc += kc;
     }
     PACK_B.with(|x| *x.borrow_mut() = bbuf);
     PACK_A.with(|x| *x.borrow_mut() = abuf);
-}
-
-/// Asks for part `part` of `parts` of the cache lines of a block of A
-/// (`rows` rows by `kc` columns from `a` at strides `(rsa, csa)`): every
-/// `parts`-th row of a row-major A, or every `parts`-th column of a
-/// transposed one. The driver spreads a block's lines over the tiles of
-/// the block before it, so that they arrive while those tiles compute.
-/// Other strides get no hint.
-#[inline(always)]
-fn prefetch_a_part(
-    a: *const f32,
-    rows: usize,
-    kc: usize,
-    rsa: isize,
-    csa: isize,
-    part: usize,
-    parts: usize,
-) {
-    if csa == 1 {
-        for r in (part..rows).step_by(parts) {
-            prefetch_span::<_MM_HINT_T0>(a.wrapping_offset(r as isize * rsa), kc);
-        }
-    } else if rsa == 1 {
-        for p in (part..kc).step_by(parts) {
-            prefetch_span::<_MM_HINT_T0>(a.wrapping_offset(p as isize * csa), rows);
-        }
-    }
-}
-
-/// Asks for the lines of a `rows × cols` tile of C (row stride `rsc`) in
-/// the exclusive state, ready to be written: fresh output buffers are
-/// otherwise fetched from memory by the tile's stores.
-#[inline(always)]
-fn prefetch_c_tile(c: *mut f32, rows: usize, cols: usize, rsc: isize) {
-    for r in 0..rows {
-        prefetch_span::<_MM_HINT_ET0>(c.wrapping_offset(r as isize * rsc), cols);
-    }
-}
-
-/// Asks, with hint `H`, for every cache line of the `len ≥ 1` contiguous
-/// values from `p`: one hint per line's worth of values, and one for the
-/// last value (whose line the steps miss when `p` is not line-aligned).
-#[inline(always)]
-fn prefetch_span<const H: i32>(p: *const f32, len: usize) {
-    for off in (0..len).step_by(super::prefetch::line_entries::<f32>()) {
-        // SAFETY: a prefetch never faults and changes no memory, whatever
-        // the address (`p` may point anywhere, it is never dereferenced);
-        // every x86-64 CPU with AVX-512 has PREFETCHW for `_MM_HINT_ET0`.
-        unsafe { _mm_prefetch::<H>(p.wrapping_add(off) as *const i8) };
-    }
-    // SAFETY: as above.
-    unsafe { _mm_prefetch::<H>(p.wrapping_add(len - 1) as *const i8) };
 }
 
 /// How a tile writes C: `valid` has a bit per column of the tile inside C,
@@ -239,9 +198,12 @@ struct Finish {
 
 /// The lanes of the 32 columns from `j0` at or past `n16`.
 fn edge_lanes(j0: usize, n16: usize) -> u32 {
-    (0..NR)
-        .filter(|l| j0 + l >= n16)
-        .fold(0u32, |mask, l| mask | (1 << l))
+    let inside = n16.saturating_sub(j0);
+    if inside >= NR {
+        0
+    } else {
+        u32::MAX << inside
+    }
 }
 
 /// Packs `B[0..kc, 0..n]` as panels of 32 columns, each `kc` rows of 32
@@ -307,13 +269,14 @@ unsafe fn tile_dispatch(
     c: *mut f32,
     rsc: isize,
     fin: &Finish,
+    hints: &mut Hints,
 ) {
     macro_rules! go {
         ($r:literal) => {
             if fin.valid >> 16 == 0 {
-                tile::<$r, 1>(kc, a, rsa, csa, panel, c, rsc, fin)
+                tile::<$r, 1>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
             } else {
-                tile::<$r, 2>(kc, a, rsa, csa, panel, c, rsc, fin)
+                tile::<$r, 2>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
             }
         };
     }
@@ -362,10 +325,13 @@ unsafe fn tile<const R: usize, const V: usize>(
     c: *mut f32,
     rsc: isize,
     fin: &Finish,
+    hints: &mut Hints,
 ) {
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let mut ap = a;
     let mut bp = panel;
+    let every = hints.every;
+    let mut countdown = every;
     for _ in 0..kc {
         let mut bv = [_mm512_setzero_ps(); V];
         for v in 0..V {
@@ -379,7 +345,13 @@ unsafe fn tile<const R: usize, const V: usize>(
         }
         ap = ap.offset(csa);
         bp = bp.add(NR);
+        countdown -= 1;
+        if countdown == 0 {
+            countdown = every;
+            hints.issue_one();
+        }
     }
+    hints.issue_rest();
     let alphav = _mm512_set1_ps(fin.alpha);
     let betav = _mm512_set1_ps(fin.beta);
     // Unrolled with constant indices, so that `acc` stays in registers (a
@@ -483,6 +455,18 @@ mod tests {
         want.iter()
             .zip(&got)
             .all(|(w, g)| w.to_bits() == g.to_bits())
+    }
+
+    #[test]
+    fn edge_lanes_mark_the_columns_at_or_past_n16() {
+        for n16 in (0..200).step_by(16) {
+            for j0 in (0..240).step_by(NR) {
+                let want = (0..NR)
+                    .filter(|l| j0 + l >= n16)
+                    .fold(0u32, |mask, l| mask | (1 << l));
+                assert_eq!(edge_lanes(j0, n16), want, "j0 {j0}, n16 {n16}");
+            }
+        }
     }
 
     #[test]

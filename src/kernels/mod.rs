@@ -17,6 +17,7 @@
 //!   one chunk of rows or columns per rayon thread.
 //! - [`gemm_avx512`]: the f32 product on AVX-512 (12×32 register tile, `A`
 //!   read in place), bitwise equal to `matrixmultiply`'s.
+//! - [`gemm_hints`]: the gemm's cache-line hints, spread over a tile's loop.
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
 //! - [`embedding`]: row gather and scatter-add.
@@ -49,6 +50,8 @@ pub mod fresh;
 pub mod gemm;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod gemm_hints;
 pub mod huge_pages;
 pub mod prefetch;
 pub mod reduce;
