@@ -14,8 +14,10 @@ use ndarray::{ArcArray, ArrayD, IxDyn};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::device::{kernels, Device, Kernels};
+use crate::kernels::rope::RopeTable;
 use crate::{ParamStore, Scalar};
 
 /// A node's value: a shared, reference-counted n-dimensional array (cheap to
@@ -54,6 +56,9 @@ pub struct Tape<T: Scalar> {
     device: Device,
     nodes: RefCell<Vec<Node<T>>>,
     names: RefCell<Vec<(String, Var)>>,
+    /// RoPE tables built so far, shared by every `rope` of this tape with
+    /// the same positions, head width and base (every layer's q and k).
+    pub(super) rope_tables: RefCell<Vec<Arc<RopeTable<T>>>>,
 }
 
 impl<T: Scalar> Default for Tape<T> {
@@ -71,6 +76,7 @@ impl<T: Scalar> Tape<T> {
             device: Device::Cpu,
             nodes: RefCell::new(Vec::new()),
             names: RefCell::new(Vec::new()),
+            rope_tables: RefCell::new(Vec::new()),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct RopeTable<T> {
     pub head_dim: usize,
     /// Number of positions.
     pub seq: usize,
+    /// The base θ of the frequencies.
+    pub theta: f64,
 }
 
 impl<T: Scalar> RopeTable<T> {
@@ -61,6 +63,7 @@ impl<T: Scalar> RopeTable<T> {
             sin,
             head_dim,
             seq,
+            theta,
         }
     }
 }

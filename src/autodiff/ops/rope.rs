@@ -10,6 +10,21 @@ use crate::kernels::rope::RopeTable;
 use crate::Scalar;
 
 impl<T: Scalar> Tape<T> {
+    /// The RoPE table for `seq` positions of width `head_dim` and base
+    /// `theta`, built once per tape: the q and k of every layer share it.
+    fn rope_table(&self, seq: usize, head_dim: usize, theta: f64) -> Arc<RopeTable<T>> {
+        let mut tables = self.rope_tables.borrow_mut();
+        let same = |t: &&Arc<RopeTable<T>>| {
+            t.seq == seq && t.head_dim == head_dim && t.theta.to_bits() == theta.to_bits()
+        };
+        if let Some(t) = tables.iter().find(same) {
+            return Arc::clone(t);
+        }
+        let t = Arc::new(RopeTable::new(seq, head_dim, theta));
+        tables.push(Arc::clone(&t));
+        t
+    }
+
     /// RoPE of `x: [B, T, heads·head_dim]` with base `theta`.
     pub fn rope(&self, x: Var, heads: usize, head_dim: usize, theta: f64) -> Var {
         let xv = contiguous(self.value(x));
@@ -18,7 +33,7 @@ impl<T: Scalar> Tape<T> {
             "rope: x {:?} is not [B, T, {heads}·{head_dim}]",
             xv.shape()
         );
-        let table = Arc::new(RopeTable::<T>::new(xv.shape()[1], head_dim, theta));
+        let table = self.rope_table(xv.shape()[1], head_dim, theta);
         let k = self.kernels();
         let y = k.rope(flat(&xv), &table, heads, false);
         let shape = xv.shape().to_vec();
