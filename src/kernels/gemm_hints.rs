@@ -127,11 +127,7 @@ impl Hints {
     /// `read` and `write` spread evenly over a loop of `kc` steps.
     pub fn spread(read: LineWalk, write: LineWalk, kc: usize) -> Self {
         let lines = read.lines() + write.lines();
-        let every = if lines == 0 {
-            usize::MAX
-        } else {
-            (kc / lines).max(1)
-        };
+        let every = kc.checked_div(lines).map_or(usize::MAX, |e| e.max(1));
         Self { read, write, every }
     }
 
