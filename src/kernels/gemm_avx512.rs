@@ -348,9 +348,12 @@ unsafe fn tile<const R: usize, const V: usize>(
         countdown -= 1;
         if countdown == 0 {
             countdown = every;
+            // SAFETY: hints only; this kernel runs on AVX-512 CPUs (the
+            // caller's contract), and every one of them has PREFETCHW.
             hints.issue_one();
         }
     }
+    // SAFETY: as above.
     hints.issue_rest();
     let alphav = _mm512_set1_ps(fin.alpha);
     let betav = _mm512_set1_ps(fin.beta);
