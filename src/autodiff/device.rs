@@ -57,9 +57,7 @@ pub trait Kernels<T: Scalar>: Sync {
     fn silu_backward(&self, x: &[T], dy: &[T], dx: &mut [T]);
     /// Rotary embedding (or its inverse) of `[B, T, heads, d]`.
     fn rope(&self, x: &[T], table: &rope::RopeTable<T>, heads: usize, inverse: bool) -> Vec<T>;
-    /// Causal attention forward: `(o, stats)`, `stats` the softmax rows'
-    /// maxima and inverse sums (`[B, H, T, 2]`) the backward recomputes the
-    /// probabilities from.
+    /// Causal attention forward: `(o, p)`.
     fn attention(&self, q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>, Vec<T>);
     /// Causal attention backward: `(dq, dk, dv)`.
     fn attention_backward(
@@ -67,7 +65,7 @@ pub trait Kernels<T: Scalar>: Sync {
         q: &[T],
         k: &[T],
         v: &[T],
-        stats: &[T],
+        p: &[T],
         d_o: &[T],
         sh: AttnShape,
     ) -> (Vec<T>, Vec<T>, Vec<T>);
@@ -140,11 +138,11 @@ impl<T: Scalar> Kernels<T> for Cpu {
         q: &[T],
         k: &[T],
         v: &[T],
-        stats: &[T],
+        p: &[T],
         d_o: &[T],
         sh: AttnShape,
     ) -> (Vec<T>, Vec<T>, Vec<T>) {
-        attention::attention_backward(q, k, v, stats, d_o, sh)
+        attention::attention_backward(q, k, v, p, d_o, sh)
     }
     fn cross_entropy(&self, z: &[T], v: usize, targets: &[i64]) -> (T, Vec<T>, usize) {
         cross_entropy::cross_entropy(z, v, targets)

@@ -18,14 +18,6 @@
 //! the blocks above the diagonal. The forward runs one task per (batch, head); the
 //! backward one task per (batch, kv head), looping over that head's query
 //! heads in order, so gradients are summed in a fixed order.
-//!
-//! `P` is not kept between the forward and the backward: the forward keeps
-//! each row's softmax maximum `m_i` and inverse sum `1/Σ_i` (two values per
-//! row instead of `T`), and the backward recomputes `S` with the same
-//! products and `P_ij = exp(S_ij − m_i) · (1/Σ_i)` with the same
-//! operations, so bit for bit the forward's `P`. That costs one more causal
-//! product per head in the backward and saves `B·H·T²` values per layer
-//! (4 MiB at S, 16 MiB at M) written, zero-filled and read back.
 
 use ndarray::{s, ArrayView2, ArrayView4, ArrayViewMut2};
 
@@ -77,14 +69,13 @@ fn view4<T>(x: &[T], b: usize, t: usize, h: usize, d: usize) -> ArrayView4<'_, T
 
 crate::kernels::simd::wide_simd_fn! {
     /// Causal softmax of the rows of a `T×T` score block, in place: per row
-    /// i, `p_j = exp(x_j − max) · (1 / Σ exp(x_l − max))` over the live keys
-    /// j ≤ i, zeros after; row i's `max` and `1/Σ` go to `stats[2i]` and
-    /// `stats[2i + 1]`. The maximum in sixteen lanes
+    /// i, `p_j = exp(x_j − max) / Σ exp(x_l − max)` over the live keys
+    /// j ≤ i, zeros after. The maximum in sixteen lanes
     /// ([`reduce::max`](crate::kernels::reduce::max)), the exponentials
     /// ([`Scalar::fast_exp`]) in one vectorised loop, their sum in eight
     /// fixed lanes ([`reduce::sum`](crate::kernels::reduce::sum)).
-    fn causal_softmax_rows / causal_softmax_rows_wide [T: Scalar] (p: &mut [T], t: usize, stats: &mut [T]) {
-        for (i, (row, st)) in p.chunks_exact_mut(t).zip(stats.chunks_exact_mut(2)).enumerate() {
+    fn causal_softmax_rows / causal_softmax_rows_wide [T: Scalar] (p: &mut [T], t: usize) {
+        for (i, row) in p.chunks_exact_mut(t).enumerate() {
             let (live, dead) = row.split_at_mut(i + 1);
             let m = crate::kernels::reduce::max(live);
             for x in live.iter_mut() {
@@ -95,58 +86,12 @@ crate::kernels::simd::wide_simd_fn! {
                 *x *= inv;
             }
             dead.fill(T::zero());
-            st[0] = m;
-            st[1] = inv;
         }
     }
 }
 
-crate::kernels::simd::wide_simd_fn! {
-    /// The probabilities of [`causal_softmax_rows`] again, from the same
-    /// scores and the `stats` it recorded: the same operations on the same
-    /// values, so bit for bit the same `p`.
-    fn causal_probs_again / causal_probs_again_wide [T: Scalar] (p: &mut [T], t: usize, stats: &[T]) {
-        for (i, (row, st)) in p.chunks_exact_mut(t).zip(stats.chunks_exact(2)).enumerate() {
-            let (live, dead) = row.split_at_mut(i + 1);
-            let (m, inv) = (st[0], st[1]);
-            for x in live.iter_mut() {
-                *x = (*x - m).fast_exp();
-            }
-            for x in live.iter_mut() {
-                *x *= inv;
-            }
-            dead.fill(T::zero());
-        }
-    }
-}
-
-/// `S = scale · Q Kᵀ` into the causal blocks of `pm` (`T×T`): rows `r0..r1`
-/// only need keys `0..r1`, so the blocks above the diagonal are skipped.
-fn causal_scores<T: Scalar>(
-    scale: T,
-    qh: ArrayView2<T>,
-    kg: ArrayView2<T>,
-    mut pm: ArrayViewMut2<T>,
-) {
-    let t = qh.nrows();
-    for r0 in (0..t).step_by(BLOCK) {
-        let r1 = (r0 + BLOCK).min(t);
-        gemm_serial(
-            scale,
-            qh.slice(s![r0..r1, ..]),
-            kg.slice(s![0..r1, ..]).t(),
-            T::zero(),
-            pm.slice_mut(s![r0..r1, 0..r1]),
-        );
-    }
-}
-
-/// Forward: returns `(o, stats)` with `o: [B, T, H, D]` and, kept for the
-/// backward, each probability row's softmax maximum and inverse sum,
-/// `stats: [B, H, T, 2]`. The `T×T` probabilities of a head live in a
-/// scratch block of its task only: the backward recomputes them from the
-/// scores and `stats`, bit for bit (storing them took `B·H·T²` values per
-/// layer, 16 MiB at M, written, zero-filled and read back from memory).
+/// Forward: returns `(o, p)` with `o: [B, T, H, D]` and the probabilities
+/// `p: [B, H, T, T]` (kept for the backward).
 pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>, Vec<T>) {
     sh.check(q.len(), k.len(), v.len());
     let AttnShape {
@@ -163,22 +108,32 @@ pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>
         view4(k, b, t, g, d),
         view4(v, b, t, g, d),
     );
-    let [stats, o_bhtd] = par_chunks_fresh(
-        [b * h * t * 2, b * h * t * d],
-        [t * 2, t * d],
-        |bh, [st, oc]| {
+    let [p, o_bhtd] = par_chunks_fresh(
+        [b * h * t * t, b * h * t * d],
+        [t * t, t * d],
+        |bh, [pc, oc]| {
             let (bi, hi) = (bh / h, bh % h);
             let gi = hi / r;
             let qh = q4.slice(s![bi, .., hi, ..]);
             let kg = k4.slice(s![bi, .., gi, ..]);
             let vg = v4.slice(s![bi, .., gi, ..]);
-            let mut pc = vec![T::zero(); t * t];
-            let pm = ArrayViewMut2::from_shape((t, t), &mut pc[..]).expect("block size");
-            causal_scores(scale, qh, kg, pm);
+            let mut pm = ArrayViewMut2::from_shape((t, t), pc).expect("block size");
+            // Causal blocks: rows r0..r1 only need keys 0..r1.
+            for r0 in (0..t).step_by(BLOCK) {
+                let r1 = (r0 + BLOCK).min(t);
+                gemm_serial(
+                    scale,
+                    qh.slice(s![r0..r1, ..]),
+                    kg.slice(s![0..r1, ..]).t(),
+                    T::zero(),
+                    pm.slice_mut(s![r0..r1, 0..r1]),
+                );
+            }
+            let pc = pm.into_slice().expect("contiguous block");
             crate::kernels::simd::wide_simd_call!(
-                causal_softmax_rows / causal_softmax_rows_wide(&mut pc, t, st)
+                causal_softmax_rows / causal_softmax_rows_wide(pc, t)
             );
-            let pv = ArrayView2::from_shape((t, t), &pc[..]).expect("block size");
+            let pv = ArrayView2::from_shape((t, t), &*pc).expect("block size");
             let mut om = ArrayViewMut2::from_shape((t, d), oc).expect("block size");
             for r0 in (0..t).step_by(BLOCK) {
                 let r1 = (r0 + BLOCK).min(t);
@@ -192,39 +147,7 @@ pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>
             }
         },
     );
-    (bhtd_to_bthd(&o_bhtd, b, h, t, d), stats)
-}
-
-/// The probabilities `p: [B, H, T, T]` of a forward, recomputed from its
-/// `stats` exactly as the backward recomputes them (bit for bit those of
-/// the forward): for inspecting attention maps, and for the tests.
-pub fn attention_probabilities<T: Scalar>(q: &[T], k: &[T], stats: &[T], sh: AttnShape) -> Vec<T> {
-    sh.check(q.len(), k.len(), k.len());
-    let AttnShape {
-        batch: b,
-        seq: t,
-        heads: h,
-        kv_heads: g,
-        head_dim: d,
-    } = sh;
-    assert_eq!(
-        stats.len(),
-        b * h * t * 2,
-        "attention_probabilities: stats size"
-    );
-    let (q4, k4) = (view4(q, b, t, h, d), view4(k, b, t, g, d));
-    let [p] = par_chunks_fresh([b * h * t * t], [t * t], |bh, [pc]| {
-        let (bi, hi) = (bh / h, bh % h);
-        let qh = q4.slice(s![bi, .., hi, ..]);
-        let kg = k4.slice(s![bi, .., hi / (h / g), ..]);
-        let pm = ArrayViewMut2::from_shape((t, t), &mut *pc).expect("block size");
-        causal_scores(sh.scale::<T>(), qh, kg, pm);
-        let st = &stats[bh * t * 2..(bh + 1) * t * 2];
-        crate::kernels::simd::wide_simd_call!(
-            causal_probs_again / causal_probs_again_wide(pc, t, st)
-        );
-    });
-    p
+    (bhtd_to_bthd(&o_bhtd, b, h, t, d), p)
 }
 
 /// `[B, H, T, D]` copied into a new `[B, T, H, D]`.
@@ -239,13 +162,12 @@ fn bhtd_to_bthd<T: Scalar>(src: &[T], b: usize, h: usize, t: usize, d: usize) ->
     dst
 }
 
-/// Backward: returns `(dq, dk, dv)` in the layouts of `q`, `k`, `v`, from
-/// the forward's `stats` (each head's probabilities are recomputed).
+/// Backward: returns `(dq, dk, dv)` in the layouts of `q`, `k`, `v`.
 pub fn attention_backward<T: Scalar>(
     q: &[T],
     k: &[T],
     v: &[T],
-    stats: &[T],
+    p: &[T],
     d_o: &[T],
     sh: AttnShape,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
@@ -258,8 +180,8 @@ pub fn attention_backward<T: Scalar>(
         head_dim: d,
     } = sh;
     assert!(
-        stats.len() == b * h * t * 2 && d_o.len() == q.len(),
-        "attention_backward: stats/dO sizes do not fit {sh:?}"
+        p.len() == b * h * t * t && d_o.len() == q.len(),
+        "attention_backward: p/dO sizes do not fit {sh:?}"
     );
     let r = h / g;
     let scale = sh.scale::<T>();
@@ -279,18 +201,11 @@ pub fn attention_backward<T: Scalar>(
             let mut dk = ArrayViewMut2::from_shape((t, d), dkc).expect("block size");
             let mut dv = ArrayViewMut2::from_shape((t, d), dvc).expect("block size");
             let mut ds = vec![T::zero(); t * t];
-            let mut pbuf = vec![T::zero(); t * t];
             for (j, dqh) in dqc.chunks_exact_mut(t * d).enumerate() {
                 let hi = gi * r + j;
                 let qh = q4.slice(s![bi, .., hi, ..]);
                 let doh = do4.slice(s![bi, .., hi, ..]);
-                let sth = &stats[(bi * h + hi) * t * 2..(bi * h + hi + 1) * t * 2];
-                let pm = ArrayViewMut2::from_shape((t, t), &mut pbuf[..]).expect("block size");
-                causal_scores(scale, qh, kg, pm);
-                crate::kernels::simd::wide_simd_call!(
-                    causal_probs_again / causal_probs_again_wide(&mut pbuf, t, sth)
-                );
-                let ph = &pbuf[..];
+                let ph = &p[(bi * h + hi) * t * t..(bi * h + hi + 1) * t * t];
                 let pv = ArrayView2::from_shape((t, t), ph).expect("block size");
                 let beta = if j == 0 { T::zero() } else { T::one() };
                 // dV[c0..c1] = P[c0.., c0..c1]ᵀ dO[c0..]   (P is zero above the diagonal)
@@ -481,10 +396,10 @@ mod tests {
             .collect();
         let v: Vec<f64> = (0..nk).map(|i| ((i * 7 % 13) as f64 - 6.0) * 0.2).collect();
         let w: Vec<f64> = (0..nq).map(|i| ((i * 5 % 11) as f64 - 5.0) * 0.3).collect();
-        let (o, stats) = attention(&q, &k, &v, sh);
+        let (o, p) = attention(&q, &k, &v, sh);
         let want = attention_reference(&q, &k, &v, sh);
         assert!(o.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
-        let (dq, dk, dv) = attention_backward(&q, &k, &v, &stats, &w, sh);
+        let (dq, dk, dv) = attention_backward(&q, &k, &v, &p, &w, sh);
         let f = |q: &[f64], k: &[f64], v: &[f64]| -> f64 {
             attention_reference(q, k, v, sh)
                 .iter()
@@ -530,10 +445,10 @@ mod tests {
             .collect();
         let v: Vec<f64> = (0..nk).map(|i| ((i * 7 % 13) as f64 - 6.0) * 0.2).collect();
         let w: Vec<f64> = (0..nq).map(|i| ((i * 5 % 11) as f64 - 5.0) * 0.3).collect();
-        let (o, stats) = attention(&q, &k, &v, sh);
+        let (o, p) = attention(&q, &k, &v, sh);
         let want = attention_reference(&q, &k, &v, sh);
         assert!(o.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
-        let got = attention_backward(&q, &k, &v, &stats, &w, sh);
+        let got = attention_backward(&q, &k, &v, &p, &w, sh);
         let want = attention_backward_reference(&q, &k, &v, &w, sh);
         for (g, w) in [(&got.0, &want.0), (&got.1, &want.1), (&got.2, &want.2)] {
             assert!(g.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-12));
@@ -562,15 +477,12 @@ mod tests {
             .map(|i| ((i * 17 % 19) as f32 - 9.0) * 0.2)
             .collect();
         let v: Vec<f32> = (0..nk).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.2).collect();
-        let (o, stats) = attention(&q, &k, &v, sh);
+        let (o, p) = attention(&q, &k, &v, sh);
         let want = attention_reference(&q, &k, &v, sh);
         for (a, b) in o.iter().zip(&want) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }
-        let p = attention_probabilities(&q, &k, &stats, sh);
-        for (i, row) in p.chunks_exact(sh.seq).enumerate() {
-            let t = i % sh.seq;
-            assert!(row[t + 1..].iter().all(|&x| x == 0.0), "causal");
+        for row in p.chunks_exact(sh.seq) {
             let total: f64 = row.iter().map(|&x| x as f64).sum();
             assert!((total - 1.0).abs() < 1e-5, "{total}");
         }

@@ -35,7 +35,7 @@ impl<T: Scalar> Tape<T> {
             head_dim: qv.shape()[2] / heads,
         };
         let kern = self.kernels();
-        let (o, stats) = kern.attention(flat(&qv), flat(&kv), flat(&vv), sh);
+        let (o, p) = kern.attention(flat(&qv), flat(&kv), flat(&vv), sh);
         let y = from_vec(qv.shape(), o);
         if !self.needs_grad(&[q, k, v]) {
             return self.push_const_result(y);
@@ -46,7 +46,7 @@ impl<T: Scalar> Tape<T> {
                 flat(&qv),
                 flat(&kv),
                 flat(&vv),
-                &stats,
+                &p,
                 g.as_slice().expect("standard layout"),
                 sh,
             );
