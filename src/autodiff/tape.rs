@@ -288,7 +288,13 @@ impl<T: Scalar> GradSink<T> {
         match &mut self.grads[v.index] {
             Some(acc) => {
                 assert_eq!(acc.shape(), g.shape(), "gradient shape mismatch");
-                *acc += &g;
+                // The same sums in parallel chunks when both are contiguous
+                // (an activation's gradient is summed from two or three
+                // consumers, megabytes each, while the other threads wait).
+                match (acc.as_slice_mut(), g.as_slice()) {
+                    (Some(a), Some(b)) => crate::kernels::elementwise::add_assign(a, b),
+                    _ => *acc += &g,
+                }
             }
             slot @ None => *slot = Some(g),
         }

@@ -20,6 +20,7 @@
 //! tape variable used twice, so its gradient sums both uses.
 
 use ndarray::{Array2, Array3, Ix3};
+use rayon::prelude::*;
 
 use super::LlamaConfig;
 use crate::autodiff::{Tape, Var};
@@ -172,11 +173,13 @@ pub fn record_params<T: Scalar>(
     trainable: &dyn Fn(&str) -> bool,
 ) -> Result<ModelVars, ForwardError> {
     check_config(cfg)?;
-    let get = |name: &str, shape: &[usize]| -> Result<Var, ForwardError> {
+    let shapes = cfg.param_shapes();
+    let mut found = Vec::with_capacity(shapes.len());
+    for (name, shape) in &shapes {
         let p = params
             .get(name)
             .ok_or_else(|| ParamError::Missing(name.to_string()))?;
-        if p.shape() != shape {
+        if p.shape() != shape.as_slice() {
             return Err(ParamError::Shape {
                 name: name.to_string(),
                 got: p.shape().to_vec(),
@@ -184,17 +187,24 @@ pub fn record_params<T: Scalar>(
             }
             .into());
         }
-        let value = p.value.clone().into_shared();
-        Ok(if trainable(name) {
-            tape.param(name, value)
+        found.push((name, p));
+    }
+    // The tape owns a copy of every parameter (the optimizer updates the
+    // store in place afterwards); the copies are made in parallel, one
+    // tensor per task, since one thread copying the whole model (20 MB at
+    // M) would keep the others waiting.
+    let values: Vec<_> = found
+        .par_iter()
+        .map(|(_, p)| p.value.clone().into_shared())
+        .collect();
+    let mut vars = std::collections::HashMap::new();
+    for ((name, _), value) in found.into_iter().zip(values) {
+        let var = if trainable(name) {
+            tape.param(name.as_str(), value)
         } else {
             tape.frozen(value)
-        })
-    };
-    let shapes = cfg.param_shapes();
-    let mut vars = std::collections::HashMap::new();
-    for (name, shape) in &shapes {
-        vars.insert(name.clone(), get(name, shape)?);
+        };
+        vars.insert(name.clone(), var);
     }
     let v = |name: String| vars[&name];
     let embed = v("model.embed_tokens.weight".into());

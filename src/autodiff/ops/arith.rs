@@ -110,7 +110,7 @@ impl<T: Scalar> Tape<T> {
         self.push_op(out, &[a, b], move |g, s| {
             let gb = if s.wants(b) {
                 let gb = if sign == T::one() {
-                    g.clone()
+                    super::par_clone(&g)
                 } else {
                     g.mapv(|x| -x)
                 };

@@ -39,6 +39,20 @@ pub(crate) fn contiguous_owned<T: Scalar>(g: ArrayD<T>) -> ArrayD<T> {
     }
 }
 
+/// Below this many entries [`par_clone`] copies on the calling thread.
+const PAR_CLONE_MIN: usize = 1 << 15;
+
+/// A copy of `g`, made by all threads when it is large: a
+/// gradient handed to two consumers (a residual connection) is megabytes
+/// that one thread would copy while the others wait.
+pub(crate) fn par_clone<T: Scalar>(g: &ArrayD<T>) -> ArrayD<T> {
+    if g.len() < PAR_CLONE_MIN {
+        g.clone()
+    } else {
+        ndarray::Zip::from(g).par_map_collect(|&x| x)
+    }
+}
+
 /// The flat row-major slice of a standard-layout value.
 pub(crate) fn flat<T>(v: &Value<T>) -> &[T] {
     v.as_slice().expect("value in standard layout")
