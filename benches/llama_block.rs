@@ -8,12 +8,10 @@
 //! `small_model_step` times a whole ≈0.8M-parameter model's loss and gradients.
 //!
 //! Run: `cargo bench --bench llama_block` (set `RAYON_NUM_THREADS=2` to
-//! pin the thread count). Each timed call runs on a worker of the pool
-//! ([`on_worker`]), as the command line's work does.
+//! pin the thread count).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mofo::autodiff::Tape;
-use mofo::cli::on_worker;
 use mofo::kernels::attention::BLOCK;
 use mofo::kernels::gemm::{gemm_alloc, gemm_serial};
 use mofo::model::forward::{layer_forward, LayerVars};
@@ -69,29 +67,27 @@ fn block(c: &mut Criterion) {
     let x = rand(&mut rng, &[B, T, HID], 1.0);
     c.bench_function("block_fwd_bwd", |bench| {
         bench.iter(|| {
-            on_worker(|| {
-                let tape = Tape::<f32>::new();
-                let p: Vec<_> = weights
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| tape.param(format!("w{i}"), v.clone()))
-                    .collect();
-                let lv = LayerVars {
-                    input_norm: p[0],
-                    q: p[1],
-                    k: p[2],
-                    v: p[3],
-                    o: p[4],
-                    post_norm: p[5],
-                    gate: p[6],
-                    up: p[7],
-                    down: p[8],
-                };
-                let h = tape.variable(x.clone());
-                let y = layer_forward(&tape, &cfg, &lv, h);
-                let loss = tape.mean_all(y);
-                tape.backward(loss)
-            })
+            let tape = Tape::<f32>::new();
+            let p: Vec<_> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, v)| tape.param(format!("w{i}"), v.clone()))
+                .collect();
+            let lv = LayerVars {
+                input_norm: p[0],
+                q: p[1],
+                k: p[2],
+                v: p[3],
+                o: p[4],
+                post_norm: p[5],
+                gate: p[6],
+                up: p[7],
+                down: p[8],
+            };
+            let h = tape.variable(x.clone());
+            let y = layer_forward(&tape, &cfg, &lv, h);
+            let loss = tape.mean_all(y);
+            tape.backward(loss)
         })
     });
 }
@@ -121,64 +117,62 @@ fn matmuls(c: &mut Criterion) {
         .collect();
     c.bench_function("block_matmuls", |bench| {
         bench.iter(|| {
-            on_worker(|| {
-                for ((x, w), g) in xs.iter().zip(&ws).zip(&gs) {
-                    black_box(gemm_alloc(1.0, x.view(), w.t())); // forward
-                    black_box(gemm_alloc(1.0, g.t(), x.view())); // weight gradient
-                    black_box(gemm_alloc(1.0, g.view(), w.view())); // input gradient
+            for ((x, w), g) in xs.iter().zip(&ws).zip(&gs) {
+                black_box(gemm_alloc(1.0, x.view(), w.t())); // forward
+                black_box(gemm_alloc(1.0, g.t(), x.view())); // weight gradient
+                black_box(gemm_alloc(1.0, g.view(), w.view())); // input gradient
+            }
+            // Attention: per (batch, head) the causal-blocked products of
+            // kernels::attention (2 forward, 4 backward).
+            let q4 = ArrayView4::from_shape((B, T, HEADS, D), &q[..]).unwrap();
+            (0..B * HEADS).into_par_iter().for_each(|bh| {
+                let (bi, hi) = (bh / HEADS, bh % HEADS);
+                let qh = q4.slice(s![bi, .., hi, ..]);
+                let mut p = Array2::<f32>::zeros((T, T));
+                let mut o = Array2::<f32>::zeros((T, D));
+                let mut o2 = Array2::<f32>::zeros((T, D));
+                for r0 in (0..T).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(T);
+                    let (qr, kr) = (qh.slice(s![r0..r1, ..]), qh.slice(s![0..r1, ..]));
+                    gemm_serial(1.0, qr, kr.t(), 0.0, p.slice_mut(s![r0..r1, 0..r1]));
                 }
-                // Attention: per (batch, head) the causal-blocked products of
-                // kernels::attention (2 forward, 4 backward).
-                let q4 = ArrayView4::from_shape((B, T, HEADS, D), &q[..]).unwrap();
-                (0..B * HEADS).into_par_iter().for_each(|bh| {
-                    let (bi, hi) = (bh / HEADS, bh % HEADS);
-                    let qh = q4.slice(s![bi, .., hi, ..]);
-                    let mut p = Array2::<f32>::zeros((T, T));
-                    let mut o = Array2::<f32>::zeros((T, D));
-                    let mut o2 = Array2::<f32>::zeros((T, D));
-                    for r0 in (0..T).step_by(BLOCK) {
-                        let r1 = (r0 + BLOCK).min(T);
-                        let (qr, kr) = (qh.slice(s![r0..r1, ..]), qh.slice(s![0..r1, ..]));
-                        gemm_serial(1.0, qr, kr.t(), 0.0, p.slice_mut(s![r0..r1, 0..r1]));
-                    }
-                    for r0 in (0..T).step_by(BLOCK) {
-                        let r1 = (r0 + BLOCK).min(T);
-                        gemm_serial(
-                            1.0,
-                            p.slice(s![r0..r1, 0..r1]),
-                            qh.slice(s![0..r1, ..]),
-                            0.0,
-                            o.slice_mut(s![r0..r1, ..]),
-                        );
-                        gemm_serial(
-                            1.0,
-                            p.slice(s![r0..T, r0..r1]).t(),
-                            qh.slice(s![r0..T, ..]),
-                            0.0,
-                            o2.slice_mut(s![r0..r1, ..]),
-                        );
-                        let (qr, kr) = (qh.slice(s![r0..r1, ..]), qh.slice(s![0..r1, ..]));
-                        gemm_serial(1.0, qr, kr.t(), 0.0, p.slice_mut(s![r0..r1, 0..r1]));
-                    }
-                    for r0 in (0..T).step_by(BLOCK) {
-                        let r1 = (r0 + BLOCK).min(T);
-                        gemm_serial(
-                            1.0,
-                            p.slice(s![r0..r1, 0..r1]),
-                            qh.slice(s![0..r1, ..]),
-                            0.0,
-                            o.slice_mut(s![r0..r1, ..]),
-                        );
-                        gemm_serial(
-                            1.0,
-                            p.slice(s![r0..T, r0..r1]).t(),
-                            qh.slice(s![r0..T, ..]),
-                            1.0,
-                            o2.slice_mut(s![r0..r1, ..]),
-                        );
-                    }
-                });
-            })
+                for r0 in (0..T).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(T);
+                    gemm_serial(
+                        1.0,
+                        p.slice(s![r0..r1, 0..r1]),
+                        qh.slice(s![0..r1, ..]),
+                        0.0,
+                        o.slice_mut(s![r0..r1, ..]),
+                    );
+                    gemm_serial(
+                        1.0,
+                        p.slice(s![r0..T, r0..r1]).t(),
+                        qh.slice(s![r0..T, ..]),
+                        0.0,
+                        o2.slice_mut(s![r0..r1, ..]),
+                    );
+                    let (qr, kr) = (qh.slice(s![r0..r1, ..]), qh.slice(s![0..r1, ..]));
+                    gemm_serial(1.0, qr, kr.t(), 0.0, p.slice_mut(s![r0..r1, 0..r1]));
+                }
+                for r0 in (0..T).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(T);
+                    gemm_serial(
+                        1.0,
+                        p.slice(s![r0..r1, 0..r1]),
+                        qh.slice(s![0..r1, ..]),
+                        0.0,
+                        o.slice_mut(s![r0..r1, ..]),
+                    );
+                    gemm_serial(
+                        1.0,
+                        p.slice(s![r0..T, r0..r1]).t(),
+                        qh.slice(s![r0..T, ..]),
+                        1.0,
+                        o2.slice_mut(s![r0..r1, ..]),
+                    );
+                }
+            });
         })
     });
 }
@@ -213,9 +207,7 @@ fn small_model_step(c: &mut Criterion) {
     let ids = Array2::from_shape_fn((16, 128), |_| rng.random_range(0..256u32));
     let batch = mofo::model::forward::Batch::new(ids);
     c.bench_function("small_model_step", |bench| {
-        bench.iter(|| {
-            on_worker(|| mofo::model::forward::loss_and_grads(&cfg, &params, &batch).unwrap())
-        })
+        bench.iter(|| mofo::model::forward::loss_and_grads(&cfg, &params, &batch).unwrap())
     });
 }
 

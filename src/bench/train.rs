@@ -96,11 +96,7 @@ pub enum TrainBenchError {
 }
 
 /// Runs `warmup` untimed and `steps` timed training steps (f32, AdamW with
-/// lr 1e-3, random token ids from `seed`) in the current rayon pool. Call
-/// it on a worker of that pool (`ThreadPool::install`, or
-/// [`crate::cli::on_worker`] for the global one), as `mofo bench train`
-/// does: from another thread, every parallel kernel of the step puts the
-/// caller to sleep and wakes it again.
+/// lr 1e-3, random token ids from `seed`) in the current rayon pool.
 pub fn run_train_bench(
     cfg: &TrainBenchConfig,
     warmup: usize,

@@ -98,6 +98,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
     };
     let n = count(&shapes);
     let method_names = a.methods.as_deref().map(parse_methods).transpose()?;
+    super::init_threads(a.threads)?;
     let threads = rayon::current_num_threads();
     let huge = if a.no_huge_pages {
         HugePages::Off

@@ -35,6 +35,7 @@ pub struct TrainArgs {
 pub fn run(a: TrainArgs) -> CliResult {
     let cfg = TrainBenchConfig::preset(&a.config)
         .ok_or_else(|| format!("unknown --config `{}` (expected S, M or L)", a.config))?;
+    super::init_threads(a.threads)?;
     let threads = rayon::current_num_threads();
     let r = run_train_bench(&cfg, 2, a.steps, 0)?;
     let peak = (!a.no_peak).then(|| measure_peak_flops(threads, 3.0));

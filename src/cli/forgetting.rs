@@ -146,6 +146,7 @@ pub fn run(args: Args) -> CliResult {
         println!("{}", serde_json::to_string_pretty(&cfg)?);
         return Ok(());
     }
+    super::init_threads(args.threads)?;
     let opts = RunOptions {
         out_dir: args.out.clone(),
         cache_dir: (!args.no_cache).then(|| args.cache.clone()),

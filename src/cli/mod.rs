@@ -55,42 +55,9 @@ pub enum Command {
     Bench(bench::BenchCommand),
 }
 
-impl Command {
-    /// The `--threads` the command asks for, where it has that option.
-    pub fn threads(&self) -> Option<usize> {
-        match self {
-            Command::Forgetting(a) => a.threads,
-            Command::Train(a) => a.threads,
-            Command::Bench(bench::BenchCommand::Optim(a)) => a.threads,
-            Command::Bench(bench::BenchCommand::Train(a)) => a.threads,
-            _ => None,
-        }
-    }
-}
-
-/// Runs a parsed command line: starts the worker pool (`--threads`, or one
-/// thread per core) and runs the command on one of its workers
-/// ([`on_worker`]).
+/// Runs a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
-    init_threads(cli.command.threads())?;
-    on_worker(|| dispatch(cli.command))
-}
-
-/// Runs `f` on a worker of the global pool and waits for it.
-///
-/// Called from outside the pool (the process's main thread), every parallel
-/// kernel would hand its tasks to the pool's workers, put the calling thread
-/// to sleep and be woken when they are done: a `futex` wake of a sleeping
-/// worker and one of the caller for each of the ~700 parallel kernels of a
-/// training step of S, which took 12% of the samples of a 2-thread profile
-/// (`try_to_wake_up`, docs/performance.md). On a worker, the caller takes
-/// part in its own kernels and never sleeps between them.
-pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
-}
-
-fn dispatch(command: Command) -> CliResult {
-    match command {
+    match cli.command {
         Command::Forgetting(a) => forgetting::run(a),
         Command::Train(a) => train::run(a),
         Command::Replay(a) => replay::run(a),
@@ -103,25 +70,16 @@ fn dispatch(command: Command) -> CliResult {
     }
 }
 
-/// Stack of each worker thread: the main thread's usual 8 MiB, since every
-/// command runs on a worker ([`on_worker`]).
-const WORKER_STACK_BYTES: usize = 8 << 20;
-
-/// Starts the global worker pool with `threads` workers, or one per core.
-/// The pool lives as long as the process: a later call (a second command
-/// run in the same process) keeps it, and fails only when it asks for a
-/// different number of threads.
-fn init_threads(threads: Option<usize>) -> CliResult {
-    if threads == Some(0) {
-        return Err("--threads must be at least 1".into());
+/// Sets the size of the global worker pool (once per process).
+pub(crate) fn init_threads(threads: Option<usize>) -> CliResult {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| format!("cannot start {n} worker threads: {e}"))?;
     }
-    let built = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.unwrap_or(0))
-        .stack_size(WORKER_STACK_BYTES)
-        .build_global();
-    match (built, threads) {
-        (Ok(()), _) | (Err(_), None) => Ok(()),
-        (Err(_), Some(n)) if rayon::current_num_threads() == n => Ok(()),
-        (Err(e), Some(n)) => Err(format!("cannot start {n} worker threads: {e}").into()),
-    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::init_threads;
 use super::CliResult;
 use crate::data::{load_text_file, mean_loss};
 use crate::experiments::forgetting::{MethodConfig, PhaseConfig, METHODS};
@@ -155,6 +156,7 @@ fn method(args: &Args) -> CliResult<MethodConfig> {
 
 /// Runs `mofo train`.
 pub fn run(args: Args) -> CliResult {
+    init_threads(args.threads)?;
     if args.steps == 0 || args.batch_size == 0 || args.grad_accum == 0 {
         return Err("--steps, --batch-size and --grad-accum must be at least 1".into());
     }
