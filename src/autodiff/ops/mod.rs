@@ -79,3 +79,24 @@ pub(crate) fn sum_to_shape<T: Scalar>(mut g: ArrayD<T>, shape: &[usize]) -> Arra
     }
     g
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn par_clone_copies_every_layout() {
+        for n in [3usize, 300, 1 << 16] {
+            let a = ArrayD::from_shape_fn(IxDyn(&[n, 2]), |i| (i[0] * 2 + i[1]) as f32 * 0.5);
+            let t = a.clone().reversed_axes();
+            for x in [&a, &t] {
+                let c = par_clone(x);
+                assert_eq!(c.shape(), x.shape());
+                assert!(c
+                    .iter()
+                    .zip(x.iter())
+                    .all(|(p, q)| p.to_bits() == q.to_bits()));
+            }
+        }
+    }
+}
