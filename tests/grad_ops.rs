@@ -3,7 +3,7 @@
 //! fixed random `W`, so every output entry is exercised.
 
 use mofo::autodiff::{gradcheck, Tape, Var};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{s, ArrayD, IxDyn};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -123,8 +123,11 @@ proptest! {
         let z = rand_array(&mut rng, &[n, vocab], -3.0, 3.0);
         check(std::slice::from_ref(&z), seed, |t, v| t.log_softmax(v[0]));
         let targets: Vec<i64> = (0..n).map(|i| if i % 3 == 2 { -100 } else { rng.random_range(0..vocab as i64) }).collect();
-        let r = gradcheck(&[z], EPS, |t, v| t.cross_entropy(v[0], &targets));
+        let r = gradcheck(std::slice::from_ref(&z), EPS, |t, v| t.cross_entropy(v[0], &targets));
         prop_assert!(r.max_rel_error <= TOL, "cross-entropy {:?}", r.rel_errors);
+        let denom = n + 3;
+        let r = gradcheck(&[z], EPS, |t, v| t.cross_entropy_share(v[0], &targets, denom).0);
+        prop_assert!(r.max_rel_error <= TOL, "cross-entropy share {:?}", r.rel_errors);
     }
 }
 
@@ -134,7 +137,7 @@ fn cross_entropy_equals_log_softmax_pick() {
     let z = rand_array(&mut rng, &[5, 4], -3.0, 3.0);
     let targets = [0i64, 3, -100, 1, 2];
     let t = Tape::<f64>::new();
-    let zv = t.constant(z);
+    let zv = t.constant(z.clone());
     let ce = t.value(t.cross_entropy(zv, &targets))[IxDyn(&[])];
     let ls = t.value(t.log_softmax(zv));
     let want: f64 = -[(0, 0), (1, 3), (3, 1), (4, 2)]
@@ -143,4 +146,17 @@ fn cross_entropy_equals_log_softmax_pick() {
         .sum::<f64>()
         / 4.0;
     assert!((ce - want).abs() < 1e-12);
+    // Two shards' shares over the 4 counted rows add up to the mean, and
+    // each share's sum is its rows' losses.
+    let (top, bottom) = (
+        z.slice(s![..2, ..]).to_owned(),
+        z.slice(s![2.., ..]).to_owned(),
+    );
+    let t2 = Tape::<f64>::new();
+    let (a, sa) = t2.cross_entropy_share(t2.constant(top.into_dyn()), &targets[..2], 4);
+    let (b, sb) = t2.cross_entropy_share(t2.constant(bottom.into_dyn()), &targets[2..], 4);
+    let (a, b) = (t2.value(a)[IxDyn(&[])], t2.value(b)[IxDyn(&[])]);
+    assert!((a + b - want).abs() < 1e-12);
+    assert!((sa / 4.0 - a).abs() < 1e-15 && (sb / 4.0 - b).abs() < 1e-15);
+    assert!((sa + sb - 4.0 * want).abs() < 1e-12);
 }

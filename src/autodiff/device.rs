@@ -69,16 +69,17 @@ pub trait Kernels<T: Scalar>: Sync {
         d_o: &[T],
         sh: AttnShape,
     ) -> (Vec<T>, Vec<T>, Vec<T>);
-    /// Cross-entropy forward: `(loss, lse, count)`.
-    fn cross_entropy(&self, z: &[T], v: usize, targets: &[i64]) -> (T, Vec<T>, usize);
-    /// Cross-entropy backward.
+    /// Cross-entropy forward: `(f64 sum of the counted rows' losses, lse,
+    /// counted rows)`.
+    fn cross_entropy_sum(&self, z: &[T], v: usize, targets: &[i64]) -> (f64, Vec<T>, usize);
+    /// Cross-entropy backward of `sum / denom`.
     fn cross_entropy_backward(
         &self,
         z: &[T],
         v: usize,
         targets: &[i64],
         lse: &[T],
-        count: usize,
+        denom: usize,
         g: T,
     ) -> Vec<T>;
 }
@@ -144,8 +145,8 @@ impl<T: Scalar> Kernels<T> for Cpu {
     ) -> (Vec<T>, Vec<T>, Vec<T>) {
         attention::attention_backward(q, k, v, p, d_o, sh)
     }
-    fn cross_entropy(&self, z: &[T], v: usize, targets: &[i64]) -> (T, Vec<T>, usize) {
-        cross_entropy::cross_entropy(z, v, targets)
+    fn cross_entropy_sum(&self, z: &[T], v: usize, targets: &[i64]) -> (f64, Vec<T>, usize) {
+        cross_entropy::cross_entropy_sum(z, v, targets)
     }
     fn cross_entropy_backward(
         &self,
@@ -153,10 +154,10 @@ impl<T: Scalar> Kernels<T> for Cpu {
         v: usize,
         targets: &[i64],
         lse: &[T],
-        count: usize,
+        denom: usize,
         g: T,
     ) -> Vec<T> {
-        cross_entropy::cross_entropy_backward(z, v, targets, lse, count, g)
+        cross_entropy::cross_entropy_backward(z, v, targets, lse, denom, g)
     }
 }
 

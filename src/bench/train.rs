@@ -12,7 +12,7 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::forward::{loss_and_grads, Batch, ForwardError};
+use crate::model::forward::{loss_and_grads_sharded, Batch, ForwardError};
 use crate::model::hf_config::HfExtras;
 use crate::model::init::init_params;
 use crate::model::LlamaConfig;
@@ -96,12 +96,15 @@ pub enum TrainBenchError {
 }
 
 /// Runs `warmup` untimed and `steps` timed training steps (f32, AdamW with
-/// lr 1e-3, random token ids from `seed`) in the current rayon pool.
+/// lr 1e-3, random token ids from `seed`, the batch in `shards` shards as
+/// [`crate::model::forward::loss_and_grads_sharded`] runs them) in the
+/// current rayon pool.
 pub fn run_train_bench(
     cfg: &TrainBenchConfig,
     warmup: usize,
     steps: usize,
     seed: u64,
+    shards: usize,
 ) -> Result<TrainBenchResult, TrainBenchError> {
     let mut params = init_params::<f32>(&cfg.model, &HfExtras::default(), seed);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9);
@@ -113,7 +116,7 @@ pub fn run_train_bench(
     let mut last_loss = f64::NAN;
     for i in 0..warmup + steps.max(1) {
         let t0 = Instant::now();
-        let out = loss_and_grads(&cfg.model, &params, &batch)?;
+        let out = loss_and_grads_sharded(&cfg.model, &params, &batch, &|_| true, shards)?;
         opt.step(&mut params, &out.grads)?;
         if i >= warmup {
             times.push(t0.elapsed().as_secs_f64());
@@ -155,7 +158,7 @@ mod tests {
         cfg.model.num_hidden_layers = 1;
         cfg.seq = 16;
         cfg.batch = 2;
-        let r = run_train_bench(&cfg, 0, 3, 1).unwrap();
+        let r = run_train_bench(&cfg, 0, 3, 1, crate::model::shard::SHARDS).unwrap();
         assert!(r.last_loss.is_finite() && r.tokens_per_s > 0.0);
         assert_eq!(r.tokens_per_step, 32);
     }

@@ -1,4 +1,5 @@
-//! `mofo bench train --config S|M|L [--threads T] [--steps N] [--json FILE]`:
+//! `mofo bench train --config S|M|L [--threads T] [--steps N] [--shards K]
+//! [--json FILE]`:
 //! training throughput (forward + backward + AdamW) in tokens/s and GFLOP/s
 //! (6·N·tokens, as the PyTorch script counts), and the share of the
 //! machine's peak f32 FLOP/s measured in the same run (`crate::bench::peak`).
@@ -26,6 +27,9 @@ pub struct TrainArgs {
     /// Skip measuring the machine's peak FLOP/s.
     #[arg(long)]
     pub no_peak: bool,
+    /// Shards of the batch run side by side (1: one tape for the whole batch).
+    #[arg(long, default_value_t = crate::model::shard::SHARDS)]
+    pub shards: usize,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -35,13 +39,20 @@ pub struct TrainArgs {
 pub fn run(a: TrainArgs) -> CliResult {
     let cfg = TrainBenchConfig::preset(&a.config)
         .ok_or_else(|| format!("unknown --config `{}` (expected S, M or L)", a.config))?;
+    if a.shards == 0 {
+        return Err("--shards must be at least 1".into());
+    }
     super::init_threads(a.threads)?;
     let threads = rayon::current_num_threads();
-    let r = run_train_bench(&cfg, 2, a.steps, 0)?;
+    let r = run_train_bench(&cfg, 2, a.steps, 0, a.shards)?;
     let peak = (!a.no_peak).then(|| measure_peak_flops(threads, 3.0));
     println!(
-        "train {}: {} parameters, {} tokens/step, {threads} threads, median of {} steps",
-        cfg.name, r.params, r.tokens_per_step, a.steps
+        "train {}: {} parameters, {} tokens/step in {} shards, {threads} threads, median of {} steps",
+        cfg.name,
+        r.params,
+        r.tokens_per_step,
+        cfg.batch.min(a.shards),
+        a.steps
     );
     println!(
         "  {:.1} ms/step  {:.0} tokens/s  {:.1} GFLOP/s (6·N·tokens)  final loss {:.3}",
@@ -61,6 +72,7 @@ pub fn run(a: TrainArgs) -> CliResult {
             "params": r.params,
             "threads": threads,
             "tokens_per_step": r.tokens_per_step,
+            "shards": cfg.batch.min(a.shards),
             "ms_per_step": r.ms_per_step,
             "tokens_per_s": r.tokens_per_s,
             "approx_gflops": r.approx_gflops,

@@ -1,16 +1,18 @@
 //! Row-wise log-softmax and mean cross-entropy over integer targets.
 //!
 //! For logits `z` of `n` rows and `V` columns, targets `y_r` (a target
-//! `< 0` — Hugging Face uses −100 — ignores the row), `c` counted rows:
+//! `< 0` — Hugging Face uses −100 — ignores the row), `c` counted rows and
+//! a denominator `N` (`N = c` for the mean over these rows; a larger `N`
+//! when these rows are one shard of a batch whose mean is taken over `N`):
 //!
 //! ```text
 //! lse_r = m_r + ln Σ_j exp(z_rj − m_r),   m_r = max_j z_rj
-//! L     = (1/c) Σ_{r counted} (lse_r − z_{r,y_r})
-//! ∂L/∂z_rj = (g/c)·(exp(z_rj − lse_r) − [j = y_r])   for counted rows, else 0
+//! S     = Σ_{r counted} (lse_r − z_{r,y_r})     (summed in row order in f64)
+//! L     = S / N
+//! ∂L/∂z_rj = (g/N)·(exp(z_rj − lse_r) − [j = y_r])   for counted rows, else 0
 //! ```
 //!
-//! With no counted row the loss is 0 and the gradient is 0. The per-row
-//! losses are summed in row order in f64.
+//! With `N = 0` (no counted row) the loss is 0 and the gradient is 0.
 
 use rayon::prelude::*;
 
@@ -42,8 +44,9 @@ pub fn logsumexp_rows<T: Scalar>(z: &[T], v: usize) -> Vec<T> {
     lse
 }
 
-/// Forward: `(loss, lse, counted rows)`.
-pub fn cross_entropy<T: Scalar>(z: &[T], v: usize, targets: &[i64]) -> (T, Vec<T>, usize) {
+/// Forward: `(S, lse, counted rows)`, `S` the f64 sum of the counted
+/// rows' losses (the loss is `S / N`, see [`mean_over`]).
+pub fn cross_entropy_sum<T: Scalar>(z: &[T], v: usize, targets: &[i64]) -> (f64, Vec<T>, usize) {
     let lse = logsumexp_rows(z, v);
     assert_eq!(
         lse.len(),
@@ -66,28 +69,39 @@ pub fn cross_entropy<T: Scalar>(z: &[T], v: usize, targets: &[i64]) -> (T, Vec<T
         total += (lse[r] - z[r * v + y]).as_f64();
         count += 1;
     }
-    let loss = if count == 0 {
-        T::zero()
-    } else {
-        T::of(total / count as f64)
-    };
-    (loss, lse, count)
+    (total, lse, count)
 }
 
-/// Backward: `∂(g·L)/∂z`.
+/// `S / N` rounded to `T` once; 0 when `N = 0`.
+pub fn mean_over<T: Scalar>(total: f64, denom: usize) -> T {
+    if denom == 0 {
+        T::zero()
+    } else {
+        T::of(total / denom as f64)
+    }
+}
+
+/// Forward of the mean over the counted rows: `(L, lse, counted rows)`.
+pub fn cross_entropy<T: Scalar>(z: &[T], v: usize, targets: &[i64]) -> (T, Vec<T>, usize) {
+    let (total, lse, count) = cross_entropy_sum(z, v, targets);
+    (mean_over(total, count), lse, count)
+}
+
+/// Backward: `∂(g·L)/∂z` for `L = S / denom` (`denom` = the counted rows
+/// for the mean over these rows).
 pub fn cross_entropy_backward<T: Scalar>(
     z: &[T],
     v: usize,
     targets: &[i64],
     lse: &[T],
-    count: usize,
+    denom: usize,
     g: T,
 ) -> Vec<T> {
     let mut dz = vec![T::zero(); z.len()];
-    if count == 0 {
+    if denom == 0 {
         return dz;
     }
-    let scale = g / T::of(count as f64);
+    let scale = g / T::of(denom as f64);
     dz.par_chunks_mut(v * ROW_BLOCK)
         .zip(z.par_chunks(v * ROW_BLOCK))
         .zip(targets.par_chunks(ROW_BLOCK).zip(lse.par_chunks(ROW_BLOCK)))

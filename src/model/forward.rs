@@ -18,12 +18,19 @@
 //! `y` is the labels (default: the input ids); a label −100 is not counted
 //! (Hugging Face's shift and ignore index). With tied embeddings `E` is one
 //! tape variable used twice, so its gradient sums both uses.
+//!
+//! [`loss_and_grads`] runs the batch's sequences in [`SHARDS`] shards, one
+//! tape each, side by side, and adds their gradients in shard order
+//! (`super::shard` has the equations); [`loss_and_grads_sharded`] takes
+//! the number of shards (1: one tape for the whole batch).
 
-use ndarray::{Array2, Array3, Ix3};
+use ndarray::{s, Array2, Array3, ArrayD, Axis, Ix3, IxDyn};
 use rayon::prelude::*;
 
+use super::shard::{shard_rows, sum_in_order, SHARDS};
 use super::LlamaConfig;
 use crate::autodiff::{Tape, Var};
+use crate::kernels::cross_entropy::mean_over;
 use crate::params::ParamError;
 use crate::{ParamStore, Scalar};
 
@@ -328,7 +335,8 @@ pub fn shifted_targets(cfg: &LlamaConfig, batch: &Batch) -> Result<Vec<i64>, For
     Ok(out)
 }
 
-/// Loss, logits and the gradient of every parameter.
+/// Loss, logits and the gradient of every parameter, the batch's sequences
+/// in [`SHARDS`] shards run side by side ([`super::shard`]).
 pub fn loss_and_grads<T: Scalar>(
     cfg: &LlamaConfig,
     params: &ParamStore<T>,
@@ -344,39 +352,94 @@ pub fn loss_and_grads_with<T: Scalar>(
     cfg: &LlamaConfig,
     params: &ParamStore<T>,
     batch: &Batch,
-    trainable: &dyn Fn(&str) -> bool,
+    trainable: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<ForwardOutput<T>, ForwardError> {
+    loss_and_grads_sharded(cfg, params, batch, trainable, SHARDS)
+}
+
+/// Like [`loss_and_grads_with`], with the batch's sequences split into
+/// `min(B, shards)` shards (`shards = 1`: one tape for the whole batch).
+/// The result depends on `shards` only through the grouping of the weight
+/// gradients' sums (see [`super::shard`]), never on the thread count.
+pub fn loss_and_grads_sharded<T: Scalar>(
+    cfg: &LlamaConfig,
+    params: &ParamStore<T>,
+    batch: &Batch,
+    trainable: &(dyn Fn(&str) -> bool + Sync),
+    shards: usize,
 ) -> Result<ForwardOutput<T>, ForwardError> {
     check_ids(cfg, &batch.input_ids)?;
     let targets = shifted_targets(cfg, batch)?;
+    let denom = targets.iter().filter(|&&y| y != IGNORE_INDEX).count();
+    let (b, t) = batch.input_ids.dim();
+    let rows = shard_rows(b, shards);
+    let parts: Vec<Result<ShardOutput<T>, ForwardError>> = rows
+        .par_iter()
+        .map(|r| {
+            let ids = batch.input_ids.slice(s![r.clone(), ..]).to_owned();
+            let targets = &targets[r.start * t..r.end * t];
+            shard_pass(cfg, params, &ids, targets, denom, trainable)
+        })
+        .collect();
+    // The first error in shard order, whichever shard finished first.
+    let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let total: f64 = parts.iter().map(|p| p.total).sum();
+    let logits = if parts.len() == 1 {
+        parts[0].logits.clone()
+    } else {
+        let views: Vec<_> = parts.iter().map(|p| p.logits.view()).collect();
+        ndarray::concatenate(Axis(0), &views).expect("shards share the vocabulary")
+    };
+    let grads = sum_in_order(parts.into_iter().map(|p| p.grads).collect());
+    Ok(ForwardOutput {
+        logits,
+        loss: mean_over(total, denom),
+        grads,
+    })
+}
+
+/// What one shard's tape computed.
+struct ShardOutput<T> {
+    /// Its logits `[rows, T, V]`.
+    logits: Array3<T>,
+    /// The f64 sum of its counted rows' losses.
+    total: f64,
+    /// Gradients of its share of the batch's loss, every parameter (zeros
+    /// for frozen ones).
+    grads: ParamStore<T>,
+}
+
+/// Forward and backward of one shard: `ids` its sequences, `targets` their
+/// shifted targets, `denom` the batch's counted targets.
+fn shard_pass<T: Scalar>(
+    cfg: &LlamaConfig,
+    params: &ParamStore<T>,
+    ids: &Array2<u32>,
+    targets: &[i64],
+    denom: usize,
+    trainable: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<ShardOutput<T>, ForwardError> {
     let tape = Tape::new();
     let vars = record_params(&tape, cfg, params, trainable)?;
-    let logits = record_logits(&tape, cfg, &vars, &batch.input_ids);
-    let loss = tape.cross_entropy(logits, &targets);
+    let logits = record_logits(&tape, cfg, &vars, ids);
+    let (loss, total) = tape.cross_entropy_share(logits, targets, denom);
     let logits_v = tape.value(logits);
-    let loss_v = tape
-        .value(loss)
-        .iter()
-        .next()
-        .copied()
-        .unwrap_or_else(T::zero);
     let grads_by_var = tape.backward(loss);
     let mut store = grads_by_var.into_param_store();
     let mut grads = ParamStore::new();
     for p in params.iter() {
         let g = match store.get_mut(&p.name) {
-            Some(g) => {
-                std::mem::replace(&mut g.value, ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])))
-            }
-            None => ndarray::ArrayD::zeros(p.value.raw_dim()),
+            Some(g) => std::mem::replace(&mut g.value, ArrayD::zeros(IxDyn(&[0]))),
+            None => ArrayD::zeros(p.value.raw_dim()),
         };
         grads.insert(p.name.clone(), g)?;
     }
-    Ok(ForwardOutput {
+    Ok(ShardOutput {
         logits: logits_v
             .into_owned()
             .into_dimensionality::<Ix3>()
             .expect("logits are 3-D"),
-        loss: loss_v,
+        total,
         grads,
     })
 }
@@ -468,6 +531,75 @@ mod tests {
         assert_eq!(a.loss.to_bits(), b.loss.to_bits());
         assert_eq!(a.logits, b.logits);
         assert_eq!(a.grads, b.grads);
+    }
+
+    #[test]
+    fn shards_give_the_loss_and_gradients_of_one_tape() {
+        let (cfg, params, batch) = setup();
+        let all = |p: &ParamStore<f32>| {
+            p.iter()
+                .flat_map(|x| x.as_slice().to_vec())
+                .collect::<Vec<_>>()
+        };
+        let one = loss_and_grads_sharded(&cfg, &params, &batch, &|_| true, 1).unwrap();
+        let scale = all(&one.grads).iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(scale > 0.0);
+        for shards in [2, 3, 7] {
+            let out = loss_and_grads_sharded(&cfg, &params, &batch, &|_| true, shards).unwrap();
+            assert!(
+                (out.loss - one.loss).abs() <= 1e-6 * one.loss.abs(),
+                "{shards}"
+            );
+            assert_eq!(out.logits.dim(), one.logits.dim());
+            for (a, b) in out.logits.iter().zip(one.logits.iter()) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{shards}: {a} vs {b}"
+                );
+            }
+            assert_eq!(
+                out.grads.names().collect::<Vec<_>>(),
+                one.grads.names().collect::<Vec<_>>()
+            );
+            for (a, b) in all(&out.grads).iter().zip(all(&one.grads)) {
+                assert!((a - b).abs() <= 1e-5 * scale, "{shards}: {a} vs {b}");
+            }
+        }
+        // The default is SHARDS, and 7 shards of a batch of 3 are 3 shards.
+        let default = loss_and_grads(&cfg, &params, &batch).unwrap();
+        let two = loss_and_grads_sharded(&cfg, &params, &batch, &|_| true, SHARDS).unwrap();
+        assert_eq!(default.grads, two.grads);
+        let three = loss_and_grads_sharded(&cfg, &params, &batch, &|_| true, 3).unwrap();
+        let seven = loss_and_grads_sharded(&cfg, &params, &batch, &|_| true, 7).unwrap();
+        assert_eq!(three.grads, seven.grads);
+        assert_eq!(three.loss.to_bits(), seven.loss.to_bits());
+    }
+
+    #[test]
+    fn bad_labels_are_reported_alike_for_any_shard_count() {
+        let (cfg, params, batch) = setup();
+        let mut labels = batch.input_ids.mapv(|x| x as i64);
+        labels[(2, 4)] = 99;
+        labels[(0, 9)] = 77;
+        let bad = Batch {
+            input_ids: batch.input_ids.clone(),
+            labels: Some(labels),
+        };
+        for shards in [1, 2, 3] {
+            let err = loss_and_grads_sharded(&cfg, &params, &bad, &|_| true, shards).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ForwardError::Label {
+                        label: 77,
+                        b: 0,
+                        t: 9,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

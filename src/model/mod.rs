@@ -8,6 +8,7 @@ pub mod hf_config;
 pub mod init;
 pub mod llama;
 pub mod safetensors_io;
+pub mod shard;
 
 pub use config::LlamaConfig;
 pub use generate::{

@@ -3,6 +3,7 @@
 //! ```text
 //! y = log_softmax(x) = x − lse(x):      x̄ += ḡ − softmax(x)·Σ_j ḡ_j
 //! L = mean over counted rows of −log_softmax(z)[y_r]   (targets < 0 ignored)
+//! L_share = Σ over counted rows of −log_softmax(z)[y_r] / N   (one shard of N rows)
 //! ```
 //! (cross-entropy equations in `crate::kernels::cross_entropy`).
 
@@ -10,6 +11,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::{contiguous, contiguous_owned, flat};
 use crate::autodiff::{Tape, Var};
+use crate::kernels::cross_entropy::mean_over;
 use crate::Scalar;
 
 impl<T: Scalar> Tape<T> {
@@ -55,19 +57,35 @@ impl<T: Scalar> Tape<T> {
     /// ignored). A 0-d result; 0 when no row is counted. Panics on a target
     /// ≥ V (callers validate labels first).
     pub fn cross_entropy(&self, logits: Var, targets: &[i64]) -> Var {
+        self.cross_entropy_over(logits, targets, None).0
+    }
+
+    /// This rows' share `S / denom` of a mean cross-entropy taken over
+    /// `denom` rows in all (`S` the f64 sum of these counted rows' losses,
+    /// returned beside the 0-d variable): one shard of a batch, whose shares
+    /// add up to the batch's mean and whose gradients are the batch's,
+    /// row for row. 0 when `denom = 0`. Panics as [`Tape::cross_entropy`].
+    pub fn cross_entropy_share(&self, logits: Var, targets: &[i64], denom: usize) -> (Var, f64) {
+        self.cross_entropy_over(logits, targets, Some(denom))
+    }
+
+    /// `S / denom`, `denom` these rows' count when `None`.
+    fn cross_entropy_over(&self, logits: Var, targets: &[i64], denom: Option<usize>) -> (Var, f64) {
         let zv = contiguous(self.value(logits));
         let v = *zv.shape().last().expect("cross_entropy: 0-d logits");
         let k = self.kernels();
-        let (loss, lse, count) = k.cross_entropy(flat(&zv), v, targets);
-        let y = ArrayD::from_elem(IxDyn(&[]), loss);
+        let (total, lse, count) = k.cross_entropy_sum(flat(&zv), v, targets);
+        let denom = denom.unwrap_or(count);
+        let y = ArrayD::from_elem(IxDyn(&[]), mean_over::<T>(total, denom));
         let targets = targets.to_vec();
-        self.push_op(y, &[logits], move |g, s| {
+        let var = self.push_op(y, &[logits], move |g, s| {
             let gv = g.iter().next().copied().unwrap_or_else(T::zero);
-            let dz = k.cross_entropy_backward(flat(&zv), v, &targets, &lse, count, gv);
+            let dz = k.cross_entropy_backward(flat(&zv), v, &targets, &lse, denom, gv);
             s.add(
                 logits,
                 ArrayD::from_shape_vec(IxDyn(zv.shape()), dz).expect("sizes match"),
             );
-        })
+        });
+        (var, total)
     }
 }
