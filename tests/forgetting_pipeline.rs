@@ -7,6 +7,7 @@ use mofo::experiments::forgetting::{
     report, run_forgetting, Backend, ForgettingConfig, MethodConfig, ModelSize, PhaseConfig,
     RunOptions, TokenizerInfo,
 };
+use mofo::optim::FiniteGrads;
 use mofo::train::{TrainError, TrainOptimizer, TrainableModel};
 use mofo::ParamStore;
 use ndarray::{Array2, Array3};
@@ -88,10 +89,10 @@ impl TrainOptimizer for SignDescent {
     fn step(
         &mut self,
         p: &mut ParamStore<f32>,
-        g: &ParamStore<f32>,
+        g: FiniteGrads<'_, f32>,
         lr: f64,
     ) -> Result<(), TrainError> {
-        let gs = g.get(NAME).unwrap().as_slice();
+        let gs = g.store().get(NAME).unwrap().as_slice();
         let mut cut = 0.0f32;
         if let Some(a) = self.alpha {
             let mut mags: Vec<f32> = gs.iter().map(|x| x.abs()).collect();

@@ -5,8 +5,8 @@
 //! bit-identical parameters, state and step statistics.
 
 use mofo::optim::{
-    Adam, Base, DecayScope, Filter, Gradient, Gv, Momentum, Mv, NAdam, OptimConfig, Optimizer,
-    RmsProp, SelectionPath, Sgd,
+    Adam, Base, DecayScope, Filter, FiniteGrads, Gradient, Gv, Momentum, Mv, NAdam, NoFilter,
+    OptimConfig, Optimizer, RmsProp, SelectionPath, Sgd,
 };
 use mofo::{ParamStore, Scalar};
 use proptest::prelude::*;
@@ -98,6 +98,19 @@ fn run_with<F: Filter, B: Base, T: Scalar>(
     steps: u64,
     grads: impl Fn(u64) -> ParamStore<T>,
 ) -> Outcome {
+    run_checked(filter, base, scope, path, steps, grads, false)
+}
+
+/// [`run_with`], through `Optimizer::step_finite` when `checked`.
+fn run_checked<F: Filter, B: Base, T: Scalar>(
+    filter: F,
+    base: B,
+    scope: DecayScope,
+    path: SelectionPath,
+    steps: u64,
+    grads: impl Fn(u64) -> ParamStore<T>,
+    checked: bool,
+) -> Outcome {
     let mut p = store::<T>(1, 0, 1.0);
     let cfg = OptimConfig {
         decay_scope: scope,
@@ -108,7 +121,12 @@ fn run_with<F: Filter, B: Base, T: Scalar>(
     let mut stats = Vec::new();
     for s in 0..steps {
         let g = grads(s);
-        let st = opt.step(&mut p, &g).unwrap();
+        let st = if checked {
+            opt.step_finite(&mut p, FiniteGrads::check(&g).unwrap())
+        } else {
+            opt.step(&mut p, &g)
+        }
+        .unwrap();
         stats.push(format!("{:?}", st.blocks));
     }
     let params = p
@@ -388,6 +406,57 @@ fn single_pass_case<T: Scalar>() {
             assert!(t.state == f.state, "state, {threads} threads {name}");
             assert_eq!(t.single, f.single, "{threads} threads {name}");
         }
+    }
+}
+
+/// `step_finite` on checked gradients is `step` bit for bit: the single
+/// pass (which then reads no gradient before updating), the two passes, the
+/// general step and a filterless Adam, on drifting gradients that also jump.
+#[test]
+fn a_step_on_checked_gradients_is_the_plain_step() {
+    let jumping = |step: u64| {
+        let mut g = drifting::<f32>(step);
+        let scale = if (12..20).contains(&step) { 40.0 } else { 1.0 };
+        for t in g.iter_mut() {
+            t.as_slice_mut().iter_mut().for_each(|x| *x *= scale);
+        }
+        g
+    };
+    for base in adams() {
+        for path in [SelectionPath::Fused, SelectionPath::Keys] {
+            let go = |checked| {
+                run_checked::<Momentum, Adam, f32>(
+                    Momentum::new(0.1),
+                    base.clone(),
+                    DecayScope::Selected,
+                    path,
+                    30,
+                    jumping,
+                    checked,
+                )
+            };
+            let (plain, checked) = (go(false), go(true));
+            assert!(plain.params == checked.params, "params {base:?} {path:?}");
+            assert!(plain.state == checked.state, "state {base:?} {path:?}");
+            assert_eq!(plain.stats, checked.stats);
+            assert_eq!(plain.single, checked.single);
+            if path == SelectionPath::Fused {
+                assert!(checked.single.0 >= 20, "single passes {:?}", checked.single);
+            }
+        }
+        let go = |checked| {
+            run_checked::<NoFilter, Adam, f32>(
+                NoFilter,
+                base.clone(),
+                DecayScope::Selected,
+                SelectionPath::Fused,
+                10,
+                jumping,
+                checked,
+            )
+        };
+        let (plain, checked) = (go(false), go(true));
+        assert!(plain.params == checked.params && plain.state == checked.state);
     }
 }
 

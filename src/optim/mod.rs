@@ -28,7 +28,9 @@
 //!
 //! - [`Optimizer::new`]`(filter, base, config, &params)` → `Result<Optimizer, OptimError>`;
 //!   [`Optimizer::simple`] uses the default [`OptimConfig`].
-//! - [`Optimizer::step`]`(&mut params, &grads)` → `Result<StepStats, OptimError>`.
+//! - [`Optimizer::step`]`(&mut params, &grads)` → `Result<StepStats, OptimError>`;
+//!   [`Optimizer::step_finite`]`(&mut params, FiniteGrads::check(&grads)?)` on
+//!   gradients the caller has checked (the step then reads them once).
 //! - [`Optimizer::set_schedule`], [`Optimizer::set_lr`], [`Optimizer::save`], [`Optimizer::load`].
 //! - Bases: [`Adam`] (Adam/AdamW/AMSGrad), [`NAdam`], [`RmsProp`], [`Sgd`], [`Lion`].
 //! - Filters: [`Momentum`], [`Gradient`], [`Mv`], [`Gv`], [`Random`], [`HalfFineTuning`], [`NoFilter`].
@@ -37,6 +39,7 @@
 pub mod base;
 pub mod error;
 pub mod filter;
+pub mod finite;
 pub mod group;
 pub mod layout;
 mod optimizer;
@@ -53,6 +56,7 @@ pub mod workload;
 pub use base::{Adam, Base, Lion, NAdam, RmsProp, Sgd};
 pub use error::OptimError;
 pub use filter::{Filter, Gradient, Gv, HalfFineTuning, Momentum, Mv, NoFilter, Random};
+pub use finite::{FiniteGrads, NonFiniteGrad};
 pub use group::{GroupRule, NameMatch};
 pub use optimizer::{
     DecayScope, HugePages, NonFinitePolicy, OptimConfig, Optimizer, SelectionPath,

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::base::{Adam, Base, Lion, NAdam, RmsProp, Sgd};
 use super::filter::{Filter, Gradient, Gv, HalfFineTuning, Momentum, Mv, NoFilter, Random};
+use super::finite::FiniteGrads;
 use super::group::GroupRule;
 use super::partition::Partition;
 use super::schedule::Schedule;
@@ -429,6 +430,12 @@ pub trait DynOptimizer<T: Scalar>: Send {
         params: &mut ParamStore<T>,
         grads: &ParamStore<T>,
     ) -> Result<StepStats, OptimError>;
+    /// [`Optimizer::step_finite`]: a step on gradients the caller has checked.
+    fn step_finite(
+        &mut self,
+        params: &mut ParamStore<T>,
+        grads: FiniteGrads<'_, T>,
+    ) -> Result<StepStats, OptimError>;
     /// Steps taken.
     fn step_count(&self) -> u64;
     /// Replaces the schedule.
@@ -452,6 +459,13 @@ impl<F: Filter, B: Base, T: Scalar> DynOptimizer<T> for Optimizer<F, B, T> {
         grads: &ParamStore<T>,
     ) -> Result<StepStats, OptimError> {
         Optimizer::step(self, params, grads)
+    }
+    fn step_finite(
+        &mut self,
+        params: &mut ParamStore<T>,
+        grads: FiniteGrads<'_, T>,
+    ) -> Result<StepStats, OptimError> {
+        Optimizer::step_finite(self, params, grads)
     }
     fn step_count(&self) -> u64 {
         Optimizer::step_count(self)

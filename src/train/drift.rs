@@ -71,10 +71,8 @@ pub fn updated_share<T: Scalar>(
 
 /// The name of the first tensor holding a NaN or infinity, if any.
 pub fn first_non_finite<T: Scalar>(store: &ParamStore<T>) -> Option<&str> {
-    store
-        .iter()
-        .find(|p| p.as_slice().iter().any(|x| !x.is_finite()))
-        .map(|p| p.name.as_str())
+    crate::optim::finite::first_non_finite_entry(store)
+        .map(|(ti, _)| store.as_slice()[ti].name.as_str())
 }
 
 #[cfg(test)]

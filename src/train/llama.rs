@@ -20,7 +20,7 @@ use crate::experiments::forgetting::{
 use crate::model::generate::{generate_with, Decoder, Sampling};
 use crate::model::{HfExtras, LlamaConfig, LlamaModel};
 use crate::optim::spec::BaseSpec;
-use crate::optim::{DynOptimizer, OptimizerSpec, Schedule};
+use crate::optim::{DynOptimizer, FiniteGrads, OptimizerSpec, Schedule};
 use crate::tokenizer::ByteTokenizer;
 use crate::ParamStore;
 
@@ -151,14 +151,14 @@ impl TrainOptimizer for AlgebraOptimizer {
     fn step(
         &mut self,
         params: &mut ParamStore<f32>,
-        grads: &ParamStore<f32>,
+        grads: FiniteGrads<'_, f32>,
         lr: f64,
     ) -> Result<(), TrainError> {
         self.inner
             .set_lr(lr)
             .map_err(|e| TrainError::Optimizer(e.to_string()))?;
         self.inner
-            .step(params, grads)
+            .step_finite(params, grads)
             .map(|_| ())
             .map_err(|e| TrainError::Optimizer(e.to_string()))
     }

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use super::TrainError;
 use crate::data::{LanguageModel, TokenBatch};
+use crate::optim::FiniteGrads;
 use crate::ParamStore;
 
 /// A model the loop can train: parameters live outside, in a `ParamStore`.
@@ -53,11 +54,12 @@ pub trait TrainableModel: Sync {
 
 /// An optimizer the loop can drive.
 pub trait TrainOptimizer {
-    /// One update of `params` with `grads` at learning rate `lr`.
+    /// One update of `params` with `grads` (checked finite by the loop) at
+    /// learning rate `lr`.
     fn step(
         &mut self,
         params: &mut ParamStore<f32>,
-        grads: &ParamStore<f32>,
+        grads: FiniteGrads<'_, f32>,
         lr: f64,
     ) -> Result<(), TrainError>;
 

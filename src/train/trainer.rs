@@ -29,6 +29,7 @@ use super::model::{TrainOptimizer, TrainableModel};
 use super::progress::Progress;
 use super::TrainError;
 use crate::data::BatchSource;
+use crate::optim::FiniteGrads;
 use crate::ParamStore;
 
 /// What to do when a loss or a gradient is NaN or infinite.
@@ -200,18 +201,20 @@ impl Trainer<'_> {
                 }
             }
             let loss = loss_sum / o.grad_accum as f64;
-            let bad = if !loss.is_finite() {
-                Some("loss".to_string())
+            // The one check of the gradients: the optimizer is handed the
+            // proof and does not read them again to check them.
+            let checked = if loss.is_finite() {
+                FiniteGrads::check(&grads).map_err(|e| format!("gradient of {}", e.name))
             } else {
-                first_non_finite(&grads).map(|n| format!("gradient of {n}"))
+                Err("loss".to_string())
             };
             state.step = step;
-            match bad {
-                Some(what) if o.nonfinite == NonFinitePolicy::Stop => {
+            match checked {
+                Err(what) if o.nonfinite == NonFinitePolicy::Stop => {
                     bar.finish();
                     return Err(TrainError::NonFinite { what, step });
                 }
-                Some(_) => {
+                Err(_) => {
                     state.skipped += 1;
                     state.losses.push(None);
                     if state.skipped > o.max_skipped {
@@ -222,8 +225,8 @@ impl Trainer<'_> {
                         });
                     }
                 }
-                None => {
-                    optimizer.step(params, &grads, lr)?;
+                Ok(finite) => {
+                    optimizer.step(params, finite, lr)?;
                     if let Some(n) = first_non_finite(params) {
                         bar.finish();
                         return Err(TrainError::NonFinite {

@@ -322,10 +322,13 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
 ) -> (Option<Plan>, bool) {
     let per_job = per_job(chunks.len());
     if let Some(band) = single_pass_band::<T>(ctx.scope_all, forecast) {
-        let finite = chunks
-            .par_iter()
-            .with_min_len(per_job)
-            .all(|ch| wide_simd_call!(all_finite / all_finite_wide(ch.g)));
+        // Pass 0 is only the gradient check here: nothing to read when the
+        // caller has checked them (`Optimizer::step_finite`).
+        let finite = ctx.known_finite
+            || chunks
+                .par_iter()
+                .with_min_len(per_job)
+                .all(|ch| wide_simd_call!(all_finite / all_finite_wide(ch.g)));
         return (Some(Plan::Single(band)), finite);
     }
     let k64 = k as u64;
