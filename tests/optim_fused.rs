@@ -90,6 +90,18 @@ fn drifting<T: Scalar>(step: u64) -> ParamStore<T> {
     s
 }
 
+/// [`drifting`] gradients that jump 40-fold at step 12 and back (and a
+/// further 40-fold down) at step 20, so that the forecast misses twice.
+fn jumping<T: Scalar>(step: u64) -> ParamStore<T> {
+    let mut g = drifting::<T>(step);
+    let scale = if (12..20).contains(&step) { 40.0 } else { 1.0 };
+    let scale = T::of(if step >= 20 { 1.0 / 40.0 } else { scale });
+    for t in g.iter_mut() {
+        t.as_slice_mut().iter_mut().for_each(|x| *x *= scale);
+    }
+    g
+}
+
 fn run_with<F: Filter, B: Base, T: Scalar>(
     filter: F,
     base: B,
@@ -355,15 +367,7 @@ fn single_pass_is_exact_when_the_forecast_misses() {
 }
 
 fn single_pass_case<T: Scalar>() {
-    let jumping = |step: u64| {
-        let mut g = drifting::<T>(step);
-        let scale = if (12..20).contains(&step) { 40.0 } else { 1.0 };
-        let scale = T::of(if step >= 20 { 1.0 / 40.0 } else { scale });
-        for t in g.iter_mut() {
-            t.as_slice_mut().iter_mut().for_each(|x| *x *= scale);
-        }
-        g
-    };
+    let jumping = jumping::<T>;
     for base in adams() {
         let run_path = |path| {
             run_with::<Momentum, Adam, T>(
@@ -414,14 +418,7 @@ fn single_pass_case<T: Scalar>() {
 /// general step and a filterless Adam, on drifting gradients that also jump.
 #[test]
 fn a_step_on_checked_gradients_is_the_plain_step() {
-    let jumping = |step: u64| {
-        let mut g = drifting::<f32>(step);
-        let scale = if (12..20).contains(&step) { 40.0 } else { 1.0 };
-        for t in g.iter_mut() {
-            t.as_slice_mut().iter_mut().for_each(|x| *x *= scale);
-        }
-        g
-    };
+    let jumping = jumping::<f32>;
     for base in adams() {
         for path in [SelectionPath::Fused, SelectionPath::Keys] {
             let go = |checked| {
