@@ -16,6 +16,10 @@
 //! initialised before the task sees it (no uninitialised memory is ever
 //! read or exposed), and the result does not depend on the thread count:
 //! each chunk is written by one task, whatever thread runs it.
+//!
+//! [`par_tasks_uninit`] goes further for kernels that write every entry of
+//! their outputs (attention's products and softmax): no fill at all, and
+//! each task writes its entries wherever they lie in the output's layout.
 
 use rayon::prelude::*;
 
@@ -93,6 +97,93 @@ pub fn par_chunks_fresh<T: Scalar, const N: usize>(
     outs
 }
 
+/// The start of a new output's buffer as [`par_tasks_uninit`] hands it to
+/// its tasks: each task makes views of its own entries from it.
+#[derive(Clone, Copy)]
+pub struct OutPtr<T>(*mut T);
+
+// SAFETY: as for `Shared`: the tasks of `par_tasks_uninit` write disjoint
+// entries of the buffer (its caller's contract), so sharing the pointer
+// lets no two threads touch one element; `T: Send` lets values cross.
+unsafe impl<T: Send> Send for OutPtr<T> {}
+// SAFETY: as above (a shared `OutPtr` only copies the pointer).
+unsafe impl<T: Send> Sync for OutPtr<T> {}
+
+impl<T> OutPtr<T> {
+    /// The `rows × cols` matrix of the buffer whose entry `(i, j)` is at
+    /// `offset + i·row_stride + j`.
+    ///
+    /// # Safety
+    /// Every such entry must lie inside the buffer; while the view lives no
+    /// other view may cover any of its entries; entries must be written
+    /// before they are read (the buffer starts uninitialised).
+    pub unsafe fn rows<'a>(
+        self,
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> ndarray::ArrayViewMut2<'a, T> {
+        use ndarray::ShapeBuilder;
+        // SAFETY: in bounds and exclusive by the caller's contract.
+        unsafe {
+            ndarray::ArrayViewMut2::from_shape_ptr(
+                (rows, cols).strides((row_stride, 1)),
+                self.0.add(offset),
+            )
+        }
+    }
+}
+
+impl<T: Scalar> OutPtr<T> {
+    /// Writes zeros over the `len` entries from `offset` (a `memset`: for a
+    /// block that a kernel then writes piecewise, filling it first in one
+    /// run is faster than letting each first store fetch its line).
+    ///
+    /// # Safety
+    /// The entries must lie inside the buffer and no view may cover them
+    /// while this runs.
+    pub unsafe fn fill_zero(self, offset: usize, len: usize) {
+        // SAFETY: in bounds and exclusive by the caller's contract; the
+        // entries are written, not read.
+        unsafe {
+            let p = self.0.add(offset);
+            for x in 0..len {
+                p.add(x).write(T::zero());
+            }
+        }
+    }
+}
+
+/// Builds `N` vectors of `lens[j]` values in `tasks` parallel tasks, with
+/// no zero fill at all: task `i` runs `f(i, ptrs)` with the start of every
+/// buffer and writes its own entries in place, at any strides (an output
+/// laid out `[B, T, H, D]` written one `(b, h)` slice per task). Where a
+/// kernel writes every entry of its outputs (products with `β = 0`, a
+/// softmax that writes its dead entries), this saves the fill of
+/// [`par_chunks_fresh`] and the copy of a second layout.
+///
+/// # Safety
+/// Over all tasks `f` must write every entry `[0, lens[j])` of every
+/// buffer, each entry from one task only, and read an entry only after
+/// writing it; every view it makes must satisfy [`OutPtr::rows`]. (A panic
+/// in `f` frees the buffers without reading them.)
+pub unsafe fn par_tasks_uninit<T: Scalar, const N: usize>(
+    lens: [usize; N],
+    tasks: usize,
+    f: impl Fn(usize, [OutPtr<T>; N]) + Sync,
+) -> [Vec<T>; N] {
+    let mut outs: [Vec<T>; N] = std::array::from_fn(|j| Vec::with_capacity(lens[j]));
+    let ptrs: [OutPtr<T>; N] = std::array::from_fn(|j| OutPtr(outs[j].as_mut_ptr()));
+    (0..tasks).into_par_iter().for_each(|i| f(i, ptrs));
+    for (out, &n) in outs.iter_mut().zip(&lens) {
+        // SAFETY: by the caller's contract the tasks wrote every entry of
+        // [0, n), inside the capacity allocated above.
+        unsafe { out.set_len(n) };
+    }
+    outs
+}
+
 /// Chunk `i` of an input read beside [`par_chunks_fresh`]'s chunk `i` of
 /// an output: `x[i·len .. (i+1)·len]`, the last one shorter.
 #[inline(always)]
@@ -135,6 +226,25 @@ mod tests {
             .map(|k| if k % 8 == 0 { 1.0 } else { 0.0 })
             .collect();
         assert_eq!(a, want);
+    }
+
+    #[test]
+    fn uninit_tasks_write_strided_slices() {
+        // Task (b, h) writes the [T, D] slice (b, ·, h, ·) of a [B, T, H, D]
+        // buffer, every entry once.
+        let (b, t, h, d) = (2, 3, 4, 5);
+        // SAFETY: the (b, h) slices are disjoint, in bounds, cover the
+        // buffer and are only written.
+        let [x] = unsafe {
+            par_tasks_uninit([b * t * h * d], b * h, |bh, [out]: [OutPtr<f64>; 1]| {
+                let (bi, hi) = (bh / h, bh % h);
+                let mut v = out.rows((bi * t * h + hi) * d, t, d, h * d);
+                for ((ti, di), e) in v.indexed_iter_mut() {
+                    *e = (((bi * t + ti) * h + hi) * d + di) as f64;
+                }
+            })
+        };
+        assert_eq!(x, (0..b * t * h * d).map(|k| k as f64).collect::<Vec<_>>());
     }
 
     #[test]
