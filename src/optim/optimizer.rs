@@ -1034,7 +1034,7 @@ fn for_each_entry<T: Scalar>(
     used: [bool; 3],
     mut f: impl FnMut(usize, &mut T, T, &mut [T; 3]),
 ) {
-    for_each_entry_marked(
+    for_each_entry_marked::<1, T>(
         v,
         used,
         |i, p, g, s| {
@@ -1071,13 +1071,17 @@ impl<T, F: FnMut(usize, &[u8], &[T], &[T], &[T], [&[T]; 3])> LineSink<T> for F {
 /// are now (θ and state after `f`; a state slice is empty when the base
 /// does not use that buffer). The old θ costs nothing where `line_done`
 /// does not read it (the compiler drops the dead stores). The marks stay
-/// in a 16-byte array, so a pass that records the few marked entries
+/// in a 32-byte array, so a pass that records the few marked entries
 /// (the fused step's pass 1, its band) does so while the line is in L1,
 /// without a mark array over the chunk. With a `line_done` that does
 /// nothing (the bases' update loops) AdamW's update pass measured the same
 /// as before this function existed (22.6–25.2 ms against 22.7–23.5).
+///
+/// A "line" here is `LINES` (1 or 2) cache lines: the fused step's single
+/// pass, whose `line_done` logs its updated entries, takes two at a time
+/// to halve that per-line bookkeeping; the others take one.
 #[inline(always)]
-fn for_each_entry_marked<T: Scalar>(
+fn for_each_entry_marked<const LINES: usize, T: Scalar>(
     v: &mut View<'_, T>,
     used: [bool; 3],
     mut f: impl FnMut(usize, &mut T, T, &mut [T; 3]) -> u8,
@@ -1088,20 +1092,27 @@ fn for_each_entry_marked<T: Scalar>(
     let z = T::zero();
     let p = &mut *v.p;
     let g = &v.g[..n];
-    let line = prefetch::line_entries::<T>();
+    const { assert!(LINES == 1 || LINES == 2) };
+    let cache_line = prefetch::line_entries::<T>();
+    let line = LINES * cache_line;
     let hint = prefetch::enabled();
-    let mut marks = [0u8; 16];
-    let mut olds = [z; 16];
+    let mut marks = [0u8; 32];
+    let mut olds = [z; 32];
     let none: &[T] = &[];
-    // `prefetch::by_lines!` with a hint for each named buffer; after the
-    // line's entries, `line_done` with the line's marks. `j & 15` changes
-    // no index (a line holds at most 16 entries) and lets the compiler
-    // drop the bounds check.
+    // `prefetch::by_lines!` over `LINES` cache lines at a time, with a hint
+    // for each of them in each named buffer; after the lines' entries,
+    // `line_done` with their marks. `j & 31` changes no index (two lines
+    // hold at most 32 entries) and lets the compiler drop the bounds
+    // check.
     macro_rules! by_lines {
         ([$($buf:ident),*], |$lo:ident, $hi:ident| $body:block, [$sa:expr, $sb:expr, $sc:expr]) => {
             prefetch::by_lines!(
                 n, line, hint,
-                |at| { $(prefetch::prefetch_at(&*$buf, at);)* },
+                |at| {
+                    for l in 0..LINES {
+                        $(prefetch::prefetch_at(&*$buf, at + l * cache_line);)*
+                    }
+                },
                 |$lo, $hi| {
                     $body
                     line_done.line_done($lo, &marks[..$hi - $lo], &olds[..$hi - $lo], &p[$lo..$hi], &g[$lo..$hi], [$sa, $sb, $sc]);
@@ -1115,8 +1126,8 @@ fn for_each_entry_marked<T: Scalar>(
             |lo, hi| {
                 for (j, (p, &g)) in p[lo..hi].iter_mut().zip(&g[lo..hi]).enumerate() {
                     let mut s = [z; 3];
-                    olds[j & 15] = *p;
-                    marks[j & 15] = f(lo + j, p, g, &mut s);
+                    olds[j & 31] = *p;
+                    marks[j & 31] = f(lo + j, p, g, &mut s);
                 }
             },
             [none, none, none]
@@ -1133,8 +1144,8 @@ fn for_each_entry_marked<T: Scalar>(
                         .enumerate()
                     {
                         let mut s = [*a, z, z];
-                        olds[j & 15] = *p;
-                        marks[j & 15] = f(lo + j, p, g, &mut s);
+                        olds[j & 31] = *p;
+                        marks[j & 31] = f(lo + j, p, g, &mut s);
                         *a = s[0];
                     }
                 },
@@ -1153,8 +1164,8 @@ fn for_each_entry_marked<T: Scalar>(
                         .enumerate()
                     {
                         let mut s = [*a, *b, z];
-                        olds[j & 15] = *p;
-                        marks[j & 15] = f(lo + j, p, g, &mut s);
+                        olds[j & 31] = *p;
+                        marks[j & 31] = f(lo + j, p, g, &mut s);
                         *a = s[0];
                         *b = s[1];
                     }
@@ -1174,8 +1185,8 @@ fn for_each_entry_marked<T: Scalar>(
                         .enumerate()
                     {
                         let mut s = [*a, z, *c];
-                        olds[j & 15] = *p;
-                        marks[j & 15] = f(lo + j, p, g, &mut s);
+                        olds[j & 31] = *p;
+                        marks[j & 31] = f(lo + j, p, g, &mut s);
                         *a = s[0];
                         *c = s[2];
                     }
@@ -1195,8 +1206,8 @@ fn for_each_entry_marked<T: Scalar>(
                         .enumerate()
                     {
                         let mut s = [*a, *b, *c];
-                        olds[j & 15] = *p;
-                        marks[j & 15] = f(lo + j, p, g, &mut s);
+                        olds[j & 31] = *p;
+                        marks[j & 31] = f(lo + j, p, g, &mut s);
                         *a = s[0];
                         *b = s[1];
                         *c = s[2];

@@ -577,9 +577,25 @@ impl<T: Scalar> UndoLog<T> {
         if self.lines.len() <= self.n_lines || self.olds.len() < self.n_olds + n {
             self.grow();
         }
-        let at = self.n_olds;
-        let (mask, count) =
-            compress_marked(marks, ABOVE_BAND, old, &mut self.olds[at..at + n], wide);
+        // Packed one cache line (16 or 8 entries, what one compress takes)
+        // at a time; the second part goes where the first one's count ends.
+        let part = crate::kernels::prefetch::line_entries::<T>();
+        let (mut mask, mut count) = (0u32, 0usize);
+        let mut j = 0;
+        while j < n {
+            let end = (j + part).min(n);
+            let at = self.n_olds + count;
+            let (m, c) = compress_marked(
+                &marks[j..end],
+                ABOVE_BAND,
+                &old[j..end],
+                &mut self.olds[at..at + end - j],
+                wide,
+            );
+            mask |= m << j;
+            count += c;
+            j = end;
+        }
         self.lines[self.n_lines] = (lo as u32, mask);
         self.n_lines += usize::from(mask != 0);
         self.n_olds += count;
@@ -589,7 +605,7 @@ impl<T: Scalar> UndoLog<T> {
     fn grow(&mut self) {
         let lines = (self.n_lines + 1).max(2 * self.lines.len());
         self.lines.resize(lines, (0, 0));
-        let olds = (self.n_olds + 16).max(2 * self.olds.len());
+        let olds = (self.n_olds + 32).max(2 * self.olds.len());
         self.olds.resize(olds, T::zero());
     }
 
@@ -913,9 +929,10 @@ wide_simd_fn! {
     /// ([`update_chunk`]) but with the forecast's band, whose counts are
     /// not known: the entries above it are updated and logged in `undo`
     /// (index, old θ), those in it recorded in `cands`, those below it
-    /// keep θ (scope `Selected`). After each line, [`SingleLine`] logs
-    /// its updated entries branch-free ([`UndoLog::log_line`], packed by
-    /// `vcompressps` on AVX-512), inlined into the loop. Measured on 40.6M
+    /// keep θ (scope `Selected`). After each two cache lines,
+    /// [`SingleLine`] logs their updated entries branch-free
+    /// ([`UndoLog::log_line`], packed by `vcompressps` on AVX-512), inlined
+    /// into the loop (two lines a time halve that bookkeeping against one). Measured on 40.6M
     /// parameters, 2 threads (this pass against AdamW's update pass, 23–25
     /// ms): a push per updated entry from a function kept out of line, 68
     /// ms (the call on most lines spilled the loop's vector registers); a
@@ -944,7 +961,7 @@ wide_simd_fn! {
             complete: true,
             wide: has_avx512(),
         };
-        super::for_each_entry_marked(
+        super::for_each_entry_marked::<2, T>(
             v,
             used,
             |_, p, g, s| {
@@ -1031,7 +1048,7 @@ wide_simd_fn! {
         // line's marks (most lines hold none), while it is in L1:
         // θ is still the old value there (entries in the band keep it) and
         // the state the updated one, as the key and the values need.
-        super::for_each_entry_marked(
+        super::for_each_entry_marked::<1, T>(
             v,
             used,
             |_, p, g, s| {
