@@ -70,7 +70,8 @@
 //!
 //! Either way the selection is the general step's, bit for bit
 //! (`single_pass_is_exact_when_the_forecast_misses` forces misses). The
-//! log holds, per line with updated entries, its index and a bit mask,
+//! log holds, per pair of cache lines with updated entries, its index and
+//! a bit mask,
 //! and the old θ of those entries packed (about k values per block), so a
 //! step moves about Adam's 32 bytes per entry (the check's 4 and the
 //! update's 28) and a few for the log. On 40.6M parameters, 2 threads,
