@@ -25,19 +25,6 @@ use rayon::prelude::*;
 
 use crate::Scalar;
 
-/// A pointer to the start of one output's buffer, shared by the parallel
-/// tasks, each of which writes only its own disjoint chunk.
-#[derive(Clone, Copy)]
-struct Shared<T>(*mut T);
-
-// SAFETY: `Shared` is only used inside `par_chunks_fresh`, where task i
-// touches only elements [i·chunk, i·chunk + len) of each buffer: the tasks'
-// ranges are disjoint, so no element is accessed by two threads; `T: Send`
-// lets the values themselves cross threads.
-unsafe impl<T: Send> Send for Shared<T> {}
-// SAFETY: as above (shared references to `Shared` only copy the pointer).
-unsafe impl<T: Send> Sync for Shared<T> {}
-
 /// Builds `N` vectors of `lens[j]` values in parallel tasks: task `i` gets
 /// chunk `i` of every output (`chunks[j]` values starting at `i·chunks[j]`,
 /// the last one shorter), zero-filled, and must compute it in `f(i, outs)`.
@@ -67,22 +54,19 @@ pub fn par_chunks_fresh<T: Scalar, const N: usize>(
         "par_chunks_fresh: outputs {lens:?} in chunks {chunks:?} split differently"
     );
     let mut outs: [Vec<T>; N] = std::array::from_fn(|j| Vec::with_capacity(lens[j]));
-    let ptrs: [Shared<T>; N] = std::array::from_fn(|j| Shared(outs[j].as_mut_ptr()));
+    let ptrs: [OutPtr<T>; N] = std::array::from_fn(|j| OutPtr(outs[j].as_mut_ptr()));
     (0..tasks).into_par_iter().for_each(|i| {
         let views: [&mut [T]; N] = std::array::from_fn(|j| {
             let start = i * chunks[j];
             let len = chunks[j].min(lens[j] - start);
             // SAFETY: `start + len ≤ lens[j]`, the capacity of buffer j, so
             // the range is inside its allocation; task i is the only one
-            // touching this range (see `Shared`). Every element is written
-            // (with zero) before the slice over it is made, so the slice
-            // covers initialised values only.
+            // touching this range (the tasks' ranges are disjoint). Every
+            // element is written (with zero) before the slice over it is
+            // made, so the slice covers initialised values only.
             unsafe {
-                let p = ptrs[j].0.add(start);
-                for x in 0..len {
-                    p.add(x).write(T::zero());
-                }
-                std::slice::from_raw_parts_mut(p, len)
+                ptrs[j].fill_zero(start, len);
+                std::slice::from_raw_parts_mut(ptrs[j].0.add(start), len)
             }
         });
         f(i, views);
@@ -97,14 +81,16 @@ pub fn par_chunks_fresh<T: Scalar, const N: usize>(
     outs
 }
 
-/// The start of a new output's buffer as [`par_tasks_uninit`] hands it to
-/// its tasks: each task makes views of its own entries from it.
+/// The start of a new output's buffer, shared by the parallel tasks of
+/// [`par_chunks_fresh`] and [`par_tasks_uninit`]: each task writes, or
+/// makes views of, its own entries only.
 #[derive(Clone, Copy)]
 pub struct OutPtr<T>(*mut T);
 
-// SAFETY: as for `Shared`: the tasks of `par_tasks_uninit` write disjoint
-// entries of the buffer (its caller's contract), so sharing the pointer
-// lets no two threads touch one element; `T: Send` lets values cross.
+// SAFETY: the tasks of both builders touch disjoint entries of the buffer
+// (`par_chunks_fresh`'s chunks; `par_tasks_uninit`'s caller's contract),
+// so sharing the pointer lets no two threads touch one element; `T: Send`
+// lets the values themselves cross threads.
 unsafe impl<T: Send> Send for OutPtr<T> {}
 // SAFETY: as above (a shared `OutPtr` only copies the pointer).
 unsafe impl<T: Send> Sync for OutPtr<T> {}
