@@ -71,8 +71,8 @@
 //! Either way the selection is the general step's, bit for bit
 //! (`single_pass_is_exact_when_the_forecast_misses` forces misses). The
 //! log holds, per pair of cache lines with updated entries, its index and
-//! a bit mask,
-//! and the old θ of those entries packed (about k values per block), so a
+//! a bit mask, and the old θ of those entries packed (about k values per
+//! block), so a
 //! step moves about Adam's 32 bytes per entry (the check's 4 and the
 //! update's 28) and a few for the log. On 40.6M parameters, 2 threads,
 //! alternated three times in one binary (`MOFO_NO_SINGLE_PASS=1` turns it
@@ -578,25 +578,9 @@ impl<T: Scalar> UndoLog<T> {
         if self.lines.len() <= self.n_lines || self.olds.len() < self.n_olds + n {
             self.grow();
         }
-        // Packed one cache line (16 or 8 entries, what one compress takes)
-        // at a time; the second part goes where the first one's count ends.
-        let part = crate::kernels::prefetch::line_entries::<T>();
-        let (mut mask, mut count) = (0u32, 0usize);
-        let mut j = 0;
-        while j < n {
-            let end = (j + part).min(n);
-            let at = self.n_olds + count;
-            let (m, c) = compress_marked(
-                &marks[j..end],
-                ABOVE_BAND,
-                &old[j..end],
-                &mut self.olds[at..at + end - j],
-                wide,
-            );
-            mask |= m << j;
-            count += c;
-            j = end;
-        }
+        let at = self.n_olds;
+        let (mask, count) =
+            compress_marked(marks, ABOVE_BAND, old, &mut self.olds[at..at + n], wide);
         self.lines[self.n_lines] = (lo as u32, mask);
         self.n_lines += usize::from(mask != 0);
         self.n_olds += count;
@@ -933,8 +917,8 @@ wide_simd_fn! {
     /// keep θ (scope `Selected`). After each two cache lines,
     /// [`SingleLine`] logs their updated entries branch-free
     /// ([`UndoLog::log_line`], packed by `vcompressps` on AVX-512), inlined
-    /// into the loop (two lines a time halve that bookkeeping against one). Measured on 40.6M
-    /// parameters, 2 threads (this pass against AdamW's update pass, 23–25
+    /// into the loop (two lines a time halve that bookkeeping against
+    /// one). Measured on 40.6M parameters, 2 threads (this pass against AdamW's update pass, 23–25
     /// ms): a push per updated entry from a function kept out of line, 68
     /// ms (the call on most lines spilled the loop's vector registers); a
     /// scalar branch-free log in a closure, 65–80; the packed log, 34–35
