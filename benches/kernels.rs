@@ -8,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mofo::kernels::attention::{attention, AttnShape};
 use mofo::kernels::elementwise::{swiglu, swiglu_backward};
-use mofo::kernels::gemm::{gemm_alloc, gemm_serial, sgemm_matrixmultiply};
+use mofo::kernels::gemm::{gemm_alloc, sgemm_matrixmultiply, sgemm_own};
 use mofo::kernels::rmsnorm::rmsnorm;
 use mofo::optim::select::TopK;
 use ndarray::Array2;
@@ -43,8 +43,8 @@ fn matmuls(c: &mut Criterion) {
 
 /// One thread, the three products of a linear layer (forward `x·Wᵀ`, input
 /// gradient `ḡ·W`, weight gradient `ḡᵀ·x`) for one thread's half of the
-/// rows: our kernel (`gemm_serial`, which takes `kernels::gemm_avx512` on
-/// AVX-512 CPUs) next to `matrixmultiply::sgemm` on the same views
+/// rows: our kernel (`sgemm_own`, i.e. `kernels::gemm_avx512` on AVX-512
+/// CPUs, whichever kernel `kernels::gemm_choice` picked) next to `matrixmultiply::sgemm` on the same views
 /// (`sgemm_matrixmultiply`).
 fn gemm_kernels(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -66,7 +66,7 @@ fn gemm_kernels(c: &mut Criterion) {
                 let mut out = Array2::<f32>::zeros((m, nn));
                 let id = format!("{name}_{what}_{pass}_{m}x{kk}x{nn}");
                 group.bench_function(format!("{id}_ours"), |bch| {
-                    bch.iter(|| gemm_serial(1.0, a, b, 0.0, out.view_mut()))
+                    bch.iter(|| sgemm_own(1.0, a, b, 0.0, out.view_mut()))
                 });
                 group.bench_function(format!("{id}_matrixmultiply"), |bch| {
                     bch.iter(|| sgemm_matrixmultiply(1.0, a, b, 0.0, out.view_mut()))

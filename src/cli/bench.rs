@@ -35,6 +35,12 @@ pub struct OptimArgs {
     /// (m = (1 − β₁ᵗ)·g for a fixed g), so they run its histogram pass.
     #[arg(long, default_value_t = 30)]
     pub warmup: usize,
+    /// Pairs of alternated steps (AdamW then MoFO, MoFO then AdamW, in
+    /// turn) for the MoFO/Adam ratio taken side by side: the median of the
+    /// per-pair ratios, which a slow drift of the machine's speed moves far
+    /// less than the ratio of two medians taken a second apart.
+    #[arg(long, default_value_t = 15)]
+    pub pairs: usize,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -93,6 +99,28 @@ fn median_ns(
     Ok((median(&mut ts), [median(&mut reads), median(&mut updates)]))
 }
 
+/// MoFO/Adam taken side by side: `step(false)` runs an AdamW step,
+/// `step(true)` a MoFO step; over `pairs` pairs, each timed back to back
+/// (AdamW first in even pairs, MoFO first in odd ones, so that neither
+/// always runs on the other's leftovers), the median of the per-pair ratios.
+fn alternated_ratio(
+    step: &mut dyn FnMut(bool) -> Result<(), super::CliError>,
+    pairs: usize,
+) -> Result<f64, super::CliError> {
+    let mut ratios = Vec::with_capacity(pairs.max(1));
+    for i in 0..pairs.max(1) {
+        let mofo_first = i % 2 == 1;
+        let mut ns = [0.0f64; 2];
+        for mofo in [mofo_first, !mofo_first] {
+            let t0 = Instant::now();
+            step(mofo)?;
+            ns[usize::from(mofo)] = t0.elapsed().as_nanos() as f64;
+        }
+        ratios.push(ns[1] / ns[0]);
+    }
+    Ok(crate::bench::median(&mut ratios))
+}
+
 fn run_optim(a: OptimArgs) -> CliResult {
     let shapes = match a.params {
         Some(n) => gpt2_shapes_for(n),
@@ -133,7 +161,6 @@ fn run_optim(a: OptimArgs) -> CliResult {
         a.warmup,
         a.reps,
     )?;
-    drop(adam);
     let mut mofo = Optimizer::new(Momentum::new(0.1), Adam::adamw(1e-5), config, &params)?;
     let (mofo_ns, mofo_phases) = median_ns(
         &mut || {
@@ -153,6 +180,30 @@ fn run_optim(a: OptimArgs) -> CliResult {
     )?;
     let (hits, misses, crowded) = mofo.fused_path_counts();
     let (single, redone) = mofo.fused_single_pass_counts();
+    // Both optimizers are warm: now the two side by side, step by step.
+    let alternated = alternated_ratio(
+        &mut |use_mofo| {
+            if use_mofo {
+                mofo.step(&mut params, &grads)?;
+            } else {
+                adam.step(&mut params, &grads)?;
+            }
+            Ok(())
+        },
+        a.pairs,
+    )?;
+    let alternated_finite = alternated_ratio(
+        &mut |use_mofo| {
+            if use_mofo {
+                mofo.step_finite(&mut params, finite)?;
+            } else {
+                adam.step_finite(&mut params, finite)?;
+            }
+            Ok(())
+        },
+        a.pairs,
+    )?;
+    drop(adam);
     drop(mofo);
     let methods = match &method_names {
         Some(names) => time_methods(
@@ -204,6 +255,10 @@ fn run_optim(a: OptimArgs) -> CliResult {
         mofo_finite_ns / adam_finite_ns
     );
     println!(
+        "  MoFO/Adam alternated step by step (median of {} pairs' ratios): {alternated:.3}, on checked gradients {alternated_finite:.3}",
+        a.pairs.max(1)
+    );
+    println!(
         "  phases (median ms): AdamW gradient check {:.1} + update {:.1}; MoFO pass 0 {:.1} + pass 1 {:.1}",
         adam_phases[0], adam_phases[1], mofo_phases[0], mofo_phases[1]
     );
@@ -252,6 +307,9 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "adam_finite_ns_per_param": adam_finite_ns / n as f64,
             "mofo_finite_ns_per_param": mofo_finite_ns / n as f64,
             "ratio_finite": mofo_finite_ns / adam_finite_ns,
+            "pairs": a.pairs.max(1),
+            "ratio_alternated": alternated,
+            "ratio_finite_alternated": alternated_finite,
             "adam_check_ms": adam_phases[0],
             "adam_update_ms": adam_phases[1],
             "mofo_pass0_ms": mofo_phases[0],

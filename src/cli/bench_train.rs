@@ -58,6 +58,7 @@ pub fn run(a: TrainArgs) -> CliResult {
         "  {:.1} ms/step  {:.0} tokens/s  {:.1} GFLOP/s (6·N·tokens)  final loss {:.3}",
         r.ms_per_step, r.tokens_per_s, r.approx_gflops, r.last_loss
     );
+    println!("  f32 products: {}", crate::kernels::gemm::f32_kernel());
     if let Some(p) = peak {
         println!(
             "  measured peak {:.1} GFLOP/s ({threads} threads of {}-wide FMA): {:.1}% reached",
@@ -80,6 +81,7 @@ pub fn run(a: TrainArgs) -> CliResult {
             "peak_share": peak.map(|p| r.approx_gflops * 1e9 / p),
             "peak_fma_lanes": fma_lanes(),
             "final_loss": r.last_loss,
+            "gemm_kernel": crate::kernels::gemm::f32_kernel(),
         });
         crate::io::write_atomic(path, serde_json::to_string_pretty(&j)?.as_bytes())?;
     }

@@ -143,16 +143,25 @@ pub fn gemm_serial<T: Scalar>(
 }
 
 /// Whether f32 products with a row-contiguous `C` go to
-/// [`super::gemm_avx512`] (bitwise equal to `matrixmultiply`, faster):
-/// the CPU has AVX-512 ([`super::simd::has_avx512`]) and the environment
-/// variable `MOFO_GEMM` is not `matrixmultiply` (for side-by-side runs).
+/// [`super::gemm_avx512`] (bitwise equal to `matrixmultiply`): the CPU has
+/// AVX-512 and our kernel was timed the faster of the two at the first
+/// product, or `MOFO_GEMM=own` ([`super::gemm_choice`]).
 #[cfg(target_arch = "x86_64")]
 pub fn own_kernel() -> bool {
-    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OWN.get_or_init(|| {
-        super::simd::has_avx512()
-            && std::env::var("MOFO_GEMM").map_or(true, |v| v != "matrixmultiply")
-    })
+    super::gemm_choice::choice().own()
+}
+
+/// Which kernel runs the f32 products in this process, and why (for the
+/// benchmarks' reports).
+pub fn f32_kernel() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::gemm_choice::choice().describe()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "matrixmultiply"
+    }
 }
 
 /// The chunk length when one dimension of `C` is split into parallel tasks:
@@ -236,6 +245,49 @@ pub fn sgemm_matrixmultiply(
             csc,
         )
     }
+}
+
+/// `C ← α·A·B + β·C` in f32 through our kernel ([`super::gemm_avx512`])
+/// whatever [`own_kernel`] says, where it can run (x86-64 with AVX-512, a
+/// row-contiguous `C`, no empty dimension); through
+/// [`sgemm_matrixmultiply`] otherwise. For the kernel's timing and the
+/// benchmarks.
+pub fn sgemm_own(
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<f32>,
+) {
+    let (m, k, n) = check_shapes(&a, &b, &c);
+    #[cfg(target_arch = "x86_64")]
+    if m > 0 && k > 0 && n > 0 && c.strides()[1] == 1 && super::simd::has_avx512() {
+        let rsc = c.strides()[0];
+        // SAFETY: the CPU has AVX-512F (checked); m, k, n > 0 (checked).
+        // The views guarantee that every element inside their dimensions is
+        // in bounds at the given strides, and `c` is a unique mutable view
+        // with unit column stride (checked), so its entries are distinct
+        // and alias neither `a` nor `b`.
+        unsafe {
+            super::gemm_avx512::sgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_ptr(),
+                a.strides()[0],
+                a.strides()[1],
+                b.as_ptr(),
+                b.strides()[0],
+                b.strides()[1],
+                beta,
+                c.as_mut_ptr(),
+                rsc,
+            )
+        }
+        return;
+    }
+    sgemm_matrixmultiply(alpha, a, b, beta, c)
 }
 
 /// `α·A·B` into a new matrix, without zero-filling it first (the product
@@ -370,16 +422,22 @@ mod tests {
                     let c0 = rand_mat(&mut rng, m, n).mapv(|x| x as f32);
                     let mut want = c0.clone();
                     sgemm_matrixmultiply(alpha, a, b, beta, want.view_mut());
+                    // Through the kernel chosen for this CPU, and through
+                    // ours whichever was chosen.
                     let mut got = c0.clone();
                     gemm(alpha, a, b, beta, got.view_mut());
-                    assert!(
-                        want.iter()
-                            .zip(&got)
-                            .all(|(w, g)| w.to_bits() == g.to_bits()),
-                        "{m}x{k}x{n} strides {:?} {:?}",
-                        a.strides(),
-                        b.strides()
-                    );
+                    let mut own = c0.clone();
+                    sgemm_own(alpha, a, b, beta, own.view_mut());
+                    for got in [&got, &own] {
+                        assert!(
+                            want.iter()
+                                .zip(got)
+                                .all(|(w, g)| w.to_bits() == g.to_bits()),
+                            "{m}x{k}x{n} strides {:?} {:?}",
+                            a.strides(),
+                            b.strides()
+                        );
+                    }
                 }
             }
         }

@@ -17,6 +17,8 @@
 //!   one chunk of rows or columns per rayon thread.
 //! - [`gemm_avx512`]: the f32 product on AVX-512 (12×32 register tile, `A`
 //!   read in place), bitwise equal to `matrixmultiply`'s.
+//! - [`gemm_choice`]: which of the two bitwise-equal f32 kernels runs the
+//!   products on this CPU, timed once per process.
 //! - [`gemm_hints`]: the gemm's cache-line hints, spread over a tile's loop.
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
@@ -50,6 +52,8 @@ pub mod fresh;
 pub mod gemm;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod gemm_choice;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_hints;
 pub mod huge_pages;

@@ -1,0 +1,103 @@
+//! `mofo bench optim` and `mofo bench train` run end to end on small sizes
+//! and write the JSON fields the performance docs and the issue name
+//! (timings themselves are never checked here: benchmarks, not timed tests).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mofo-bench-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run_json(args: &[&str], json: &PathBuf) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_mofo"))
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mofo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
+
+fn positive(j: &serde_json::Value, key: &str) -> f64 {
+    let x = j[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {j}"));
+    assert!(x.is_finite() && x > 0.0, "{key} = {x}");
+    x
+}
+
+#[test]
+fn bench_optim_writes_its_figures() {
+    let d = temp_dir("optim");
+    let json = d.join("optim.json");
+    let j = run_json(
+        &[
+            "bench",
+            "optim",
+            "--params",
+            "200000",
+            "--threads",
+            "2",
+            "--reps",
+            "3",
+            "--warmup",
+            "3",
+            "--pairs",
+            "3",
+        ],
+        &json,
+    );
+    let adam = positive(&j, "adam_ns_per_param");
+    let mofo = positive(&j, "mofo_ns_per_param");
+    assert!((positive(&j, "ratio") - mofo / adam).abs() < 1e-9);
+    positive(&j, "ratio_finite");
+    positive(&j, "ratio_alternated");
+    positive(&j, "ratio_finite_alternated");
+    positive(&j, "stream_gb_per_s");
+    assert_eq!(j["pairs"], 3);
+    assert_eq!(j["threads"], 2);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn bench_train_writes_its_figures_and_the_loss_ignores_threads() {
+    let d = temp_dir("train");
+    let loss = |threads: &str| {
+        let json = d.join(format!("train{threads}.json"));
+        let j = run_json(
+            &[
+                "bench",
+                "train",
+                "--config",
+                "S",
+                "--steps",
+                "1",
+                "--no-peak",
+                "--threads",
+                threads,
+            ],
+            &json,
+        );
+        positive(&j, "tokens_per_s");
+        positive(&j, "ms_per_step");
+        assert_eq!(j["config"], "S");
+        j["final_loss"].as_f64().unwrap()
+    };
+    let (one, two) = (loss("1"), loss("2"));
+    assert!(one.is_finite());
+    assert_eq!(
+        one.to_bits(),
+        two.to_bits(),
+        "loss {one} on 1 thread, {two} on 2"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
