@@ -44,7 +44,8 @@ fn matmuls(c: &mut Criterion) {
 /// One thread, the three products of a linear layer (forward `x·Wᵀ`, input
 /// gradient `ḡ·W`, weight gradient `ḡᵀ·x`) for one thread's half of the
 /// rows: our kernel (`sgemm_own`, i.e. `kernels::gemm_avx512` on AVX-512
-/// CPUs, whichever kernel `kernels::gemm_choice` picked) next to `matrixmultiply::sgemm` on the same views
+/// CPUs, whichever kernel `kernels::gemm_choice` picked) next to
+/// `matrixmultiply::sgemm` on the same views
 /// (`sgemm_matrixmultiply`).
 fn gemm_kernels(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);

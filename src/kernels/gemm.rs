@@ -69,28 +69,9 @@ pub fn gemm_serial<T: Scalar>(
     #[cfg(target_arch = "x86_64")]
     if TypeId::of::<T>() == TypeId::of::<f32>() && csc == 1 && own_kernel() {
         // SAFETY: `T` is `f32` (checked through `TypeId`); the CPU has
-        // AVX-512F (`own_kernel`); m, k, n > 0 (returned above otherwise).
-        // The views guarantee that every element inside their dimensions is
-        // in bounds at the given strides, and `c` is a unique mutable view
-        // with unit column stride, so its entries are distinct and alias
-        // neither `a` nor `b`.
-        unsafe {
-            super::gemm_avx512::sgemm(
-                m,
-                k,
-                n,
-                alpha.as_f32(),
-                a.as_ptr() as *const f32,
-                rsa,
-                csa,
-                b.as_ptr() as *const f32,
-                rsb,
-                csb,
-                beta.as_f32(),
-                c.as_mut_ptr() as *mut f32,
-                rsc,
-            )
-        }
+        // AVX-512F (`own_kernel`); m, k, n > 0 (returned above otherwise);
+        // `c` has unit column stride (checked).
+        unsafe { own_kernel_on(alpha, &a, &b, beta, &mut c) };
         return;
     }
     if TypeId::of::<T>() == TypeId::of::<f32>() {
@@ -262,32 +243,51 @@ pub fn sgemm_own(
     let (m, k, n) = check_shapes(&a, &b, &c);
     #[cfg(target_arch = "x86_64")]
     if m > 0 && k > 0 && n > 0 && c.strides()[1] == 1 && super::simd::has_avx512() {
-        let rsc = c.strides()[0];
-        // SAFETY: the CPU has AVX-512F (checked); m, k, n > 0 (checked).
-        // The views guarantee that every element inside their dimensions is
-        // in bounds at the given strides, and `c` is a unique mutable view
-        // with unit column stride (checked), so its entries are distinct
-        // and alias neither `a` nor `b`.
-        unsafe {
-            super::gemm_avx512::sgemm(
-                m,
-                k,
-                n,
-                alpha,
-                a.as_ptr(),
-                a.strides()[0],
-                a.strides()[1],
-                b.as_ptr(),
-                b.strides()[0],
-                b.strides()[1],
-                beta,
-                c.as_mut_ptr(),
-                rsc,
-            )
-        }
+        // SAFETY: `f32`; the CPU has AVX-512F, m, k, n > 0 and `c` has
+        // unit column stride (all checked).
+        unsafe { own_kernel_on(alpha, &a, &b, beta, &mut c) };
         return;
     }
     sgemm_matrixmultiply(alpha, a, b, beta, c)
+}
+
+/// `C ← α·A·B + β·C` through [`super::gemm_avx512`] on views of `T`.
+///
+/// # Safety
+///
+/// `T` must be `f32`, the CPU must have AVX-512F, `m, k, n > 0`, and `c`
+/// must have unit column stride.
+#[cfg(target_arch = "x86_64")]
+unsafe fn own_kernel_on<T: Scalar>(
+    alpha: T,
+    a: &ArrayView2<T>,
+    b: &ArrayView2<T>,
+    beta: T,
+    c: &mut ArrayViewMut2<T>,
+) {
+    // SAFETY: `T` is `f32` (the caller's contract), so the pointer casts
+    // do not change the element type; the CPU has AVX-512F and the
+    // dimensions are nonzero (the caller's contract). The views guarantee
+    // that every element inside their dimensions is in bounds at the given
+    // strides, and `c` is a unique mutable view with unit column stride, so
+    // its entries are distinct and alias neither `a` nor `b`.
+    unsafe {
+        super::gemm_avx512::sgemm(
+            a.nrows(),
+            a.ncols(),
+            b.ncols(),
+            alpha.as_f32(),
+            a.as_ptr() as *const f32,
+            a.strides()[0],
+            a.strides()[1],
+            b.as_ptr() as *const f32,
+            b.strides()[0],
+            b.strides()[1],
+            beta.as_f32(),
+            c.as_mut_ptr() as *mut f32,
+            c.strides()[0],
+        )
+    }
 }
 
 /// `α·A·B` into a new matrix, without zero-filling it first (the product
