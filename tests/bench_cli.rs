@@ -101,3 +101,33 @@ fn bench_train_writes_its_figures_and_the_loss_ignores_threads() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `--device` is checked before any work: a malformed value, and (in a build
+/// without the `cuda` feature, or with it on a machine without a driver) a
+/// GPU, are refused with a message and a failing status, not a panic.
+#[test]
+fn bench_optim_device_is_refused_cleanly() {
+    let run = |device: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mofo"))
+            .args(["bench", "optim", "--params", "20000", "--device", device])
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (status, err) = run("tpu");
+    assert!(!status.success() && status.code() == Some(1), "{err}");
+    assert!(
+        err.contains("--device must be cpu, cuda or cuda:N"),
+        "{err}"
+    );
+    let (status, err) = run("cuda:x");
+    assert!(!status.success() && err.contains("cuda:N"), "{err}");
+    if !cfg!(feature = "cuda") {
+        let (status, err) = run("cuda:1");
+        assert!(!status.success() && status.code() == Some(1), "{err}");
+        assert!(err.contains("without the `cuda` feature"), "{err}");
+    }
+}

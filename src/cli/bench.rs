@@ -2,7 +2,8 @@
 //! (α = 0.1) on GPT-2-small-shaped tensors (width scale 0.25, ≈40M
 //! parameters by default), reported as ns/parameter, GB/s (28 bytes per
 //! parameter for Adam: read θ, g, m, v, write θ, m, v) and the MoFO/Adam ratio;
-//! with `--methods`, the rest of the family too (`bench_methods.rs`).
+//! with `--methods`, the rest of the family too (`bench_methods.rs`); with
+//! `--device cuda`, the GPU optimizer's steps (`bench_gpu.rs`).
 //! `mofo bench train` is in `bench_train.rs`.
 
 use std::path::PathBuf;
@@ -56,6 +57,23 @@ pub struct OptimArgs {
     /// those thirteen.
     #[arg(long)]
     pub methods: Option<String>,
+    /// Where the steps run: `cpu`, or `cuda` / `cuda:N` (a build with the
+    /// `cuda` feature; AdamW and MoFO-AdamW only, `bench_gpu.rs`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// The GPU ordinal of `--device`: `None` for `cpu`, `Some(N)` for `cuda` (0)
+/// or `cuda:N`; anything else is an error.
+pub fn parse_device(device: &str) -> CliResult<Option<usize>> {
+    match device {
+        "cpu" => Ok(None),
+        "cuda" => Ok(Some(0)),
+        _ => match device.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(Some(n)),
+            _ => Err(format!("--device must be cpu, cuda or cuda:N, got `{device}`").into()),
+        },
+    }
 }
 
 /// The benchmarks.
@@ -103,7 +121,7 @@ fn median_ns(
 /// `step(true)` a MoFO step; over `pairs` pairs, each timed back to back
 /// (AdamW first in even pairs, MoFO first in odd ones, so that neither
 /// always runs on the other's leftovers), the median of the per-pair ratios.
-fn alternated_ratio(
+pub(super) fn alternated_ratio(
     step: &mut dyn FnMut(bool) -> Result<(), super::CliError>,
     pairs: usize,
 ) -> Result<f64, super::CliError> {
@@ -122,6 +140,15 @@ fn alternated_ratio(
 }
 
 fn run_optim(a: OptimArgs) -> CliResult {
+    if let Some(ordinal) = parse_device(&a.device)? {
+        #[cfg(feature = "cuda")]
+        return super::bench_gpu::run(&a, ordinal);
+        #[cfg(not(feature = "cuda"))]
+        return Err(format!(
+            "--device cuda:{ordinal}: this mofo was built without the `cuda` feature (cargo build --release --features cuda)"
+        )
+        .into());
+    }
     let shapes = match a.params {
         Some(n) => gpt2_shapes_for(n),
         None => gpt2_shapes(0.25),

@@ -5,6 +5,8 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+#[cfg(feature = "cuda")]
+pub mod bench_gpu;
 pub mod bench_methods;
 pub mod bench_train;
 pub mod forgetting;

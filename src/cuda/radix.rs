@@ -17,7 +17,9 @@
 //!
 //! Every key above τ is selected, and the `need` entries with key = τ of
 //! smallest index (their rank among equal keys is an exclusive prefix count,
-//! which the GPU computes per chunk and scans). The result is the same
+//! which the GPU computes per chunk and scans; when `need` equals the
+//! number of keys equal to τ, the usual case, every tie is taken and the GPU
+//! skips the ranking). The result is the same
 //! [`Cut`] that [`TopK::cut`](crate::optim::TopK::cut) returns on the CPU,
 //! which the tests check on random and tie-heavy inputs. It reads the keys
 //! four times and never sorts.

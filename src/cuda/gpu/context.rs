@@ -48,7 +48,13 @@ impl GpuContext {
         }
         let ctx = CudaContext::new(ordinal)?;
         let stream = ctx.default_stream();
-        let ptx = cudarc::nvrtc::compile_ptx(OPTIM_SOURCE)
+        // No contraction into fused multiply-adds: every operation is
+        // rounded on its own, as on the CPU.
+        let options = cudarc::nvrtc::CompileOptions {
+            fmad: Some(false),
+            ..Default::default()
+        };
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(OPTIM_SOURCE, options)
             .map_err(|e| GpuError::Compile(format!("{e:?}")))?;
         let module = ctx.load_module(ptx)?;
         let mut functions = HashMap::new();

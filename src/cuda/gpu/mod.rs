@@ -3,6 +3,7 @@
 
 mod context;
 mod optim;
+mod spec;
 
 pub use context::{driver_available, GpuContext, GpuError};
 pub use optim::{GpuBase, GpuFilter, GpuOptimizer};

@@ -1,12 +1,19 @@
 //! The filtered optimizer on the GPU: parameters and every state buffer stay
-//! on the device; one step per block is
+//! on the device, all blocks in flat buffers (each block padded to whole
+//! chunks of [`CHUNK`] entries), and one step is the same few launches for
+//! every block at once:
 //!
 //! ```text
-//! <base>_update      state update + direction + score key + top-digit histogram
+//! <base>_update      state update; blocks that take every entry: p ← p·decay − d
+//!                    others: direction + score key + top-digit histogram
 //! radix_pick(24), (radix_hist, radix_pick) for shifts 16, 8, 0   → τ, ties
 //! tie_count, tie_scan                                          → tie ranks
 //! masked_apply       p ← p·decay − dir on the selected entries
 //! ```
+//!
+//! that is 1 launch for a step without a filter and 11 with one, whatever
+//! the number of blocks (one launch sequence per block made a MoFO step of
+//! GPT-2-small's 97 tensors 1 067 launches, bound by launch latency).
 //!
 //! Scalars (β^t, bias corrections, lr/bc1, NAdam's μ schedule) are computed on
 //! the host in f64 as on the CPU. The selection is the CPU's exactly
@@ -16,12 +23,18 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
 
 use super::context::{GpuContext, GpuError};
 use crate::optim::selection_count;
 
-const BLOCK: u32 = 256;
+/// Entries per chunk: one CUDA block of the element-wise kernels (`CHUNK`
+/// in `optim.cu`).
+pub const CHUNK: usize = 256;
+
+/// Chunks per CUDA block of the digit histograms (`HIST_CHUNKS` in
+/// `optim.cu`).
+const HIST_CHUNKS: usize = 32;
 
 /// A base optimizer's hyperparameters (PyTorch's names and meaning).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -109,8 +122,12 @@ impl GpuBase {
         }
     }
 
-    fn has_second_moment(&self) -> bool {
+    fn has_first_and_second_moment(&self) -> bool {
         matches!(self, GpuBase::Adam { .. } | GpuBase::NAdam { .. })
+    }
+
+    fn has_second_moment(&self) -> bool {
+        self.has_first_and_second_moment() || matches!(self, GpuBase::RmsProp { .. })
     }
 }
 
@@ -125,7 +142,7 @@ pub enum GpuFilter {
     Gradient,
     /// |m̂| / (sqrt(v̂) + ε).
     Mv,
-    /// |g| / (sqrt(v̂) + ε).
+    /// |g| / (sqrt(v̂) + ε) (RMSProp: its denominator).
     Gv,
 }
 
@@ -141,22 +158,12 @@ impl GpuFilter {
     }
 }
 
+/// One parameter block's place in the flat buffers.
 struct Block {
     name: String,
     n: usize,
-    k: usize,
-    filtered: bool,
-    p: CudaSlice<f32>,
-    g: CudaSlice<f32>,
-    s1: CudaSlice<f32>,
-    s2: CudaSlice<f32>,
-    s3: CudaSlice<f32>,
-    dir: CudaSlice<f32>,
-    key: CudaSlice<u32>,
-    hist: CudaSlice<u32>,
-    state: CudaSlice<u32>,
-    chunks: CudaSlice<u32>,
-    mask: CudaSlice<u8>,
+    /// First entry (a multiple of [`CHUNK`]).
+    offset: usize,
 }
 
 /// A filtered optimizer whose parameters and state live on the GPU.
@@ -168,12 +175,51 @@ pub struct GpuOptimizer {
     step: u64,
     mu_product: f32,
     blocks: Vec<Block>,
+    /// Chunks in all (the element-wise kernels' grid).
+    chunks: usize,
+    /// Whether some block selects fewer than all of its entries.
+    any_filtered: bool,
+    p: CudaSlice<f32>,
+    g: CudaSlice<f32>,
+    s1: CudaSlice<f32>,
+    s2: CudaSlice<f32>,
+    s3: CudaSlice<f32>,
+    out: UpdateOutputs,
+    /// (prefix, mask, need, every tie taken) per block.
+    state: CudaSlice<u32>,
+    /// Per chunk: ties counted, then their exclusive scan within the block.
+    chunk_counts: CudaSlice<u32>,
 }
 
-fn grid(n: usize) -> LaunchConfig {
+/// The buffers every `<base>_update` kernel ends with, in its argument
+/// order (`finish` in `optim.cu`); the later kernels read them too.
+struct UpdateOutputs {
+    /// Per entry: the step's direction d (filtered blocks).
+    dir: CudaSlice<f32>,
+    /// Per entry: the score's key (filtered blocks).
+    key: CudaSlice<u32>,
+    /// 256 bins per block.
+    hist: CudaSlice<u32>,
+    /// Per entry: selected by the last step (1) or not (0).
+    mask: CudaSlice<u8>,
+    /// Per chunk: its block.
+    chunk_block: CudaSlice<u32>,
+    /// Per block: (first chunk, n, k, selects every entry).
+    info: CudaSlice<u32>,
+}
+
+impl UpdateOutputs {
+    /// Pushes the six buffers onto an update kernel's arguments.
+    fn push<'a>(&'a mut self, l: &mut LaunchArgs<'a>) {
+        l.arg(&mut self.dir).arg(&mut self.key).arg(&mut self.hist);
+        l.arg(&mut self.mask).arg(&self.chunk_block).arg(&self.info);
+    }
+}
+
+fn grid(chunks: usize) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: ((n as u32).div_ceil(BLOCK).max(1), 1, 1),
-        block_dim: (BLOCK, 1, 1),
+        grid_dim: (chunks as u32, 1, 1),
+        block_dim: (CHUNK as u32, 1, 1),
         shared_mem_bytes: 0,
     }
 }
@@ -199,47 +245,78 @@ impl GpuOptimizer {
                 "the momentum filter needs a base with a momentum state (momentum > 0)".into(),
             ));
         }
-        if matches!(filter, GpuFilter::Mv | GpuFilter::Gv) && !base.has_second_moment() {
+        if filter == GpuFilter::Mv && !base.has_first_and_second_moment() {
             return Err(GpuError::Invalid(
-                "the mv/gv filters need a base with first and second moments (Adam, NAdam)".into(),
+                "the mv filter needs a base with first and second moments (Adam, NAdam)".into(),
             ));
         }
-        let stream = gpu.stream().clone();
+        if filter == GpuFilter::Gv && !base.has_second_moment() {
+            return Err(GpuError::Invalid(
+                "the gv filter needs a base with a second moment (Adam, NAdam, RMSProp)".into(),
+            ));
+        }
+        if params.is_empty() {
+            return Err(GpuError::Invalid("no parameter blocks".into()));
+        }
         let mut blocks = Vec::with_capacity(params.len());
-        for (name, values, filtered) in params {
+        let (mut chunk_block, mut info) = (Vec::new(), Vec::new());
+        let mut any_filtered = false;
+        let mut offset = 0usize;
+        for (index, (name, values, filtered)) in params.iter().enumerate() {
             let n = values.len();
-            if n == 0 || n >= i32::MAX as usize {
-                return Err(GpuError::Invalid(format!(
-                    "block `{name}` has {n} entries (must be 1 ..= 2^31 − 2)"
-                )));
+            if n == 0 {
+                return Err(GpuError::Invalid(format!("block `{name}` has no entries")));
             }
-            let chunks = n.div_ceil(BLOCK as usize);
+            let k = selection_count(fraction, n);
+            let select_all = !*filtered || filter == GpuFilter::None || k == n;
+            any_filtered |= !select_all;
+            let first = offset / CHUNK;
+            info.extend([first as u32, n as u32, k as u32, u32::from(select_all)]);
+            chunk_block.extend(std::iter::repeat_n(index as u32, n.div_ceil(CHUNK)));
             blocks.push(Block {
                 name: name.clone(),
                 n,
-                k: selection_count(fraction, n),
-                filtered: *filtered && filter != GpuFilter::None,
-                p: stream.clone_htod(values.as_slice())?,
-                g: stream.alloc_zeros(n)?,
-                s1: stream.alloc_zeros(n)?,
-                s2: stream.alloc_zeros(n)?,
-                s3: stream.alloc_zeros(n)?,
-                dir: stream.alloc_zeros(n)?,
-                key: stream.alloc_zeros(n)?,
-                hist: stream.alloc_zeros(256)?,
-                state: stream.alloc_zeros(3)?,
-                chunks: stream.alloc_zeros(chunks)?,
-                mask: stream.alloc_zeros(n)?,
+                offset,
             });
+            offset += n.div_ceil(CHUNK) * CHUNK;
+            if offset > i32::MAX as usize {
+                return Err(GpuError::Invalid(format!(
+                    "{offset} entries (padded) at block `{name}`: at most 2^31 − 1 in all"
+                )));
+            }
         }
+        let chunks = offset / CHUNK;
+        let mut flat = vec![0f32; offset];
+        for (b, (_, values, _)) in blocks.iter().zip(params) {
+            flat[b.offset..b.offset + b.n].copy_from_slice(values);
+        }
+        let stream = gpu.stream().clone();
+        let nb = blocks.len();
         Ok(GpuOptimizer {
-            gpu,
             base,
             filter,
             decay_all,
             step: 0,
             mu_product: 1.0,
+            chunks,
+            any_filtered,
+            p: stream.clone_htod(&flat)?,
+            g: stream.alloc_zeros(offset)?,
+            s1: stream.alloc_zeros(offset)?,
+            s2: stream.alloc_zeros(offset)?,
+            s3: stream.alloc_zeros(offset)?,
+            out: UpdateOutputs {
+                dir: stream.alloc_zeros(offset)?,
+                key: stream.alloc_zeros(offset)?,
+                hist: stream.alloc_zeros(256 * nb)?,
+                mask: stream.alloc_zeros(offset)?,
+                chunk_block: stream.clone_htod(&chunk_block)?,
+                info: stream.clone_htod(&info)?,
+            },
+            state: stream.alloc_zeros(4 * nb)?,
+            chunk_counts: stream.alloc_zeros(chunks)?,
             blocks,
+            gpu,
         })
     }
 
@@ -248,8 +325,30 @@ impl GpuOptimizer {
         self.step
     }
 
-    /// One step with host gradients, one slice per block in construction order.
+    /// Kernel launches one step queues: the base update, and when some
+    /// block is filtered, the four digit picks, three digit histograms, the
+    /// tie count and scan and the masked apply.
+    pub fn launches_per_step(&self) -> usize {
+        if self.any_filtered {
+            11
+        } else {
+            1
+        }
+    }
+
+    /// One step with host gradients, one slice per block in construction
+    /// order: [`GpuOptimizer::upload_grads`] then
+    /// [`GpuOptimizer::step_resident`].
     pub fn step(&mut self, grads: &[&[f32]]) -> Result<(), GpuError> {
+        self.upload_grads(grads)?;
+        self.step_resident()
+    }
+
+    /// Checks host gradients (one slice per block, construction order: the
+    /// lengths, every entry finite) and copies them to the device, where
+    /// [`GpuOptimizer::step_resident`] reads them. Nothing is copied when a
+    /// check fails.
+    pub fn upload_grads(&mut self, grads: &[&[f32]]) -> Result<(), GpuError> {
         if grads.len() != self.blocks.len() {
             return Err(GpuError::Invalid(format!(
                 "{} gradients for {} blocks",
@@ -273,9 +372,28 @@ impl GpuOptimizer {
                 )));
             }
         }
+        let stream = self.gpu.stream().clone();
+        for (b, g) in self.blocks.iter().zip(grads) {
+            let mut view = self.g.slice_mut(b.offset..b.offset + b.n);
+            stream.memcpy_htod(*g, &mut view)?;
+        }
+        Ok(())
+    }
+
+    /// One step on the gradients already on the device (those of the last
+    /// [`GpuOptimizer::upload_grads`]): no host transfer, so that a
+    /// benchmark times the device work alone, as a device backward pass
+    /// would leave it. Launches are queued on the context's stream.
+    pub fn step_resident(&mut self) -> Result<(), GpuError> {
         self.step += 1;
         let t = self.step as f64;
         let stream = self.gpu.stream().clone();
+        let gpu = self.gpu.clone();
+        let score_kind = self.filter.score_kind();
+        let cfg = grid(self.chunks);
+        let f32of = |x: f64| x as f32;
+        // (1 − w) of PyTorch's lerp, computed as the CPU does.
+        let lerp_weights = |beta: f64| (f32of(1.0 - beta), f32of(1.0 - (1.0 - beta)));
         let decay = match self.base {
             GpuBase::Adam {
                 lr,
@@ -294,215 +412,208 @@ impl GpuOptimizer {
             } => 1.0 - lr * weight_decay,
             _ => 1.0,
         };
-        let nadam_coeffs = if let GpuBase::NAdam {
-            lr,
-            beta1,
-            momentum_decay,
-            ..
-        } = self.base
-        {
-            let mu = beta1 * (1.0 - 0.5 * 0.96f64.powf(t * momentum_decay));
-            let mu_next = beta1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * momentum_decay));
-            self.mu_product *= mu as f32;
-            let prod = self.mu_product as f64;
-            Some((
-                lr * (1.0 - mu) / (1.0 - prod),
-                lr * mu_next / (1.0 - prod * mu_next),
-            ))
-        } else {
-            None
-        };
-        for (b, g) in self.blocks.iter_mut().zip(grads) {
-            stream.memcpy_htod(*g, &mut b.g)?;
-            let select_all = !b.filtered || b.k == b.n;
-            let score_kind = if select_all {
-                GpuFilter::None.score_kind()
-            } else {
-                self.filter.score_kind()
-            };
-            let n = b.n as i32;
-            let cfg = grid(b.n);
-            let gpu = &self.gpu;
-            match self.base {
-                GpuBase::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    decoupled,
-                    amsgrad,
-                    lr,
-                } => {
-                    let bc1 = 1.0 - beta1.powf(t);
-                    let bc2 = 1.0 - beta2.powf(t);
-                    let l2 = if decoupled { 0.0 } else { weight_decay as f32 };
-                    let (b1, b2, e) = (beta1 as f32, beta2 as f32, eps as f32);
-                    let (ss, bc1f, bc2s) = ((lr / bc1) as f32, bc1 as f32, bc2.sqrt() as f32);
-                    let bc2f = bc2 as f32;
-                    let ams = amsgrad as i32;
-                    let f = gpu.function("adam_update");
-                    let mut l = stream.launch_builder(f);
-                    l.arg(&b.p)
-                        .arg(&b.g)
-                        .arg(&mut b.s1)
-                        .arg(&mut b.s2)
-                        .arg(&mut b.s3);
-                    l.arg(&mut b.dir).arg(&mut b.key).arg(&mut b.hist);
-                    l.arg(&n).arg(&b1).arg(&b2).arg(&e).arg(&l2).arg(&ss);
-                    l.arg(&bc1f)
-                        .arg(&bc2s)
-                        .arg(&bc2f)
-                        .arg(&ams)
-                        .arg(&score_kind);
-                    // SAFETY: argument list matches `adam_update`'s signature;
-                    // every buffer holds n entries (hist 256).
-                    unsafe { l.launch(cfg) }?;
-                }
-                GpuBase::NAdam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    decoupled,
-                    ..
-                } => {
-                    let (c_g, c_m) = nadam_coeffs.expect("computed above for NAdam");
-                    let bc1 = (1.0 - beta1.powf(t)) as f32;
-                    let bc2 = (1.0 - beta2.powf(t)) as f32;
-                    let l2 = if decoupled { 0.0 } else { weight_decay as f32 };
-                    let (b1, b2, e) = (beta1 as f32, beta2 as f32, eps as f32);
-                    let (cg, cm) = (c_g as f32, c_m as f32);
-                    let f = gpu.function("nadam_update");
-                    let mut l = stream.launch_builder(f);
-                    l.arg(&b.p).arg(&b.g).arg(&mut b.s1).arg(&mut b.s2);
-                    l.arg(&mut b.dir).arg(&mut b.key).arg(&mut b.hist);
-                    l.arg(&n)
-                        .arg(&b1)
-                        .arg(&b2)
-                        .arg(&e)
-                        .arg(&l2)
-                        .arg(&cg)
-                        .arg(&cm);
-                    l.arg(&bc1).arg(&bc2).arg(&score_kind);
-                    // SAFETY: argument list matches `nadam_update`'s signature.
-                    unsafe { l.launch(cfg) }?;
-                }
-                GpuBase::RmsProp {
-                    lr,
-                    alpha,
-                    eps,
-                    weight_decay,
-                    momentum,
-                    centered,
-                } => {
-                    let (a, e, l2) = (alpha as f32, eps as f32, weight_decay as f32);
-                    let (lrf, mom, cen) = (lr as f32, momentum as f32, centered as i32);
-                    let f = gpu.function("rmsprop_update");
-                    let mut l = stream.launch_builder(f);
-                    l.arg(&b.p)
-                        .arg(&b.g)
-                        .arg(&mut b.s1)
-                        .arg(&mut b.s2)
-                        .arg(&mut b.s3);
-                    l.arg(&mut b.dir).arg(&mut b.key).arg(&mut b.hist);
-                    l.arg(&n)
-                        .arg(&a)
-                        .arg(&e)
-                        .arg(&l2)
-                        .arg(&lrf)
-                        .arg(&mom)
-                        .arg(&cen);
-                    l.arg(&score_kind);
-                    // SAFETY: argument list matches `rmsprop_update`'s signature.
-                    unsafe { l.launch(cfg) }?;
-                }
-                GpuBase::Sgd {
-                    lr,
-                    momentum,
-                    dampening,
-                    weight_decay,
-                    nesterov,
-                } => {
-                    let (lrf, l2, mom) = (lr as f32, weight_decay as f32, momentum as f32);
-                    let (damp, nes, first) =
-                        (dampening as f32, nesterov as i32, (self.step == 1) as i32);
-                    let f = gpu.function("sgd_update");
-                    let mut l = stream.launch_builder(f);
-                    l.arg(&b.p).arg(&b.g).arg(&mut b.s1);
-                    l.arg(&mut b.dir).arg(&mut b.key).arg(&mut b.hist);
-                    l.arg(&n).arg(&lrf).arg(&l2).arg(&mom).arg(&damp).arg(&nes);
-                    l.arg(&first).arg(&score_kind);
-                    // SAFETY: argument list matches `sgd_update`'s signature.
-                    unsafe { l.launch(cfg) }?;
-                }
-                GpuBase::Lion {
-                    lr, beta1, beta2, ..
-                } => {
-                    let (lrf, b1, b2) = (lr as f32, beta1 as f32, beta2 as f32);
-                    let f = gpu.function("lion_update");
-                    let mut l = stream.launch_builder(f);
-                    l.arg(&b.g).arg(&mut b.s1);
-                    l.arg(&mut b.dir).arg(&mut b.key).arg(&mut b.hist);
-                    l.arg(&n).arg(&lrf).arg(&b1).arg(&b2).arg(&score_kind);
-                    // SAFETY: argument list matches `lion_update`'s signature.
-                    unsafe { l.launch(cfg) }?;
-                }
-            }
-            if !select_all {
-                stream.memcpy_htod(&[0u32, 0, b.k as u32], &mut b.state)?;
-                let one = LaunchConfig {
-                    grid_dim: (1, 1, 1),
-                    block_dim: (1, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                for shift in crate::cuda::radix::DIGIT_PASSES {
-                    let s = shift as i32;
-                    if shift != 24 {
-                        let mut l = stream.launch_builder(gpu.function("radix_hist"));
-                        l.arg(&b.key).arg(&n).arg(&b.state).arg(&s).arg(&mut b.hist);
-                        let hcfg = LaunchConfig {
-                            grid_dim: (cfg.grid_dim.0.min(1024), 1, 1),
-                            ..cfg
-                        };
-                        // SAFETY: matches `radix_hist`; grid-stride loop bounded by n.
-                        unsafe { l.launch(hcfg) }?;
-                    }
-                    let mut l = stream.launch_builder(gpu.function("radix_pick"));
-                    l.arg(&mut b.state).arg(&mut b.hist).arg(&s);
-                    // SAFETY: matches `radix_pick`; one thread, 256-entry histogram.
-                    unsafe { l.launch(one) }?;
-                }
-                let chunks = cfg.grid_dim.0 as i32;
-                let mut l = stream.launch_builder(gpu.function("tie_count"));
-                l.arg(&b.key).arg(&n).arg(&b.state).arg(&mut b.chunks);
-                // SAFETY: matches `tie_count`; one count per launched block.
+        let decay_f = f32of(decay);
+        match self.base {
+            GpuBase::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled,
+                amsgrad,
+            } => {
+                let bc1 = 1.0 - beta1.powi(t as i32);
+                let bc2 = 1.0 - beta2.powi(t as i32);
+                let l2 = if decoupled { 0.0 } else { f32of(weight_decay) };
+                let (w1, omw1) = lerp_weights(beta1);
+                let (b2, omb2, e) = (f32of(beta2), f32of(1.0 - beta2), f32of(eps));
+                let (ss, bc1f, bc2s, bc2f) =
+                    (f32of(lr / bc1), f32of(bc1), f32of(bc2.sqrt()), f32of(bc2));
+                let ams = amsgrad as i32;
+                let mut l = stream.launch_builder(gpu.function("adam_update"));
+                l.arg(&mut self.p).arg(&self.g);
+                l.arg(&mut self.s1).arg(&mut self.s2).arg(&mut self.s3);
+                self.out.push(&mut l);
+                l.arg(&w1).arg(&omw1).arg(&b2).arg(&omb2).arg(&e).arg(&l2);
+                l.arg(&ss).arg(&bc1f).arg(&bc2s).arg(&bc2f).arg(&decay_f);
+                l.arg(&ams).arg(&score_kind);
+                // SAFETY: the arguments match `adam_update`'s signature; every
+                // flat buffer holds chunks·CHUNK entries, hist 256 per block.
                 unsafe { l.launch(cfg) }?;
-                let mut l = stream.launch_builder(gpu.function("tie_scan"));
-                l.arg(&mut b.chunks).arg(&chunks);
-                let scfg = LaunchConfig {
-                    grid_dim: (1, 1, 1),
-                    block_dim: (1024, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                // SAFETY: matches `tie_scan`; one block of 1024 threads.
-                unsafe { l.launch(scfg) }?;
             }
-            let decay_f = decay as f32;
-            let (sel_all, dec_all) = (select_all as i32, self.decay_all as i32);
-            let mut l = stream.launch_builder(gpu.function("masked_apply"));
-            l.arg(&mut b.p)
-                .arg(&b.dir)
-                .arg(&b.key)
-                .arg(&n)
-                .arg(&b.state);
-            l.arg(&b.chunks)
-                .arg(&decay_f)
-                .arg(&sel_all)
-                .arg(&dec_all)
-                .arg(&mut b.mask);
-            // SAFETY: matches `masked_apply`; block size equals tie_count's chunk.
-            unsafe { l.launch(cfg) }?;
+            GpuBase::NAdam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                momentum_decay,
+                decoupled,
+            } => {
+                let mu = beta1 * (1.0 - 0.5 * 0.96f64.powf(t * momentum_decay));
+                let mu_next = beta1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * momentum_decay));
+                self.mu_product *= mu as f32;
+                let prod = self.mu_product as f64;
+                let c_g = f32of(lr * (1.0 - mu) / (1.0 - prod));
+                let c_m = f32of((lr * mu_next) / (1.0 - prod * mu_next));
+                let bc1 = f32of(1.0 - beta1.powi(t as i32));
+                let bc2 = f32of(1.0 - beta2.powi(t as i32));
+                let l2 = if decoupled { 0.0 } else { f32of(weight_decay) };
+                let (w1, omw1) = lerp_weights(beta1);
+                let (b2, omb2, e) = (f32of(beta2), f32of(1.0 - beta2), f32of(eps));
+                let mut l = stream.launch_builder(gpu.function("nadam_update"));
+                l.arg(&mut self.p).arg(&self.g);
+                l.arg(&mut self.s1).arg(&mut self.s2);
+                self.out.push(&mut l);
+                l.arg(&w1).arg(&omw1).arg(&b2).arg(&omb2).arg(&e).arg(&l2);
+                l.arg(&c_g).arg(&c_m).arg(&bc1).arg(&bc2).arg(&decay_f);
+                l.arg(&score_kind);
+                // SAFETY: the arguments match `nadam_update`'s signature.
+                unsafe { l.launch(cfg) }?;
+            }
+            GpuBase::RmsProp {
+                lr,
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+            } => {
+                let (a, oma, omw) = (f32of(alpha), f32of(1.0 - alpha), f32of(1.0 - (1.0 - alpha)));
+                let (e, l2, lrf, mom) =
+                    (f32of(eps), f32of(weight_decay), f32of(lr), f32of(momentum));
+                let cen = centered as i32;
+                let mut l = stream.launch_builder(gpu.function("rmsprop_update"));
+                l.arg(&mut self.p).arg(&self.g);
+                l.arg(&mut self.s1).arg(&mut self.s2).arg(&mut self.s3);
+                self.out.push(&mut l);
+                l.arg(&a)
+                    .arg(&oma)
+                    .arg(&omw)
+                    .arg(&e)
+                    .arg(&l2)
+                    .arg(&lrf)
+                    .arg(&mom);
+                l.arg(&cen).arg(&score_kind);
+                // SAFETY: the arguments match `rmsprop_update`'s signature.
+                unsafe { l.launch(cfg) }?;
+            }
+            GpuBase::Sgd {
+                lr,
+                momentum,
+                dampening,
+                weight_decay,
+                nesterov,
+            } => {
+                let (lrf, l2, mom, omd) = (
+                    f32of(lr),
+                    f32of(weight_decay),
+                    f32of(momentum),
+                    f32of(1.0 - dampening),
+                );
+                let (nes, first) = (nesterov as i32, (self.step == 1) as i32);
+                let mut l = stream.launch_builder(gpu.function("sgd_update"));
+                l.arg(&mut self.p).arg(&self.g).arg(&mut self.s1);
+                self.out.push(&mut l);
+                l.arg(&lrf)
+                    .arg(&l2)
+                    .arg(&mom)
+                    .arg(&omd)
+                    .arg(&nes)
+                    .arg(&first);
+                l.arg(&score_kind);
+                // SAFETY: the arguments match `sgd_update`'s signature.
+                unsafe { l.launch(cfg) }?;
+            }
+            GpuBase::Lion {
+                lr, beta1, beta2, ..
+            } => {
+                let (lrf, b1, omb1) = (f32of(lr), f32of(beta1), f32of(1.0 - beta1));
+                let (b2, omb2) = (f32of(beta2), f32of(1.0 - beta2));
+                let mut l = stream.launch_builder(gpu.function("lion_update"));
+                l.arg(&mut self.p).arg(&self.g).arg(&mut self.s1);
+                self.out.push(&mut l);
+                l.arg(&lrf)
+                    .arg(&b1)
+                    .arg(&omb1)
+                    .arg(&b2)
+                    .arg(&omb2)
+                    .arg(&decay_f);
+                l.arg(&score_kind);
+                // SAFETY: the arguments match `lion_update`'s signature.
+                unsafe { l.launch(cfg) }?;
+            }
         }
+        if !self.any_filtered {
+            return Ok(());
+        }
+        let per_block = LaunchConfig {
+            grid_dim: (self.blocks.len() as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let chunks = self.chunks as i32;
+        let hist_cfg = LaunchConfig {
+            grid_dim: (self.chunks.div_ceil(HIST_CHUNKS) as u32, 1, 1),
+            ..cfg
+        };
+        for shift in crate::cuda::radix::DIGIT_PASSES {
+            let s = shift as i32;
+            if shift != 24 {
+                let mut l = stream.launch_builder(gpu.function("radix_hist"));
+                l.arg(&self.out.key)
+                    .arg(&self.state)
+                    .arg(&self.out.chunk_block);
+                l.arg(&self.out.info)
+                    .arg(&chunks)
+                    .arg(&s)
+                    .arg(&mut self.out.hist);
+                // SAFETY: matches `radix_hist`; HIST_CHUNKS chunks per CUDA
+                // block, the last one bounded by `chunks`.
+                unsafe { l.launch(hist_cfg) }?;
+            }
+            let mut l = stream.launch_builder(gpu.function("radix_pick"));
+            l.arg(&mut self.state)
+                .arg(&mut self.out.hist)
+                .arg(&self.out.info);
+            l.arg(&s);
+            // SAFETY: matches `radix_pick`; one CUDA block of 256 threads (one
+            // per bin) per parameter block, a 4-word state per block.
+            unsafe { l.launch(per_block) }?;
+        }
+        let mut l = stream.launch_builder(gpu.function("tie_count"));
+        l.arg(&self.out.key)
+            .arg(&self.state)
+            .arg(&self.out.chunk_block);
+        l.arg(&self.out.info).arg(&mut self.chunk_counts);
+        // SAFETY: matches `tie_count`; one count per chunk.
+        unsafe { l.launch(cfg) }?;
+        let mut l = stream.launch_builder(gpu.function("tie_scan"));
+        l.arg(&mut self.chunk_counts)
+            .arg(&self.state)
+            .arg(&self.out.info);
+        let scan = LaunchConfig {
+            grid_dim: (self.blocks.len() as u32, 1, 1),
+            block_dim: (1024, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches `tie_scan`; one CUDA block of 1024 threads per
+        // block, each scanning that block's own chunks.
+        unsafe { l.launch(scan) }?;
+        let dec_all = self.decay_all as i32;
+        let mut l = stream.launch_builder(gpu.function("masked_apply"));
+        l.arg(&mut self.p)
+            .arg(&self.out.dir)
+            .arg(&self.out.key)
+            .arg(&self.state);
+        l.arg(&self.chunk_counts)
+            .arg(&self.out.chunk_block)
+            .arg(&self.out.info);
+        l.arg(&decay_f).arg(&dec_all).arg(&mut self.out.mask);
+        // SAFETY: matches `masked_apply`; one CUDA block per chunk, as
+        // `tie_count` counted them.
+        unsafe { l.launch(cfg) }?;
         Ok(())
     }
 
@@ -511,7 +622,10 @@ impl GpuOptimizer {
         let stream = self.gpu.stream();
         self.blocks
             .iter()
-            .map(|b| Ok((b.name.clone(), stream.clone_dtoh(&b.p)?)))
+            .map(|b| {
+                let view = self.p.slice(b.offset..b.offset + b.n);
+                Ok((b.name.clone(), stream.clone_dtoh(&view)?))
+            })
             .collect()
     }
 
@@ -520,7 +634,7 @@ impl GpuOptimizer {
         let stream = self.gpu.stream();
         self.blocks
             .iter()
-            .map(|b| Ok(stream.clone_dtoh(&b.mask)?))
+            .map(|b| Ok(stream.clone_dtoh(&self.out.mask.slice(b.offset..b.offset + b.n))?))
             .collect()
     }
 }
