@@ -24,41 +24,50 @@ fn no_driver_is_an_error_not_a_panic() {
     assert!(matches!(GpuContext::new(0), Err(GpuError::NoDriver)));
 }
 
+/// Every key ties (|g| = 1 everywhere): the tie rule alone decides, and the
+/// first k entries are the selected ones. 3 000 007 entries make 11 719
+/// chunks, so the tie scan runs over three tiles of 4 096 chunk counts.
 #[test]
 fn mofo_adam_selects_exactly_k_with_ties() {
     let Some(gpu) = gpu() else { return };
-    let n = 10_000usize;
-    let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-    let mut opt = GpuOptimizer::new(
-        gpu,
-        GpuBase::Adam {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            decoupled: true,
-            amsgrad: false,
-        },
-        GpuFilter::Momentum,
-        0.1,
-        false,
-        &[("w".into(), values.clone(), true)],
-    )
-    .unwrap();
-    // Many equal magnitudes: the tie rule decides.
-    let grads: Vec<f32> = (0..n)
-        .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
-        .collect();
-    opt.step(&[&grads]).unwrap();
-    let mask = &opt.last_selection().unwrap()[0];
-    let k = selection_count(0.1, n);
-    assert_eq!(mask.iter().filter(|&&s| s == 1).count(), k);
-    // Ties go to the smaller index: the first k entries are the selected ones.
-    assert!(mask[..k].iter().all(|&s| s == 1));
-    let after = &opt.params().unwrap()[0].1;
-    for i in k..n {
-        assert_eq!(after[i].to_bits(), values[i].to_bits(), "entry {i} moved");
+    for n in [10_000usize, 3_000_007] {
+        let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut opt = GpuOptimizer::new(
+            gpu.clone(),
+            GpuBase::Adam {
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                decoupled: true,
+                amsgrad: false,
+            },
+            GpuFilter::Momentum,
+            0.1,
+            false,
+            &[("w".into(), values.clone(), true)],
+        )
+        .unwrap();
+        let grads: Vec<f32> = (0..n)
+            .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        for step in 0..2 {
+            opt.step(&[&grads]).unwrap();
+            let mask = &opt.last_selection().unwrap()[0];
+            let k = selection_count(0.1, n);
+            assert_eq!(
+                mask.iter().filter(|&&s| s == 1).count(),
+                k,
+                "n {n} step {step}"
+            );
+            assert!(mask[..k].iter().all(|&s| s == 1), "n {n} step {step}");
+        }
+        let after = &opt.params().unwrap()[0].1;
+        let k = selection_count(0.1, n);
+        for i in k..n {
+            assert_eq!(after[i].to_bits(), values[i].to_bits(), "entry {i} moved");
+        }
     }
 }
 

@@ -32,8 +32,8 @@ use crate::optim::selection_count;
 /// in `optim.cu`).
 pub const CHUNK: usize = 256;
 
-/// Chunks per CUDA block of the digit histograms (`HIST_CHUNKS` in
-/// `optim.cu`).
+/// Chunks per CUDA block of the digit histograms and the tie count
+/// (`HIST_CHUNKS` in `optim.cu`).
 const HIST_CHUNKS: usize = 32;
 
 /// A base optimizer's hyperparameters (PyTorch's names and meaning).
@@ -586,9 +586,12 @@ impl GpuOptimizer {
         l.arg(&self.out.key)
             .arg(&self.state)
             .arg(&self.out.chunk_block);
-        l.arg(&self.out.info).arg(&mut self.chunk_counts);
-        // SAFETY: matches `tie_count`; one count per chunk.
-        unsafe { l.launch(cfg) }?;
+        l.arg(&self.out.info)
+            .arg(&chunks)
+            .arg(&mut self.chunk_counts);
+        // SAFETY: matches `tie_count`; one count per chunk, HIST_CHUNKS
+        // chunks per CUDA block, the last one bounded by `chunks`.
+        unsafe { l.launch(hist_cfg) }?;
         let mut l = stream.launch_builder(gpu.function("tie_scan"));
         l.arg(&mut self.chunk_counts)
             .arg(&self.state)

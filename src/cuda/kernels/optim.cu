@@ -13,8 +13,9 @@
 //                   state, the shift-0 pass notes whether every tie is taken.
 //   radix_hist    : histogram of digit `shift` among keys matching the prefix
 //                   (shifts 16, 8, 0, each followed by radix_pick).
-//   tie_count     : per chunk, how many keys equal τ (skipped where every
-//                   key equal to τ is taken, the usual case).
+//   tie_count     : per chunk, how many keys equal τ (HIST_CHUNKS chunks per
+//                   CUDA block; skipped where every key equal to τ is taken,
+//                   the usual case).
 //   tie_scan      : one CUDA block per parameter block: exclusive scan of its
 //                   chunk counts (skipped likewise).
 //   masked_apply  : p ← p·decay − dir on selected entries; p ← p·decay
@@ -44,7 +45,8 @@ struct RadixState {
 };
 
 // Chunks per CUDA block in radix_hist (its shared histogram is flushed once
-// per run of chunks of the same parameter block, not once per chunk).
+// per run of chunks of the same parameter block, not once per chunk) and in
+// tie_count.
 #define HIST_CHUNKS 32
 
 // Where this CUDA block works: its parameter block `b`, that block's
@@ -380,48 +382,76 @@ extern "C" __global__ void radix_pick(
     h[d] = 0;
 }
 
-// Per chunk, the number of keys equal to τ (their block's prefix).
+// Per chunk, the number of keys equal to τ (their block's prefix); a CUDA
+// block (CHUNK threads) counts HIST_CHUNKS consecutive chunks.
 extern "C" __global__ void tie_count(
     const unsigned int* __restrict__ key, const RadixState* __restrict__ st,
     const unsigned int* __restrict__ chunk_block, const uint4* __restrict__ info,
-    unsigned int* __restrict__ chunk_counts)
+    int chunks, unsigned int* __restrict__ chunk_counts)
 {
-    __shared__ unsigned int count;
-    Place pl = place(chunk_block, info);
-    if (pl.info.w || st[pl.b].all_ties) return;
-    if (threadIdx.x == 0) count = 0;
-    __syncthreads();
-    unsigned int eq = (pl.valid && key[pl.i] == st[pl.b].prefix) ? 1u : 0u;
-    unsigned int warp = __popc(__ballot_sync(0xffffffffu, eq));
-    if ((threadIdx.x & 31) == 0 && warp) atomicAdd(&count, warp);
-    __syncthreads();
-    if (threadIdx.x == 0) chunk_counts[blockIdx.x] = count;
+    int c0 = blockIdx.x * HIST_CHUNKS;
+    int c1 = min(c0 + HIST_CHUNKS, chunks);
+    for (int c = c0; c < c1; ++c) {
+        unsigned int b = chunk_block[c];
+        uint4 in = info[b];
+        RadixState s = st[b];
+        // Uniform across the CUDA block: every thread reads the same c.
+        if (in.w || s.all_ties) continue;
+        unsigned int local = (unsigned int)(c - (int)in.x) * CHUNK + threadIdx.x;
+        int eq = local < in.y && key[(size_t)c * CHUNK + threadIdx.x] == s.prefix;
+        int count = __syncthreads_count(eq);
+        if (threadIdx.x == 0) chunk_counts[c] = (unsigned int)count;
+    }
 }
 
-// One CUDA block (blockDim ≤ 1024) per parameter block: exclusive scan of
-// the chunk counts of that block's chunks (none when every tie is taken).
+// One CUDA block of 1024 threads per parameter block: exclusive scan of the
+// chunk counts of that block's chunks (none when every tie is taken), in
+// tiles of 4 counts per thread, each tile scanned with warp shuffles.
 extern "C" __global__ void tie_scan(
     unsigned int* counts, const RadixState* __restrict__ st, const uint4* __restrict__ info)
 {
-    __shared__ unsigned int seg[1024];
+    __shared__ unsigned int warp_sum[32];
+    __shared__ unsigned int carry;
     uint4 in = info[blockIdx.x];
     if (in.w || st[blockIdx.x].all_ties) return;
-    int first = (int)in.x;
-    int chunks = (int)((in.y + CHUNK - 1) / CHUNK);
-    int t = threadIdx.x, nt = blockDim.x;
-    int per = (chunks + nt - 1) / nt;
-    int lo = min(t * per, chunks), hi = min(lo + per, chunks);
-    unsigned int s = 0;
-    for (int c = lo; c < hi; ++c) s += counts[first + c];
-    seg[t] = s;
+    unsigned int first = in.x;
+    unsigned int chunks = (in.y + CHUNK - 1) / CHUNK;
+    int t = threadIdx.x, lane = t & 31, w = t >> 5, warps = blockDim.x >> 5;
+    if (t == 0) carry = 0;
     __syncthreads();
-    if (t == 0) {
-        unsigned int acc = 0;
-        for (int j = 0; j < nt; ++j) { unsigned int x = seg[j]; seg[j] = acc; acc += x; }
+    for (unsigned int tile = 0; tile < chunks; tile += 4 * blockDim.x) {
+        unsigned int at = tile + 4 * t;
+        unsigned int v[4];
+        unsigned int sum = 0;
+        for (int j = 0; j < 4; ++j) {
+            v[j] = (at + j < chunks) ? counts[first + at + j] : 0u;
+            sum += v[j];
+        }
+        unsigned int x = sum;
+        for (int o = 1; o < 32; o <<= 1) {
+            unsigned int y = __shfl_up_sync(0xffffffffu, x, o);
+            if (lane >= o) x += y;
+        }
+        if (lane == 31) warp_sum[w] = x;
+        __syncthreads();
+        if (w == 0) {
+            unsigned int ws = (lane < warps) ? warp_sum[lane] : 0u;
+            for (int o = 1; o < 32; o <<= 1) {
+                unsigned int y = __shfl_up_sync(0xffffffffu, ws, o);
+                if (lane >= o) ws += y;
+            }
+            if (lane < warps) warp_sum[lane] = ws;
+        }
+        __syncthreads();
+        unsigned int before = carry + (w > 0 ? warp_sum[w - 1] : 0u) + (x - sum);
+        for (int j = 0; j < 4; ++j) {
+            if (at + j < chunks) counts[first + at + j] = before;
+            before += v[j];
+        }
+        __syncthreads();
+        if (t == (int)blockDim.x - 1) carry = before;
+        __syncthreads();
     }
-    __syncthreads();
-    unsigned int acc = seg[t];
-    for (int c = lo; c < hi; ++c) { unsigned int x = counts[first + c]; counts[first + c] = acc; acc += x; }
 }
 
 // p ← p·decay − dir on the selected entries of the blocks that select k of
