@@ -107,9 +107,10 @@ fn bench_train_writes_its_figures_and_the_loss_ignores_threads() {
 /// GPU, are refused with a message and a failing status, not a panic.
 #[test]
 fn bench_optim_device_is_refused_cleanly() {
-    let run = |device: &str| {
+    let run_with = |device: &str, extra: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_mofo"))
             .args(["bench", "optim", "--params", "20000", "--device", device])
+            .args(extra)
             .output()
             .unwrap();
         (
@@ -117,8 +118,21 @@ fn bench_optim_device_is_refused_cleanly() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let run = |device: &str| run_with(device, &[]);
     let (status, err) = run("tpu");
     assert!(!status.success() && status.code() == Some(1), "{err}");
+    for extra in [
+        &["--methods", "all"][..],
+        &["--threads", "2"],
+        &["--no-huge-pages"],
+    ] {
+        let (status, err) = run_with("cuda", extra);
+        assert!(!status.success() && status.code() == Some(1), "{err}");
+        assert!(
+            err.contains(&format!("{} applies to --device cpu only", extra[0])),
+            "{err}"
+        );
+    }
     assert!(
         err.contains("--device must be cpu, cuda or cuda:N"),
         "{err}"

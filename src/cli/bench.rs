@@ -141,6 +141,17 @@ pub(super) fn alternated_ratio(
 
 fn run_optim(a: OptimArgs) -> CliResult {
     if let Some(ordinal) = parse_device(&a.device)? {
+        let cpu_only = [
+            ("--methods", a.methods.is_some()),
+            ("--threads", a.threads.is_some()),
+            ("--no-huge-pages", a.no_huge_pages),
+        ];
+        if let Some((flag, _)) = cpu_only.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{flag} applies to --device cpu only (the GPU benchmark times AdamW and MoFO-AdamW on the device)"
+            )
+            .into());
+        }
         #[cfg(feature = "cuda")]
         return super::bench_gpu::run(&a, ordinal);
         #[cfg(not(feature = "cuda"))]

@@ -1,7 +1,9 @@
 //! CUDA C sources of the GPU kernels, compiled with NVRTC at first use.
 
 /// The filtered optimizer step (state update fused with the score key and the
-/// first radix histogram, radix select, tie ranking, masked apply).
+/// first radix histogram, radix select, tie ranking, masked apply; and the
+/// single pass: the update fused with the step where a forecast band decides,
+/// the candidates of the band ranked by a small radix select).
 pub const OPTIM_SOURCE: &str = include_str!("kernels/optim.cu");
 
 /// Names of the `extern "C"` kernels in [`OPTIM_SOURCE`].
@@ -16,6 +18,12 @@ pub const OPTIM_KERNELS: &[&str] = &[
     "tie_count",
     "tie_scan",
     "masked_apply",
+    "forecast_plan",
+    "forecast_check",
+    "cand_hist",
+    "cand_pick",
+    "cand_apply",
+    "forecast_restore",
 ];
 
 #[cfg(test)]

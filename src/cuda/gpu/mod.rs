@@ -2,6 +2,7 @@
 //! optimizer with its state on the GPU.
 
 mod context;
+mod forecast;
 mod optim;
 mod spec;
 

@@ -1,9 +1,10 @@
 //! The filtered optimizer on the GPU: parameters and every state buffer stay
 //! on the device, all blocks in flat buffers (each block padded to whole
 //! chunks of [`CHUNK`] entries), and one step is the same few launches for
-//! every block at once:
+//! every block at once. The general way, for any block:
 //!
 //! ```text
+//! forecast_plan      per block: the general way or the single pass, this step
 //! <base>_update      state update; blocks that take every entry: p ← p·decay − d
 //!                    others: direction + score key + top-digit histogram
 //! radix_pick(24), (radix_hist, radix_pick) for shifts 16, 8, 0   → τ, ties
@@ -11,13 +12,21 @@
 //! masked_apply       p ← p·decay − dir on the selected entries
 //! ```
 //!
-//! that is 1 launch for a step without a filter and 11 with one, whatever
-//! the number of blocks (one launch sequence per block made a MoFO step of
-//! GPT-2-small's 97 tensors 1 067 launches, bound by launch latency).
+//! and, once a block has two past thresholds, the single pass
+//! (`forecast.rs`): the update kernel applies the step at once to the
+//! entries above a band forecast to hold this step's threshold, logging
+//! their old θ, and lists those in the band; a small radix select over that
+//! list finishes the selection. When the band missed, the logged θ are put
+//! back and the block takes the general way, so the result is the same bit
+//! for bit (`tests/cuda_gpu.rs`). A step is 1 launch without a filter; with
+//! one, 12 the general way and 8 when every block's forecast held (plus one
+//! read of 16 bytes of flags), whatever the number of blocks (one launch
+//! sequence per block made a MoFO step of GPT-2-small's 97 tensors 1 067
+//! launches, bound by launch latency).
 //!
 //! Scalars (β^t, bias corrections, lr/bc1, NAdam's μ schedule) are computed on
 //! the host in f64 as on the CPU. The selection is the CPU's exactly
-//! (`crate::cuda::radix` is the host model of these kernels). Filters:
+//! (`crate::cuda::radix` is the host model of the general way). Filters:
 //! none, momentum, gradient, mv, gv; the random and half-fine-tuning filters
 //! are CPU-only for now.
 
@@ -26,6 +35,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
 
 use super::context::{GpuContext, GpuError};
+use super::forecast::{ForecastBuffers, Ways};
 use crate::optim::selection_count;
 
 /// Entries per chunk: one CUDA block of the element-wise kernels (`CHUNK`
@@ -129,6 +139,13 @@ impl GpuBase {
     fn has_second_moment(&self) -> bool {
         self.has_first_and_second_moment() || matches!(self, GpuBase::RmsProp { .. })
     }
+
+    /// Whether the step splits into a state update and a step computed from
+    /// the updated state (every base but Lion, whose step needs the old
+    /// momentum): the single pass and its redo rest on that.
+    fn splits(&self) -> bool {
+        !matches!(self, GpuBase::Lion { .. })
+    }
 }
 
 /// Which entries of each block are updated.
@@ -179,6 +196,11 @@ pub struct GpuOptimizer {
     chunks: usize,
     /// Whether some block selects fewer than all of its entries.
     any_filtered: bool,
+    /// Whether steps may take the single pass (a base whose step splits,
+    /// scope `Selected`; see [`GpuOptimizer::set_single_pass`]).
+    single_pass: bool,
+    /// Kernel launches the last step queued.
+    launches: usize,
     p: CudaSlice<f32>,
     g: CudaSlice<f32>,
     s1: CudaSlice<f32>,
@@ -192,27 +214,36 @@ pub struct GpuOptimizer {
 }
 
 /// The buffers every `<base>_update` kernel ends with, in its argument
-/// order (`finish` in `optim.cu`); the later kernels read them too.
+/// order (`OUT_PARAMS` in `optim.cu`); the later kernels read them too.
 struct UpdateOutputs {
-    /// Per entry: the step's direction d (filtered blocks).
+    /// Per entry: the step's direction d (blocks taking the general way).
     dir: CudaSlice<f32>,
-    /// Per entry: the score's key (filtered blocks).
+    /// Per entry: the score's key (blocks taking the general way).
     key: CudaSlice<u32>,
     /// 256 bins per block.
     hist: CudaSlice<u32>,
-    /// Per entry: selected by the last step (1) or not (0).
-    mask: CudaSlice<u8>,
+    /// Selection bits of the last step, one word per 32 entries.
+    sel: CudaSlice<u32>,
     /// Per chunk: its block.
     chunk_block: CudaSlice<u32>,
     /// Per block: (first chunk, n, k, selects every entry).
     info: CudaSlice<u32>,
+    /// The single pass's buffers.
+    fc: ForecastBuffers,
+    /// 0: the step; 1: recompute dir and keys of the blocks that missed.
+    phase: i32,
 }
 
 impl UpdateOutputs {
-    /// Pushes the six buffers onto an update kernel's arguments.
+    /// Pushes the buffers and the phase onto an update kernel's arguments.
     fn push<'a>(&'a mut self, l: &mut LaunchArgs<'a>) {
         l.arg(&mut self.dir).arg(&mut self.key).arg(&mut self.hist);
-        l.arg(&mut self.mask).arg(&self.chunk_block).arg(&self.info);
+        l.arg(&mut self.sel).arg(&self.chunk_block).arg(&self.info);
+        let f = &mut self.fc;
+        l.arg(&mut f.fc).arg(&f.fcinfo).arg(&mut f.lanes);
+        l.arg(&mut f.log_i).arg(&mut f.log_p);
+        l.arg(&mut f.cand_i).arg(&mut f.cand_k).arg(&mut f.cand_d);
+        l.arg(&self.phase);
     }
 }
 
@@ -220,6 +251,24 @@ fn grid(chunks: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (chunks as u32, 1, 1),
         block_dim: (CHUNK as u32, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One CUDA block of `threads` per parameter block.
+fn per_block(blocks: usize, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One thread per parameter block.
+fn per_block_thread(blocks: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks.div_ceil(128) as u32, 1, 1),
+        block_dim: (128, 1, 1),
         shared_mem_bytes: 0,
     }
 }
@@ -259,7 +308,7 @@ impl GpuOptimizer {
             return Err(GpuError::Invalid("no parameter blocks".into()));
         }
         let mut blocks = Vec::with_capacity(params.len());
-        let (mut chunk_block, mut info) = (Vec::new(), Vec::new());
+        let (mut chunk_block, mut info, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
         let mut any_filtered = false;
         let mut offset = 0usize;
         for (index, (name, values, filtered)) in params.iter().enumerate() {
@@ -272,6 +321,7 @@ impl GpuOptimizer {
             any_filtered |= !select_all;
             let first = offset / CHUNK;
             info.extend([first as u32, n as u32, k as u32, u32::from(select_all)]);
+            sizes.push((n, k, select_all));
             chunk_block.extend(std::iter::repeat_n(index as u32, n.div_ceil(CHUNK)));
             blocks.push(Block {
                 name: name.clone(),
@@ -300,6 +350,8 @@ impl GpuOptimizer {
             mu_product: 1.0,
             chunks,
             any_filtered,
+            single_pass: base.splits() && !decay_all,
+            launches: 0,
             p: stream.clone_htod(&flat)?,
             g: stream.alloc_zeros(offset)?,
             s1: stream.alloc_zeros(offset)?,
@@ -309,9 +361,11 @@ impl GpuOptimizer {
                 dir: stream.alloc_zeros(offset)?,
                 key: stream.alloc_zeros(offset)?,
                 hist: stream.alloc_zeros(256 * nb)?,
-                mask: stream.alloc_zeros(offset)?,
+                sel: stream.alloc_zeros(offset / 32)?,
                 chunk_block: stream.clone_htod(&chunk_block)?,
                 info: stream.clone_htod(&info)?,
+                fc: ForecastBuffers::new(&stream, &sizes)?,
+                phase: 0,
             },
             state: stream.alloc_zeros(4 * nb)?,
             chunk_counts: stream.alloc_zeros(chunks)?,
@@ -325,15 +379,27 @@ impl GpuOptimizer {
         self.step
     }
 
-    /// Kernel launches one step queues: the base update, and when some
-    /// block is filtered, the four digit picks, three digit histograms, the
-    /// tie count and scan and the masked apply.
+    /// Turns the single pass off (or back on where the base and scope allow
+    /// it): every filtered block then takes the general way. The result is
+    /// the same bit for bit; only the speed changes.
+    pub fn set_single_pass(&mut self, on: bool) {
+        self.single_pass = on && self.base.splits() && !self.decay_all;
+    }
+
+    /// Kernel launches the last step queued: 1 for a step without a filter;
+    /// with one, 11 for the general way (the base update, four digit picks,
+    /// three digit histograms, the tie count and scan and the masked apply),
+    /// 8 for a single pass that held every block's threshold, more when some
+    /// block missed.
     pub fn launches_per_step(&self) -> usize {
-        if self.any_filtered {
-            11
-        } else {
-            1
-        }
+        self.launches
+    }
+
+    /// Forecast outcomes so far, summed over blocks: (steps whose single
+    /// pass held the threshold, steps whose single pass missed and were
+    /// redone the general way).
+    pub fn forecast_counts(&self) -> Result<(u64, u64), GpuError> {
+        self.out.fc.counts(self.gpu.stream())
     }
 
     /// One step with host gradients, one slice per block in construction
@@ -383,18 +449,133 @@ impl GpuOptimizer {
     /// One step on the gradients already on the device (those of the last
     /// [`GpuOptimizer::upload_grads`]): no host transfer, so that a
     /// benchmark times the device work alone, as a device backward pass
-    /// would leave it. Launches are queued on the context's stream.
+    /// would leave it. Launches are queued on the context's stream; a step
+    /// that may take the single pass waits once for the device, to read
+    /// which ways it needs.
     pub fn step_resident(&mut self) -> Result<(), GpuError> {
         self.step += 1;
-        let t = self.step as f64;
+        self.launches = 0;
+        if let GpuBase::NAdam {
+            beta1,
+            momentum_decay,
+            ..
+        } = self.base
+        {
+            let t = self.step as f64;
+            self.mu_product *= (beta1 * (1.0 - 0.5 * 0.96f64.powf(t * momentum_decay))) as f32;
+        }
+        if !self.any_filtered {
+            return self.launch_update(0);
+        }
+        let nb = self.blocks.len();
         let stream = self.gpu.stream().clone();
         let gpu = self.gpu.clone();
-        let score_kind = self.filter.score_kind();
-        let cfg = grid(self.chunks);
-        let f32of = |x: f64| x as f32;
-        // (1 − w) of PyTorch's lerp, computed as the CPU does.
-        let lerp_weights = |beta: f64| (f32of(1.0 - beta), f32of(1.0 - (1.0 - beta)));
-        let decay = match self.base {
+        let allow = i32::from(self.single_pass);
+        let mut l = stream.launch_builder(gpu.function("forecast_plan"));
+        let (nbi, f) = (nb as i32, &mut self.out.fc);
+        l.arg(&mut f.fc).arg(&mut f.lanes).arg(&self.out.info);
+        l.arg(&nbi).arg(&allow).arg(&mut f.flags);
+        // SAFETY: matches `forecast_plan`; one thread per block, 16 forecast
+        // words per block, 4 flags.
+        unsafe { l.launch(per_block_thread(nb)) }?;
+        self.launches += 1;
+        self.launch_update(0)?;
+        let ways = if self.single_pass && self.step > 2 {
+            self.check_forecast()?
+        } else {
+            Ways::GENERAL
+        };
+        if ways.miss {
+            self.restore_missed()?;
+            self.launch_update(1)?;
+        }
+        if ways.general {
+            self.general_way()?;
+        }
+        if ways.hit {
+            self.apply_candidates()?;
+        }
+        Ok(())
+    }
+
+    /// forecast_check, then the candidates' two digits; returns the flags.
+    fn check_forecast(&mut self) -> Result<Ways, GpuError> {
+        let nb = self.blocks.len();
+        let stream = self.gpu.stream().clone();
+        let gpu = self.gpu.clone();
+        let nbi = nb as i32;
+        let f = &mut self.out.fc;
+        let mut l = stream.launch_builder(gpu.function("forecast_check"));
+        l.arg(&mut f.fc)
+            .arg(&f.lanes)
+            .arg(&self.out.info)
+            .arg(&f.fcinfo);
+        l.arg(&nbi).arg(&mut f.flags);
+        // SAFETY: matches `forecast_check`; one thread per block.
+        unsafe { l.launch(per_block_thread(nb)) }?;
+        let tiles = f.tile_grid();
+        for level in [0i32, 1] {
+            let mut l = stream.launch_builder(gpu.function("cand_hist"));
+            l.arg(&f.cand_k).arg(&f.fc).arg(&f.lanes).arg(&f.tile_lane);
+            l.arg(&f.fcinfo).arg(&level).arg(&mut f.chist);
+            // SAFETY: matches `cand_hist`; one CUDA block per candidate tile,
+            // each tile inside its block's candidate list.
+            unsafe { l.launch(tiles) }?;
+            let mut l = stream.launch_builder(gpu.function("cand_pick"));
+            l.arg(&mut f.fc).arg(&mut f.chist).arg(&self.out.info);
+            l.arg(&f.fcinfo).arg(&f.lanes).arg(&f.cand_i).arg(&f.cand_k);
+            l.arg(&level).arg(&mut f.flags);
+            // SAFETY: matches `cand_pick`; 1024 threads per block, which
+            // its CAND_BINS / 1024 bins per thread assume.
+            unsafe { l.launch(per_block(nb, 1024)) }?;
+        }
+        self.launches += 5;
+        f.ways(&stream)
+    }
+
+    /// forecast_restore: the logged θ of the blocks that missed.
+    fn restore_missed(&mut self) -> Result<(), GpuError> {
+        let stream = self.gpu.stream().clone();
+        let gpu = self.gpu.clone();
+        let f = &self.out.fc;
+        let mut l = stream.launch_builder(gpu.function("forecast_restore"));
+        l.arg(&mut self.p).arg(&f.log_i).arg(&f.log_p).arg(&f.fc);
+        l.arg(&f.lanes).arg(&self.out.info).arg(&f.fcinfo);
+        let cfg = LaunchConfig {
+            grid_dim: (self.blocks.len() as u32, 32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches `forecast_restore`; each block's log lies in its
+        // own region, its indices inside the flat buffers.
+        unsafe { l.launch(cfg) }?;
+        self.launches += 1;
+        Ok(())
+    }
+
+    /// cand_apply: the chosen candidates of the blocks whose band held.
+    fn apply_candidates(&mut self) -> Result<(), GpuError> {
+        let stream = self.gpu.stream().clone();
+        let gpu = self.gpu.clone();
+        let decay = self.decay() as f32;
+        let f = &self.out.fc;
+        let mut l = stream.launch_builder(gpu.function("cand_apply"));
+        l.arg(&mut self.p)
+            .arg(&f.cand_i)
+            .arg(&f.cand_k)
+            .arg(&f.cand_d);
+        l.arg(&f.fc).arg(&f.lanes).arg(&f.tile_lane).arg(&f.fcinfo);
+        l.arg(&decay);
+        l.arg(&mut self.out.sel);
+        // SAFETY: matches `cand_apply`; one CUDA block per candidate tile.
+        unsafe { l.launch(f.tile_grid()) }?;
+        self.launches += 1;
+        Ok(())
+    }
+
+    /// θ's factor under decoupled weight decay (1 without).
+    fn decay(&self) -> f64 {
+        match self.base {
             GpuBase::Adam {
                 lr,
                 weight_decay,
@@ -411,8 +592,24 @@ impl GpuOptimizer {
                 lr, weight_decay, ..
             } => 1.0 - lr * weight_decay,
             _ => 1.0,
-        };
-        let decay_f = f32of(decay);
+        }
+    }
+
+    /// The base's update kernel: phase 0 is the step (state update), phase
+    /// 1 recomputes dir and the keys of the blocks that missed from their
+    /// stored state (the same scalars, so the same values bit for bit).
+    fn launch_update(&mut self, phase: i32) -> Result<(), GpuError> {
+        let t = self.step as f64;
+        let stream = self.gpu.stream().clone();
+        let gpu = self.gpu.clone();
+        let score_kind = self.filter.score_kind();
+        let cfg = grid(self.chunks);
+        let f32of = |x: f64| x as f32;
+        // (1 − w) of PyTorch's lerp, computed as the CPU does.
+        let lerp_weights = |beta: f64| (f32of(1.0 - beta), f32of(1.0 - (1.0 - beta)));
+        let decay_f = f32of(self.decay());
+        self.out.phase = phase;
+        self.launches += 1;
         match self.base {
             GpuBase::Adam {
                 lr,
@@ -453,7 +650,6 @@ impl GpuOptimizer {
             } => {
                 let mu = beta1 * (1.0 - 0.5 * 0.96f64.powf(t * momentum_decay));
                 let mu_next = beta1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * momentum_decay));
-                self.mu_product *= mu as f32;
                 let prod = self.mu_product as f64;
                 let c_g = f32of(lr * (1.0 - mu) / (1.0 - prod));
                 let c_m = f32of((lr * mu_next) / (1.0 - prod * mu_next));
@@ -545,14 +741,16 @@ impl GpuOptimizer {
                 unsafe { l.launch(cfg) }?;
             }
         }
-        if !self.any_filtered {
-            return Ok(());
-        }
-        let per_block = LaunchConfig {
-            grid_dim: (self.blocks.len() as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        Ok(())
+    }
+
+    /// The general way for the blocks that take it: radix select over
+    /// every key, tie ranking, masked apply.
+    fn general_way(&mut self) -> Result<(), GpuError> {
+        let stream = self.gpu.stream().clone();
+        let gpu = self.gpu.clone();
+        let cfg = grid(self.chunks);
+        let nb = self.blocks.len();
         let chunks = self.chunks as i32;
         let hist_cfg = LaunchConfig {
             grid_dim: (self.chunks.div_ceil(HIST_CHUNKS) as u32, 1, 1),
@@ -566,27 +764,32 @@ impl GpuOptimizer {
                     .arg(&self.state)
                     .arg(&self.out.chunk_block);
                 l.arg(&self.out.info)
+                    .arg(&self.out.fc.fc)
                     .arg(&chunks)
-                    .arg(&s)
-                    .arg(&mut self.out.hist);
+                    .arg(&s);
+                l.arg(&mut self.out.hist);
                 // SAFETY: matches `radix_hist`; HIST_CHUNKS chunks per CUDA
                 // block, the last one bounded by `chunks`.
                 unsafe { l.launch(hist_cfg) }?;
+                self.launches += 1;
             }
             let mut l = stream.launch_builder(gpu.function("radix_pick"));
             l.arg(&mut self.state)
                 .arg(&mut self.out.hist)
                 .arg(&self.out.info);
-            l.arg(&s);
+            l.arg(&mut self.out.fc.fc).arg(&s);
             // SAFETY: matches `radix_pick`; one CUDA block of 256 threads (one
             // per bin) per parameter block, a 4-word state per block.
-            unsafe { l.launch(per_block) }?;
+            unsafe { l.launch(per_block(nb, 256)) }?;
+            self.launches += 1;
         }
+        let fc = &self.out.fc.fc;
         let mut l = stream.launch_builder(gpu.function("tie_count"));
         l.arg(&self.out.key)
             .arg(&self.state)
             .arg(&self.out.chunk_block);
         l.arg(&self.out.info)
+            .arg(fc)
             .arg(&chunks)
             .arg(&mut self.chunk_counts);
         // SAFETY: matches `tie_count`; one count per chunk, HIST_CHUNKS
@@ -595,16 +798,12 @@ impl GpuOptimizer {
         let mut l = stream.launch_builder(gpu.function("tie_scan"));
         l.arg(&mut self.chunk_counts)
             .arg(&self.state)
-            .arg(&self.out.info);
-        let scan = LaunchConfig {
-            grid_dim: (self.blocks.len() as u32, 1, 1),
-            block_dim: (1024, 1, 1),
-            shared_mem_bytes: 0,
-        };
+            .arg(&self.out.info)
+            .arg(fc);
         // SAFETY: matches `tie_scan`; one CUDA block of 1024 threads per
         // block, each scanning that block's own chunks.
-        unsafe { l.launch(scan) }?;
-        let dec_all = self.decay_all as i32;
+        unsafe { l.launch(per_block(nb, 1024)) }?;
+        let (decay_f, dec_all) = (self.decay() as f32, self.decay_all as i32);
         let mut l = stream.launch_builder(gpu.function("masked_apply"));
         l.arg(&mut self.p)
             .arg(&self.out.dir)
@@ -612,11 +811,13 @@ impl GpuOptimizer {
             .arg(&self.state);
         l.arg(&self.chunk_counts)
             .arg(&self.out.chunk_block)
-            .arg(&self.out.info);
-        l.arg(&decay_f).arg(&dec_all).arg(&mut self.out.mask);
+            .arg(&self.out.info)
+            .arg(fc);
+        l.arg(&decay_f).arg(&dec_all).arg(&mut self.out.sel);
         // SAFETY: matches `masked_apply`; one CUDA block per chunk, as
         // `tie_count` counted them.
         unsafe { l.launch(cfg) }?;
+        self.launches += 3;
         Ok(())
     }
 
@@ -637,7 +838,13 @@ impl GpuOptimizer {
         let stream = self.gpu.stream();
         self.blocks
             .iter()
-            .map(|b| Ok(stream.clone_dtoh(&self.out.mask.slice(b.offset..b.offset + b.n))?))
+            .map(|b| {
+                let (first, words) = (b.offset / 32, b.n.div_ceil(32));
+                let bits = stream.clone_dtoh(&self.out.sel.slice(first..first + words))?;
+                Ok((0..b.n)
+                    .map(|i| ((bits[i / 32] >> (i % 32)) & 1) as u8)
+                    .collect())
+            })
             .collect()
     }
 }
