@@ -387,8 +387,9 @@ impl GpuOptimizer {
     }
 
     /// Kernel launches the last step queued: 1 for a step without a filter;
-    /// with one, 11 for the general way (the base update, four digit picks,
-    /// three digit histograms, the tie count and scan and the masked apply),
+    /// with one, 12 for the general way (the plan, the base update, four
+    /// digit picks, three digit histograms, the tie count and scan and the
+    /// masked apply),
     /// 8 for a single pass that held every block's threshold, more when some
     /// block missed.
     pub fn launches_per_step(&self) -> usize {
