@@ -35,8 +35,10 @@
 //                   else MISS.
 //   cand_hist/pick: HIT: among the candidates, the need = k − above largest
 //                   keys, by a radix select on key − lo − 1 in at most two
-//                   11-bit digits; every candidate ≥ the last digit's value is
-//                   taken when that takes every tie, else the block is a MISS.
+//                   11-bit digits: every candidate above τ is taken, and of
+//                   those equal to τ the ones of smallest index (all of them,
+//                   or ranked by index when at most CAND_TIES tie; more make
+//                   the block a MISS).
 //   cand_apply    : p ← p·decay − d on the chosen candidates.
 //
 // A MISS block's logged values are restored (forecast_restore), its dir and
