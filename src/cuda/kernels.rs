@@ -30,6 +30,25 @@ pub const OPTIM_KERNELS: &[&str] = &[
 mod tests {
     use super::*;
 
+    /// Every kernel the GPU optimizer launches is listed (and so loaded):
+    /// checked on the source, so that it fails without a GPU.
+    #[test]
+    fn every_launched_kernel_is_listed() {
+        let host = include_str!("gpu/optim.rs");
+        let launched: Vec<&str> = host
+            .split("gpu.function(\"")
+            .skip(1)
+            .map(|rest| &rest[..rest.find('"').unwrap()])
+            .collect();
+        assert!(launched.len() >= OPTIM_KERNELS.len());
+        for name in launched {
+            assert!(
+                OPTIM_KERNELS.contains(&name),
+                "`{name}` is not in OPTIM_KERNELS"
+            );
+        }
+    }
+
     #[test]
     fn every_kernel_is_defined_once() {
         for name in OPTIM_KERNELS {
