@@ -186,6 +186,20 @@ __device__ __forceinline__ float lerp(float a, float b, float w, float omw) {
     return (w < 0.5f) ? a + w * (b - a) : b - (b - a) * omw;
 }
 
+// Adam's and NAdam's moments (PyTorch): m ← lerp(m, g, 1 − β1),
+// v ← β2·v + (1 − β2)·g², stored in phase 0; phase 1 keeps the stored ones.
+__device__ __forceinline__ void advance_moments(
+    float* m, float* v, size_t i, int phase, float gi, float w1, float omw1, float beta2,
+    float omb2, float& mi, float& vi)
+{
+    if (phase == 0) {
+        mi = lerp(mi, gi, w1, omw1);
+        vi = vi * beta2 + omb2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
 // The buffers every `<base>_update` kernel ends with (UpdateOutputs::push).
 #define OUT_PARAMS \
     float* __restrict__ dir, unsigned int* __restrict__ key, unsigned int* __restrict__ hist, \
@@ -310,15 +324,10 @@ extern "C" __global__ void adam_update(
         pi = p[i];
         float gi = g[i], mi = m[i], vi = v[i], vd = amsgrad ? vmax[i] : 0.0f;
         if (l2 != 0.0f) gi = gi + l2 * pi;
-        if (phase == 0) {
-            mi = lerp(mi, gi, w1, omw1);
-            vi = vi * beta2 + omb2 * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            if (amsgrad) {
-                vd = vd > vi ? vd : vi;
-                vmax[i] = vd;
-            }
+        advance_moments(m, v, i, phase, gi, w1, omw1, beta2, omb2, mi, vi);
+        if (phase == 0 && amsgrad) {
+            vd = vd > vi ? vd : vi;
+            vmax[i] = vd;
         }
         if (!amsgrad) vd = vi;
         float denom = sqrtf(vd) / bc2_sqrt + eps;
@@ -350,12 +359,7 @@ extern "C" __global__ void nadam_update(
         pi = p[i];
         float gi = g[i], mi = m[i], vi = v[i];
         if (l2 != 0.0f) gi = gi + l2 * pi;
-        if (phase == 0) {
-            mi = lerp(mi, gi, w1, omw1);
-            vi = vi * beta2 + omb2 * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-        }
+        advance_moments(m, v, i, phase, gi, w1, omw1, beta2, omb2, mi, vi);
         float denom = sqrtf(vi / bc2) + eps;
         d = c_g * gi / denom + c_m * mi / denom;
         switch (score_kind) {
