@@ -1,6 +1,6 @@
 //! The single pass of a filtered GPU step: the device buffers of the
-//! threshold forecast, and the launches around `<base>_update` (the kernels
-//! and the equations are in `kernels/optim.cu`).
+//! threshold forecast (the launches are in `optim.rs`, the kernels and the
+//! equations in `kernels/optim.cu`), in this order:
 //!
 //! ```text
 //! forecast_plan        per block: mode, band (lo, hi] around K̂ = 2·τ_{t−1} − τ_{t−2}
@@ -64,7 +64,7 @@ impl Ways {
 
 /// The forecast's device buffers.
 pub(super) struct ForecastBuffers {
-    /// Per block, a `Forecast` struct of 16 words.
+    /// Per block, a `Forecast` struct of [`FORECAST_WORDS`] words.
     pub fc: CudaSlice<u32>,
     /// Per block: (log start, candidate start, log entries per lane,
     /// candidates per lane).
