@@ -55,6 +55,8 @@ struct Outcome {
     paths: (u64, u64, u64),
     /// `Optimizer::fused_single_pass_counts` at the end.
     single: (u64, u64),
+    /// `Optimizer::fused_single_pass_candidates` at the end.
+    candidates: (u64, u64),
 }
 
 fn run<F: Filter, B: Base, T: Scalar>(
@@ -158,6 +160,7 @@ fn run_checked<F: Filter, B: Base, T: Scalar>(
         stats,
         paths: opt.fused_path_counts(),
         single: opt.fused_single_pass_counts(),
+        candidates: opt.fused_single_pass_candidates(),
     }
 }
 
@@ -397,6 +400,13 @@ fn single_pass_case<T: Scalar>() {
             redone >= 2,
             "single pass misses {redone} ({:?}) {name}",
             f.paths
+        );
+        // A kept band holds the threshold key (k − above ≥ 1 candidates),
+        // and less than its block.
+        let (cands, of) = f.candidates;
+        assert!(
+            single <= cands && cands < of,
+            "{cands} candidates of {of} entries in {single} single passes {name}"
         );
         // Hits, misses (a chunk's log, its cap on candidates) and results
         // do not depend on how chunks are spread over threads.

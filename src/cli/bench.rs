@@ -218,6 +218,8 @@ fn run_optim(a: OptimArgs) -> CliResult {
     )?;
     let (hits, misses, crowded) = mofo.fused_path_counts();
     let (single, redone) = mofo.fused_single_pass_counts();
+    let (cands, cands_of) = mofo.fused_single_pass_candidates();
+    let band_share = cands as f64 / cands_of.max(1) as f64;
     // Both optimizers are warm: now the two side by side, step by step.
     let alternated = alternated_ratio(
         &mut |use_mofo| {
@@ -311,7 +313,8 @@ fn run_optim(a: OptimArgs) -> CliResult {
         );
     }
     println!(
-        "  MoFO thresholds over blocks × steps: {hits} forecast ({single} in a single pass), {misses} by histogram or redone ({redone} single passes redone), {crowded} crowded (general step)"
+        "  MoFO thresholds over blocks × steps: {hits} forecast ({single} in a single pass), {misses} by histogram or redone ({redone} single passes redone), {crowded} crowded (general step); the single passes' bands held {:.3}% of their blocks' entries",
+        100.0 * band_share
     );
     println!(
         "  streaming bandwidth (same 4-read/3-write pattern, {n} entries) {stream:.2} GB/s: Adam reaches {:.0}% ({:.0}% on checked gradients)",
@@ -359,6 +362,9 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "mofo_forecast_hits": hits,
             "mofo_histogram_passes": misses,
             "mofo_crowded_blocks": crowded,
+            "mofo_single_passes": single,
+            "mofo_single_passes_redone": redone,
+            "mofo_band_share": band_share,
             "huge_pages": !a.no_huge_pages,
             "huge_page_bytes": huge_bytes,
             "step_buffer_bytes": step_bytes,

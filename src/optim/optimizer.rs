@@ -508,6 +508,17 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         })
     }
 
+    /// Candidates the fused step's single passes recorded (entries whose
+    /// key fell in the forecast's band) and the entries of their blocks,
+    /// each summed over the block steps whose band held the threshold.
+    /// Speed only.
+    pub fn fused_single_pass_candidates(&self) -> (u64, u64) {
+        self.runtime.iter().fold((0, 0), |(c, n), rt| {
+            let f = &rt.forecast;
+            (c + f.candidates, n + f.candidates_of)
+        })
+    }
+
     /// The outcome of a step whose gradient `index` of tensor `ti` is not
     /// finite, by the policy; parameters and state are untouched.
     fn non_finite(&mut self, ti: usize, index: usize) -> Result<StepStats, OptimError> {

@@ -204,6 +204,11 @@ pub(crate) struct Forecast {
     /// its updates were undone and the selection redone (counted in
     /// `misses` too).
     pub(crate) single_missed: u64,
+    /// Candidates (keys in the band) recorded by the steps that kept their
+    /// band, summed over those steps.
+    pub(crate) candidates: u64,
+    /// Entries of the blocks of those steps, summed over the steps.
+    pub(crate) candidates_of: u64,
     /// Whether the next step counts [`NARROW_PROBES`] (the last band,
     /// widened to the whole range of two probes, held at most half of
     /// [`loose_band`]) rather than [`WIDE_PROBES`]. Speed only.
@@ -531,6 +536,8 @@ fn single_pass<F: Filter, B: Base, T: Scalar>(
     if complete && above < k64 && k64 <= above + within {
         rt.forecast.hits += 1;
         rt.forecast.single += 1;
+        rt.forecast.candidates += within;
+        rt.forecast.candidates_of += len as u64;
         let band = Band {
             above,
             within,
