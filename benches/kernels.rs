@@ -8,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mofo::kernels::attention::{attention, AttnShape};
 use mofo::kernels::elementwise::{swiglu, swiglu_backward};
-use mofo::kernels::gemm::{gemm_alloc, sgemm_matrixmultiply, sgemm_own};
+use mofo::kernels::gemm::{gemm_alloc, sgemm_matrixmultiply, sgemm_own, Tile};
 use mofo::kernels::rmsnorm::rmsnorm;
 use mofo::optim::select::TopK;
 use ndarray::Array2;
@@ -43,8 +43,9 @@ fn matmuls(c: &mut Criterion) {
 
 /// One thread, the three products of a linear layer (forward `x·Wᵀ`, input
 /// gradient `ḡ·W`, weight gradient `ḡᵀ·x`) for one thread's half of the
-/// rows: our kernel (`sgemm_own`, i.e. `kernels::gemm_avx512` on AVX-512
-/// CPUs, whichever kernel `kernels::gemm_choice` picked) next to
+/// rows: our kernel with each of its two tiles (`sgemm_own`, i.e.
+/// `kernels::gemm_avx512` on AVX-512 CPUs, `matrixmultiply` elsewhere)
+/// next to
 /// `matrixmultiply::sgemm` on the same views
 /// (`sgemm_matrixmultiply`).
 fn gemm_kernels(c: &mut Criterion) {
@@ -66,9 +67,11 @@ fn gemm_kernels(c: &mut Criterion) {
                 group.throughput(Throughput::Elements((2 * m * kk * nn) as u64));
                 let mut out = Array2::<f32>::zeros((m, nn));
                 let id = format!("{name}_{what}_{pass}_{m}x{kk}x{nn}");
-                group.bench_function(format!("{id}_ours"), |bch| {
-                    bch.iter(|| sgemm_own(1.0, a, b, 0.0, out.view_mut()))
-                });
+                for (tile, tag) in [(Tile::Wide, "ours12x32"), (Tile::Square, "ours16x16")] {
+                    group.bench_function(format!("{id}_{tag}"), |bch| {
+                        bch.iter(|| sgemm_own(tile, 1.0, a, b, 0.0, out.view_mut()))
+                    });
+                }
                 group.bench_function(format!("{id}_matrixmultiply"), |bch| {
                     bch.iter(|| sgemm_matrixmultiply(1.0, a, b, 0.0, out.view_mut()))
                 });

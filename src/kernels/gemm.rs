@@ -3,7 +3,9 @@
 //! `A` is `m×k`, `B` is `k×n`, `C` is `m×n`; each may have arbitrary (row,
 //! column) strides, so `A` or `B` may be a transposed view (`.t()`) of a
 //! contiguous matrix without any copy. f32 with a row-contiguous `C` goes to
-//! [`super::gemm_avx512`] on CPUs with AVX-512 (bitwise the same result),
+//! [`super::gemm_avx512`] on CPUs with AVX-512 when one of its register
+//! tiles ([`Tile`]) was timed faster than `matrixmultiply`'s kernel at the
+//! first product (`gemm_choice`; bitwise the same result either way),
 //! everything else to `matrixmultiply`'s `sgemm` / `dgemm`. [`gemm`] splits
 //! `C` into one chunk of rows (or columns) per thread computed in parallel;
 //! each output entry is computed by the same serial kernel over the same `k`
@@ -15,6 +17,32 @@ use rayon::prelude::*;
 use std::any::TypeId;
 
 use crate::Scalar;
+
+/// The register tile of our f32 kernel (`kernels::gemm_avx512`, x86-64
+/// with AVX-512): both compute every entry bit for bit as
+/// `matrixmultiply` does, so the tile moves only the speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tile {
+    /// 12 rows × 32 columns: 24 accumulators, two vectors of B and twelve
+    /// broadcasts of A per step of k (panels of B 32 KiB per block of k).
+    Wide,
+    /// 16 rows × 16 columns: 16 accumulators, one vector of B and sixteen
+    /// broadcasts of A per step of k (panels of B 16 KiB per block of k).
+    Square,
+}
+
+impl Tile {
+    /// Both tiles.
+    pub const ALL: [Tile; 2] = [Tile::Wide, Tile::Square];
+
+    /// Its shape, rows×columns.
+    pub fn shape(self) -> &'static str {
+        match self {
+            Tile::Wide => "12×32",
+            Tile::Square => "16×16",
+        }
+    }
+}
 
 /// Smallest chunk (rows or columns of `C`) of one parallel task in [`gemm`].
 pub const MIN_CHUNK: usize = 64;
@@ -67,11 +95,14 @@ pub fn gemm_serial<T: Scalar>(
     let (rsb, csb) = (b.strides()[0], b.strides()[1]);
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
     #[cfg(target_arch = "x86_64")]
-    if TypeId::of::<T>() == TypeId::of::<f32>() && csc == 1 && own_kernel() {
+    if let (true, Some(tile)) = (
+        TypeId::of::<T>() == TypeId::of::<f32>() && csc == 1,
+        own_kernel(),
+    ) {
         // SAFETY: `T` is `f32` (checked through `TypeId`); the CPU has
         // AVX-512F (`own_kernel`); m, k, n > 0 (returned above otherwise);
         // `c` has unit column stride (checked).
-        unsafe { own_kernel_on(alpha, &a, &b, beta, &mut c) };
+        unsafe { own_kernel_on(tile, alpha, &a, &b, beta, &mut c) };
         return;
     }
     if TypeId::of::<T>() == TypeId::of::<f32>() {
@@ -123,12 +154,12 @@ pub fn gemm_serial<T: Scalar>(
     }
 }
 
-/// Whether f32 products with a row-contiguous `C` go to
-/// [`super::gemm_avx512`] (bitwise equal to `matrixmultiply`): the CPU has
-/// AVX-512 and our kernel was timed the faster of the two at the first
-/// product, or `MOFO_GEMM=own` ([`super::gemm_choice`]).
+/// The tile with which f32 products with a row-contiguous `C` go to
+/// [`super::gemm_avx512`] (bitwise equal to `matrixmultiply`), if they do:
+/// the CPU has AVX-512 and one of our tiles was timed the fastest at the
+/// first product, or `MOFO_GEMM` names it ([`super::gemm_choice`]).
 #[cfg(target_arch = "x86_64")]
-pub fn own_kernel() -> bool {
+pub fn own_kernel() -> Option<Tile> {
     super::gemm_choice::choice().own()
 }
 
@@ -229,11 +260,12 @@ pub fn sgemm_matrixmultiply(
 }
 
 /// `C ← α·A·B + β·C` in f32 through our kernel ([`super::gemm_avx512`])
-/// whatever [`own_kernel`] says, where it can run (x86-64 with AVX-512, a
-/// row-contiguous `C`, no empty dimension); through
-/// [`sgemm_matrixmultiply`] otherwise. For the kernel's timing and the
-/// benchmarks.
+/// with register tile `tile`, whatever [`own_kernel`] says, where it can
+/// run (x86-64 with AVX-512, a row-contiguous `C`, no empty dimension);
+/// through [`sgemm_matrixmultiply`] otherwise. For the kernel's timing and
+/// the benchmarks.
 pub fn sgemm_own(
+    tile: Tile,
     alpha: f32,
     a: ArrayView2<f32>,
     b: ArrayView2<f32>,
@@ -245,9 +277,10 @@ pub fn sgemm_own(
     if m > 0 && k > 0 && n > 0 && c.strides()[1] == 1 && super::simd::has_avx512() {
         // SAFETY: `f32`; the CPU has AVX-512F, m, k, n > 0 and `c` has
         // unit column stride (all checked).
-        unsafe { own_kernel_on(alpha, &a, &b, beta, &mut c) };
+        unsafe { own_kernel_on(tile, alpha, &a, &b, beta, &mut c) };
         return;
     }
+    let _ = tile;
     sgemm_matrixmultiply(alpha, a, b, beta, c)
 }
 
@@ -259,6 +292,7 @@ pub fn sgemm_own(
 /// must have unit column stride.
 #[cfg(target_arch = "x86_64")]
 unsafe fn own_kernel_on<T: Scalar>(
+    tile: Tile,
     alpha: T,
     a: &ArrayView2<T>,
     b: &ArrayView2<T>,
@@ -273,6 +307,7 @@ unsafe fn own_kernel_on<T: Scalar>(
     // its entries are distinct and alias neither `a` nor `b`.
     unsafe {
         super::gemm_avx512::sgemm(
+            tile,
             a.nrows(),
             a.ncols(),
             b.ncols(),
@@ -426,9 +461,12 @@ mod tests {
                     // ours whichever was chosen.
                     let mut got = c0.clone();
                     gemm(alpha, a, b, beta, got.view_mut());
-                    let mut own = c0.clone();
-                    sgemm_own(alpha, a, b, beta, own.view_mut());
-                    for got in [&got, &own] {
+                    let own = Tile::ALL.map(|tile| {
+                        let mut own = c0.clone();
+                        sgemm_own(tile, alpha, a, b, beta, own.view_mut());
+                        own
+                    });
+                    for got in [&got, &own[0], &own[1]] {
                         assert!(
                             want.iter()
                                 .zip(got)

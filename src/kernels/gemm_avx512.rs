@@ -5,14 +5,22 @@
 //! took 14% of a training step of S on one thread, and its kernel loads one
 //! vector of B per 16 broadcasts of A. Here:
 //!
-//! - a 12×32 register tile (24 accumulators, two vectors of B and twelve
-//!   broadcasts of A per step of k: 24 FMAs for 14 loads);
+//! - an MR×NR register tile, one of two ([`Tile`], chosen per CPU by
+//!   timing in [`super::gemm_choice`]): 12×32 (24 accumulators, two
+//!   vectors of B and twelve broadcasts of A per step of k: 24 FMAs for 14
+//!   loads) or 16×16 (16 accumulators, one vector of B and sixteen
+//!   broadcasts: 16 FMAs for 17 loads, but a panel of B of 16 KiB per block
+//!   of k against 32). On the Emerald Rapids Xeon (48 KiB L1D, two 512-bit
+//!   FMA pipes) the 12×32 tile trained S and M 10–30% faster than
+//!   `matrixmultiply`; on a Zen 4 EPYC (32 KiB L1D, 512-bit FMAs split
+//!   over two 256-bit pipes) it was 13–15% slower than `matrixmultiply` on
+//!   M, and the 16×16 tile 8–10% faster (docs/performance.md);
 //! - `A` is read in place at its strides (row-major activations, or a
 //!   transposed view); only a transposed `A` (`rsa = 1`) feeding three or
-//!   more panels is copied, twelve rows by one block of k at a time;
-//! - `B` is packed once per block of k as panels of 32 columns (a gather
+//!   more panels is copied, MR rows by one block of k at a time;
+//! - `B` is packed once per block of k as panels of NR columns (a gather
 //!   for a transposed `B`, i.e. the `Wᵀ` of a linear layer);
-//! - while the tiles of one block of twelve rows run, each asks for its
+//! - while the tiles of one block of MR rows run, each asks for its
 //!   share of the next block's lines of `A` (PREFETCHT0) and for the lines
 //!   of the next block's tile of `C` (PREFETCHW: the exclusive state a
 //!   store needs): activations arrive cold from the layer before, and a
@@ -50,12 +58,9 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
+pub use super::gemm::Tile;
 use super::gemm_hints::{Hints, LineWalk};
 
-/// Rows of the register tile.
-pub const MR: usize = 12;
-/// Columns of the register tile (two 16-lane vectors).
-pub const NR: usize = 32;
 /// Depth of one block of k (`matrixmultiply`'s `S_KC`; the result depends
 /// on it).
 pub const KC: usize = 256;
@@ -64,11 +69,13 @@ pub const KC: usize = 256;
 const MM_TILE: usize = 16;
 /// A transposed `A` is copied only when its rows feed this many panels.
 const PACK_A_MIN_PANELS: usize = 3;
+/// The most rows of a register tile (of [`Tile::Square`]).
+const MAX_MR: usize = 16;
 
 thread_local! {
-    /// The packed block of `B` (panels of 32 columns), 64-byte aligned.
+    /// The packed block of `B` (panels of `NR` columns), 64-byte aligned.
     static PACK_B: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
-    /// Twelve rows of a transposed `A` over one block of k.
+    /// `MR` rows of a transposed `A` over one block of k.
     static PACK_A: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -82,6 +89,41 @@ thread_local! {
 /// allocation; `C`'s entries must be distinct and alias neither `A` nor `B`.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn sgemm(
+    tile: Tile,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+) {
+    // SAFETY: the caller's contract, passed on unchanged.
+    unsafe {
+        match tile {
+            Tile::Wide => {
+                sgemm_tiled::<12, 32>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+            }
+            Tile::Square => {
+                sgemm_tiled::<16, 16>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+            }
+        }
+    }
+}
+
+/// [`sgemm`] with an `MR`×`NR` register tile (`MR` ≤ 16, `NR` 16 or 32).
+///
+/// # Safety
+///
+/// As [`sgemm`].
+#[target_feature(enable = "avx512f")]
+unsafe fn sgemm_tiled<const MR: usize, const NR: usize>(
     m: usize,
     k: usize,
     n: usize,
@@ -102,8 +144,9 @@ pub unsafe fn sgemm(
     let pack_a = rsa == 1 && csa != 1 && panels >= PACK_A_MIN_PANELS;
     let mut bbuf = PACK_B.with(|x| std::mem::take(&mut *x.borrow_mut()));
     let mut abuf = PACK_A.with(|x| std::mem::take(&mut *x.borrow_mut()));
-    // Two vectors of 16 per row of a panel.
-    let need_b = panels * KC.min(k) * 2;
+    const { assert!(MR <= MAX_MR && (NR == 16 || NR == 32)) };
+    // NR / 16 vectors of 16 per row of a panel.
+    let need_b = panels * KC.min(k) * (NR / 16);
     if bbuf.len() < need_b {
         bbuf.resize(need_b, _mm512_setzero_ps());
     }
@@ -116,7 +159,7 @@ pub unsafe fn sgemm(
     let mut pc = 0;
     while pc < k {
         let kc = KC.min(k - pc);
-        pack_b(kc, n, b.offset(pc as isize * rsb), rsb, csb, bp);
+        pack_b::<NR>(kc, n, b.offset(pc as isize * rsb), rsb, csb, bp);
         let beta_b = if pc == 0 { beta } else { 1.0 };
         let ak = a.offset(pc as isize * csa);
         for ir in (0..m).step_by(MR) {
@@ -164,17 +207,13 @@ pub unsafe fn sgemm(
                 let finish = Finish {
                     alpha,
                     beta: beta_b,
-                    valid: if cols >= NR {
-                        u32::MAX
-                    } else {
-                        (1u32 << cols) - 1
-                    },
-                    col_edge: edge_lanes(j0, n16),
+                    valid: lanes_below::<NR>(cols),
+                    col_edge: edge_lanes::<NR>(j0, n16),
                     edge_rows_from,
                 };
                 let tile_c = c.offset(ir as isize * rsc + j0 as isize);
                 let panel = bp.add(jp * kc * NR);
-                tile_dispatch(
+                tile_dispatch::<NR>(
                     rows, kc, a_t, rs_t, cs_t, panel, tile_c, rsc, &finish, &mut hints,
                 );
             }
@@ -196,20 +235,28 @@ struct Finish {
     edge_rows_from: usize,
 }
 
-/// The lanes of the 32 columns from `j0` at or past `n16`.
-fn edge_lanes(j0: usize, n16: usize) -> u32 {
+/// The lanes of the `NR` columns from `j0` at or past `n16`.
+fn edge_lanes<const NR: usize>(j0: usize, n16: usize) -> u32 {
     let inside = n16.saturating_sub(j0);
-    if inside >= NR {
-        0
-    } else {
-        u32::MAX << inside
-    }
+    lanes_below::<NR>(NR) & !lanes_below::<NR>(inside)
 }
 
-/// Packs `B[0..kc, 0..n]` as panels of 32 columns, each `kc` rows of 32
+/// A bit for each of the first `cols` columns of a panel (at most `NR`).
+fn lanes_below<const NR: usize>(cols: usize) -> u32 {
+    ((1u64 << cols.min(NR)) - 1) as u32
+}
+
+/// Packs `B[0..kc, 0..n]` as panels of `NR` columns, each `kc` rows of `NR`
 /// contiguous values (zero past `n`).
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_b(kc: usize, n: usize, b: *const f32, rsb: isize, csb: isize, out: *mut f32) {
+unsafe fn pack_b<const NR: usize>(
+    kc: usize,
+    n: usize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    out: *mut f32,
+) {
     let gather_ok = rsb == 1 && csb > 0 && csb <= (i32::MAX as isize) / 128;
     for jp in 0..n.div_ceil(NR) {
         let j0 = jp * NR;
@@ -217,29 +264,43 @@ unsafe fn pack_b(kc: usize, n: usize, b: *const f32, rsb: isize, csb: isize, out
         let dst = out.add(jp * kc * NR);
         let src = b.offset(j0 as isize * csb);
         if csb == 1 {
-            let lanes = if cols >= NR {
-                u32::MAX
-            } else {
-                (1u32 << cols) - 1
-            };
-            let (m0, m1) = (lanes as u16, (lanes >> 16) as u16);
+            let lanes = lanes_below::<NR>(cols);
             for p in 0..kc {
                 let s = src.offset(p as isize * rsb);
                 let d = dst.add(p * NR);
-                _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(m0, s));
-                _mm512_storeu_ps(d.add(16), _mm512_maskz_loadu_ps(m1, s.add(16)));
+                for v in 0..NR / 16 {
+                    let m = (lanes >> (16 * v)) as u16;
+                    _mm512_storeu_ps(d.add(16 * v), _mm512_maskz_loadu_ps(m, s.add(16 * v)));
+                }
             }
         } else if gather_ok && cols == NR {
             // B[p, j] = src[j·csb + p]: column j of the panel is contiguous.
+            // Sixteen steps of k at a time, each 16×16 block transposed in
+            // registers (a gather per row of the panel took 40% of this
+            // function's time in training M on the Zen 4); the rest by
+            // gathers.
+            let full = kc / 16 * 16;
+            for p0 in (0..full).step_by(16) {
+                for v in 0..NR / 16 {
+                    let from = src.offset(16 * v as isize * csb).add(p0);
+                    let rows: [__m512; 16] =
+                        std::array::from_fn(|l| _mm512_loadu_ps(from.offset(l as isize * csb)));
+                    let cols16 = transpose16(rows);
+                    for (q, col) in cols16.iter().enumerate() {
+                        _mm512_storeu_ps(dst.add((p0 + q) * NR + 16 * v), *col);
+                    }
+                }
+            }
             let idx = _mm512_mullo_epi32(
                 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                 _mm512_set1_epi32(csb as i32),
             );
-            let src16 = src.offset(16 * csb);
-            for p in 0..kc {
+            for p in full..kc {
                 let d = dst.add(p * NR);
-                _mm512_storeu_ps(d, _mm512_i32gather_ps::<4>(idx, src.add(p)));
-                _mm512_storeu_ps(d.add(16), _mm512_i32gather_ps::<4>(idx, src16.add(p)));
+                for v in 0..NR / 16 {
+                    let from = src.offset(16 * v as isize * csb).add(p);
+                    _mm512_storeu_ps(d.add(16 * v), _mm512_i32gather_ps::<4>(idx, from));
+                }
             }
         } else {
             for p in 0..kc {
@@ -256,10 +317,75 @@ unsafe fn pack_b(kc: usize, n: usize, b: *const f32, rsb: isize, csb: isize, out
     }
 }
 
-/// Calls the tile kernel compiled for `rows` rows (1–12) and one or two
-/// vectors of columns.
+/// The transpose of a 16×16 block: `out[c][r] = rows[r][c]`, in four
+/// rounds of 16 shuffles (pairs of rows interleaved by 32 then 64 bits
+/// within each 128-bit lane, then the lanes regrouped twice).
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F.
+#[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_dispatch(
+unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved; in lane L, t[2i] holds
+    // columns 4L and 4L+1, t[2i+1] columns 4L+2 and 4L+3.
+    let t: [__m512; 16] = std::array::from_fn(|x| {
+        let (a, b) = (r[x & !1], r[x | 1]);
+        if x % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // u[4g + j], lane L: column 4L + j of rows 4g..4g+4.
+    let u: [__m512; 16] = std::array::from_fn(|x| {
+        let (g, j) = (x / 4, x % 4);
+        let a = _mm512_castps_pd(t[4 * g + (j / 2)]);
+        let b = _mm512_castps_pd(t[4 * g + 2 + (j / 2)]);
+        _mm512_castpd_ps(if j % 2 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    // v[j] (lanes 0, 1 of u[j], then of u[4 + j]) and v[4 + j] (lanes 2,
+    // 3); w the same for rows 8..16.
+    let v: [__m512; 8] = std::array::from_fn(|x| {
+        let j = x % 4;
+        if x < 4 {
+            _mm512_shuffle_f32x4::<0x44>(u[j], u[4 + j])
+        } else {
+            _mm512_shuffle_f32x4::<0xEE>(u[j], u[4 + j])
+        }
+    });
+    let w: [__m512; 8] = std::array::from_fn(|x| {
+        let j = x % 4;
+        if x < 4 {
+            _mm512_shuffle_f32x4::<0x44>(u[8 + j], u[12 + j])
+        } else {
+            _mm512_shuffle_f32x4::<0xEE>(u[8 + j], u[12 + j])
+        }
+    });
+    // Column c = 4L + j: lane L of u[j], u[4 + j], u[8 + j], u[12 + j].
+    std::array::from_fn(|c| {
+        let (l, j) = (c / 4, c % 4);
+        let (a, b) = if l < 2 {
+            (v[j], w[j])
+        } else {
+            (v[4 + j], w[4 + j])
+        };
+        if l % 2 == 0 {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0xDD>(a, b)
+        }
+    })
+}
+
+/// Calls the tile kernel compiled for `rows` rows (1–16) and one or two
+/// vectors of columns, on panels `NR` columns wide.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_dispatch<const NR: usize>(
     rows: usize,
     kc: usize,
     a: *const f32,
@@ -274,13 +400,17 @@ unsafe fn tile_dispatch(
     macro_rules! go {
         ($r:literal) => {
             if fin.valid >> 16 == 0 {
-                tile::<$r, 1>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
+                tile::<$r, 1, NR>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
             } else {
-                tile::<$r, 2>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
+                tile::<$r, 2, NR>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
             }
         };
     }
     match rows {
+        16 => go!(16),
+        15 => go!(15),
+        14 => go!(14),
+        13 => go!(13),
         12 => go!(12),
         11 => go!(11),
         10 => go!(10),
@@ -296,10 +426,10 @@ unsafe fn tile_dispatch(
     }
 }
 
-/// Runs `$body` with `$i` bound to each constant 0..12 below `$r`.
+/// Runs `$body` with `$i` bound to each constant 0..16 below `$r`.
 macro_rules! unroll_rows {
     ($r:expr, $i:ident, $body:block) => {
-        unroll_rows!(@ $r, $i, $body, 0 1 2 3 4 5 6 7 8 9 10 11)
+        unroll_rows!(@ $r, $i, $body, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
     };
     (@ $r:expr, $i:ident, $body:block, $($n:literal)*) => {
         $(
@@ -316,7 +446,7 @@ macro_rules! unroll_rows {
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tile<const R: usize, const V: usize>(
+unsafe fn tile<const R: usize, const V: usize, const NR: usize>(
     kc: usize,
     a: *const f32,
     rsa: isize,
@@ -392,6 +522,7 @@ mod tests {
 
     /// Runs both kernels on one case, returns whether C is bitwise equal.
     fn same_as_matrixmultiply(
+        tile: Tile,
         rng: &mut ChaCha8Rng,
         (m, k, n): (usize, usize, usize),
         a_transposed: bool,
@@ -440,6 +571,7 @@ mod tests {
                 1,
             );
             sgemm(
+                tile,
                 m,
                 k,
                 n,
@@ -462,12 +594,42 @@ mod tests {
 
     #[test]
     fn edge_lanes_mark_the_columns_at_or_past_n16() {
-        for n16 in (0..200).step_by(16) {
-            for j0 in (0..240).step_by(NR) {
-                let want = (0..NR)
-                    .filter(|l| j0 + l >= n16)
-                    .fold(0u32, |mask, l| mask | (1 << l));
-                assert_eq!(edge_lanes(j0, n16), want, "j0 {j0}, n16 {n16}");
+        fn check<const NR: usize>() {
+            for n16 in (0..200).step_by(16) {
+                for j0 in (0..240).step_by(NR) {
+                    let want = (0..NR)
+                        .filter(|l| j0 + l >= n16)
+                        .fold(0u32, |mask, l| mask | (1 << l));
+                    assert_eq!(edge_lanes::<NR>(j0, n16), want, "j0 {j0}, n16 {n16}");
+                }
+            }
+        }
+        check::<16>();
+        check::<32>();
+    }
+
+    #[test]
+    fn transpose16_transposes() {
+        if !crate::kernels::simd::has_avx512() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let m: Vec<f32> = (0..256).map(|x| x as f32).collect();
+        // SAFETY: AVX-512F is present (checked above); each load reads 16
+        // values inside `m`, each store writes 16 inside `out`.
+        let out = unsafe {
+            let rows: [__m512; 16] =
+                std::array::from_fn(|r| _mm512_loadu_ps(m.as_ptr().add(16 * r)));
+            let cols = transpose16(rows);
+            let mut out = vec![0f32; 256];
+            for (c, v) in cols.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), *v);
+            }
+            out
+        };
+        for r in 0..16 {
+            for c in 0..16 {
+                assert_eq!(out[16 * c + r], m[16 * r + c], "row {r} column {c}");
             }
         }
     }
@@ -483,6 +645,10 @@ mod tests {
             (1, 1, 1),
             (3, 5, 2),
             (12, 256, 32),
+            (16, 256, 16),
+            (33, 256, 50),
+            (20, 128, 64),
+            (9, 300, 96),
             (13, 257, 47),
             (17, 300, 33),
             (31, 600, 48),
@@ -493,14 +659,16 @@ mod tests {
             (40, 513, 97),
         ];
         let scalings = [(1.0, 0.0), (0.37, 0.0), (1.0, 1.0), (0.37, 1.0), (0.7, 0.3)];
-        for &shape in &shapes {
-            for a_t in [false, true] {
-                for b_t in [false, true] {
-                    for &ab in &scalings {
-                        assert!(
-                            same_as_matrixmultiply(&mut rng, shape, a_t, b_t, ab),
-                            "{shape:?} Aᵀ {a_t} Bᵀ {b_t} (α, β) = {ab:?}"
-                        );
+        for tile in Tile::ALL {
+            for &shape in &shapes {
+                for a_t in [false, true] {
+                    for b_t in [false, true] {
+                        for &ab in &scalings {
+                            assert!(
+                                same_as_matrixmultiply(tile, &mut rng, shape, a_t, b_t, ab),
+                                "{tile:?}: {shape:?} Aᵀ {a_t} Bᵀ {b_t} (α, β) = {ab:?}"
+                            );
+                        }
                     }
                 }
             }
@@ -516,25 +684,28 @@ mod tests {
         let (m, k, n) = (20, 7, 40);
         let a = vec![1.0f32; m * k];
         let b = vec![2.0f32; k * n];
-        let mut c = vec![f32::NAN; m * n];
-        // SAFETY: contiguous m×k, k×n and m×n buffers of exactly that size.
-        unsafe {
-            sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                k as isize,
-                1,
-                b.as_ptr(),
-                n as isize,
-                1,
-                0.0,
-                c.as_mut_ptr(),
-                n as isize,
-            );
+        for tile in Tile::ALL {
+            let mut c = vec![f32::NAN; m * n];
+            // SAFETY: contiguous m×k, k×n and m×n buffers of exactly that size.
+            unsafe {
+                sgemm(
+                    tile,
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    k as isize,
+                    1,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    c.as_mut_ptr(),
+                    n as isize,
+                );
+            }
+            assert!(c.iter().all(|&x| x == 14.0), "{tile:?}");
         }
-        assert!(c.iter().all(|&x| x == 14.0));
     }
 }

@@ -1,7 +1,7 @@
 //! The cache-line hints of [`super::gemm_avx512`], spread over a tile's
 //! loop over k.
 //!
-//! While the tiles of one block of twelve rows run, each asks for its
+//! While the tiles of one block of rows (the tile's height) run, each asks for its
 //! share of the next block's lines of `A` and for the lines of the next
 //! block's tile of `C`. Asked for all at once at the start of a tile, the
 //! ~50–70 lines of a tile of S's shapes outnumber the core's line-fill

@@ -15,10 +15,11 @@
 //! - [`gemm`]: `C ← α·A·B + β·C` through `matrixmultiply` (sgemm / dgemm with
 //!   arbitrary strides, so transposed operands are never copied), threaded over
 //!   one chunk of rows or columns per rayon thread.
-//! - [`gemm_avx512`]: the f32 product on AVX-512 (12×32 register tile, `A`
-//!   read in place), bitwise equal to `matrixmultiply`'s.
-//! - [`gemm_choice`]: which of the two bitwise-equal f32 kernels runs the
-//!   products on this CPU, timed once per process.
+//! - [`gemm_avx512`]: the f32 product on AVX-512 (a 12×32 or a 16×16
+//!   register tile, `A` read in place), bitwise equal to `matrixmultiply`'s.
+//! - [`gemm_choice`]: which of the three bitwise-equal f32 kernels (our two
+//!   tiles, `matrixmultiply`'s) runs the products on this CPU, timed once
+//!   per process.
 //! - [`gemm_hints`]: the gemm's cache-line hints, spread over a tile's loop.
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
