@@ -95,15 +95,16 @@ pub fn gemm_serial<T: Scalar>(
     let (rsb, csb) = (b.strides()[0], b.strides()[1]);
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
     #[cfg(target_arch = "x86_64")]
-    if let (true, Some(tile)) = (
-        TypeId::of::<T>() == TypeId::of::<f32>() && csc == 1,
-        own_kernel(),
-    ) {
-        // SAFETY: `T` is `f32` (checked through `TypeId`); the CPU has
-        // AVX-512F (`own_kernel`); m, k, n > 0 (returned above otherwise);
-        // `c` has unit column stride (checked).
-        unsafe { own_kernel_on(tile, alpha, &a, &b, beta, &mut c) };
-        return;
+    if TypeId::of::<T>() == TypeId::of::<f32>() && csc == 1 {
+        // Asked only here, so that a process without f32 products never
+        // times the kernels.
+        if let Some(tile) = own_kernel() {
+            // SAFETY: `T` is `f32` (checked through `TypeId`); the CPU has
+            // AVX-512F (`own_kernel`); m, k, n > 0 (returned above
+            // otherwise); `c` has unit column stride (checked).
+            unsafe { own_kernel_on(tile, alpha, &a, &b, beta, &mut c) };
+            return;
+        }
     }
     if TypeId::of::<T>() == TypeId::of::<f32>() {
         // SAFETY: `T` is `f32` (checked through `TypeId`), so the pointer casts

@@ -513,10 +513,15 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
     /// each summed over the block steps whose band held the threshold.
     /// Speed only.
     pub fn fused_single_pass_candidates(&self) -> (u64, u64) {
-        self.runtime.iter().fold((0, 0), |(c, n), rt| {
-            let f = &rt.forecast;
-            (c + f.candidates, n + f.candidates_of)
-        })
+        // A block's length is fixed, so its entries over those steps are
+        // its length times their count.
+        self.runtime
+            .iter()
+            .zip(&self.layout.blocks)
+            .fold((0, 0), |(c, n), (rt, block)| {
+                let f = &rt.forecast;
+                (c + f.candidates, n + f.single * block.len as u64)
+            })
     }
 
     /// The outcome of a step whose gradient `index` of tensor `ti` is not

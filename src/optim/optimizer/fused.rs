@@ -207,8 +207,6 @@ pub(crate) struct Forecast {
     /// Candidates (keys in the band) recorded by the steps that kept their
     /// band, summed over those steps.
     pub(crate) candidates: u64,
-    /// Entries of the blocks of those steps, summed over the steps.
-    pub(crate) candidates_of: u64,
     /// Whether the next step counts [`NARROW_PROBES`] (the last band,
     /// widened to the whole range of two probes, held at most half of
     /// [`loose_band`]) rather than [`WIDE_PROBES`]. Speed only.
@@ -537,7 +535,6 @@ fn single_pass<F: Filter, B: Base, T: Scalar>(
         rt.forecast.hits += 1;
         rt.forecast.single += 1;
         rt.forecast.candidates += within;
-        rt.forecast.candidates_of += len as u64;
         let band = Band {
             above,
             within,
