@@ -63,6 +63,10 @@ fn bench_optim_writes_its_figures() {
     positive(&j, "ratio_alternated");
     positive(&j, "ratio_finite_alternated");
     positive(&j, "stream_gb_per_s");
+    // A share of the alternated MoFO steps' entries: its denominator counts
+    // each of those steps' entries once, so it cannot pass 1.
+    let warm = j["mofo_warm_single_pass_share"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&warm), "warm single-pass share {warm}");
     assert_eq!(j["pairs"], 3);
     assert_eq!(j["threads"], 2);
     let _ = std::fs::remove_dir_all(&d);

@@ -221,6 +221,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
     let (cands, cands_of) = mofo.fused_single_pass_candidates();
     let band_share = cands as f64 / cands_of.max(1) as f64;
     // Both optimizers are warm: now the two side by side, step by step.
+    let single_entries_before = mofo.fused_single_pass_candidates().1;
     let alternated = alternated_ratio(
         &mut |use_mofo| {
             if use_mofo {
@@ -243,6 +244,11 @@ fn run_optim(a: OptimArgs) -> CliResult {
         },
         a.pairs,
     )?;
+    // The share of the entries that the alternated (warm) MoFO steps ran
+    // in a single pass: their blocks' lengths over every entry of each step.
+    let mofo_alternated_steps = 2 * a.pairs.max(1) as u64;
+    let warm_single_share = (mofo.fused_single_pass_candidates().1 - single_entries_before) as f64
+        / (n as u64 * mofo_alternated_steps) as f64;
     drop(adam);
     drop(mofo);
     let methods = match &method_names {
@@ -317,6 +323,10 @@ fn run_optim(a: OptimArgs) -> CliResult {
         100.0 * band_share
     );
     println!(
+        "  warm MoFO steps (the {mofo_alternated_steps} alternated ones): {:.1}% of their entries in a single pass",
+        100.0 * warm_single_share
+    );
+    println!(
         "  streaming bandwidth (same 4-read/3-write pattern, {n} entries) {stream:.2} GB/s: Adam reaches {:.0}% ({:.0}% on checked gradients)",
         100.0 * gbs(adam_ns) / stream,
         100.0 * gbs(adam_finite_ns) / stream
@@ -365,6 +375,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "mofo_single_passes": single,
             "mofo_single_passes_redone": redone,
             "mofo_band_share": band_share,
+            "mofo_warm_single_pass_share": warm_single_share,
             "huge_pages": !a.no_huge_pages,
             "huge_page_bytes": huge_bytes,
             "step_buffer_bytes": step_bytes,

@@ -982,8 +982,16 @@ struct SingleLine<'a, 'c, F: Filter, B: Base, T: Scalar> {
 
 impl<F: Filter, B: Base, T: Scalar> super::LineSink<T> for SingleLine<'_, '_, F, B, T> {
     #[inline(always)]
-    fn line_done(&mut self, lo: usize, marks: &[u8], old: &[T], p: &[T], g: &[T], st: [&[T]; 3]) {
-        let any = marks.iter().fold(0u8, |a, &b| a | b);
+    fn line_done(
+        &mut self,
+        lo: usize,
+        any: u8,
+        marks: &[u8],
+        old: &[T],
+        p: &[T],
+        g: &[T],
+        st: [&[T]; 3],
+    ) {
         if any & IN_BAND != 0 && self.complete {
             record_band(self.ctx, self.c, lo, marks, p, g, st, self.cands);
             self.complete = self.cands.len() <= self.cap;
@@ -1049,8 +1057,8 @@ wide_simd_fn! {
                 *p = if key_gt::<T>(key, band.hi) { new } else { out };
                 u8::from(hold)
             },
-            &mut |lo, marks: &[u8], _: &[T], ps: &[T], gs: &[T], st: [&[T]; 3]| {
-                if marks.iter().fold(0u8, |a, &b| a | b) != 0 {
+            &mut |lo, any: u8, marks: &[u8], _: &[T], ps: &[T], gs: &[T], st: [&[T]; 3]| {
+                if any != 0 {
                     record_band(ctx, c, lo, marks, ps, gs, st, cands);
                 }
             },
