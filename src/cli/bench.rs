@@ -221,7 +221,6 @@ fn run_optim(a: OptimArgs) -> CliResult {
     let (cands, cands_of) = mofo.fused_single_pass_candidates();
     let band_share = cands as f64 / cands_of.max(1) as f64;
     // Both optimizers are warm: now the two side by side, step by step.
-    let single_entries_before = mofo.fused_single_pass_candidates().1;
     let alternated = alternated_ratio(
         &mut |use_mofo| {
             if use_mofo {
@@ -247,7 +246,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
     // The share of the entries that the alternated (warm) MoFO steps ran
     // in a single pass: their blocks' lengths over every entry of each step.
     let mofo_alternated_steps = 2 * a.pairs.max(1) as u64;
-    let warm_single_share = (mofo.fused_single_pass_candidates().1 - single_entries_before) as f64
+    let warm_single_share = (mofo.fused_single_pass_candidates().1 - cands_of) as f64
         / (n as u64 * mofo_alternated_steps) as f64;
     drop(adam);
     drop(mofo);

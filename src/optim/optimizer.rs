@@ -1068,18 +1068,19 @@ fn for_each_entry<T: Scalar>(
 /// loop loaded them right behind their vector stores and stalled there
 /// (the fused step's single pass, 40.6M parameters, 1 thread: 27.4 ms
 /// against 24.3 with `any`; 2 threads at 128 GB/s, 14.2 against 12.8).
-/// A closure is one; a pass
-/// whose per-line work is more than a few instructions implements it on a
-/// struct, whose `#[inline(always)]` method is inlined into the loop. A
+///
+/// A closure is one; a pass whose per-line work is more than a few
+/// instructions implements it on a struct, whose `#[inline(always)]` method is inlined into the loop. A
 /// large closure is not: it stays a function of its own, compiled for the
 /// baseline (not the AVX-512 twin of `wide_simd_fn!`), and called on every
 /// line, which spills the loop's vector registers; the single pass of the
 /// fused step ran 34 ms that way against 24 for pass 1.
 pub(super) trait LineSink<T> {
     /// The line of entries `lo..lo + marks.len()` is done; `any` is the OR
-    /// of `marks`. (Eight arguments rather than a struct of them: the pass
-    /// is sensitive to how the compiler lays out its loop, and this is the
-    /// layout that was measured.)
+    /// of `marks`. (Eight arguments, not a struct of them: the single pass
+    /// is sensitive to how the compiler lays out its loop, a small change
+    /// to its sink's layout once cost it 36%, and only this form was
+    /// measured.)
     #[allow(clippy::too_many_arguments)]
     fn line_done(
         &mut self,
@@ -1111,10 +1112,10 @@ impl<T, F: FnMut(usize, u8, &[u8], &[T], &[T], &[T], [&[T]; 3])> LineSink<T> for
 
 /// [`for_each_entry`] where `f` also returns a mark per entry (a few
 /// bits), and after each line `line_done(lo, any, marks, old θ, θ, g,
-/// state)` sees the line's marks (and their OR), θ as it was before `f`, and its entries as they
-/// are now (θ and state after `f`; a state slice is empty when the base
-/// does not use that buffer). The old θ costs nothing where `line_done`
-/// does not read it (the compiler drops the dead stores). The marks stay
+/// state)` sees the line's marks (and their OR), θ as it was before `f`,
+/// and its entries as they are now (θ and state after `f`; a state slice
+/// is empty when the base does not use that buffer). The old θ costs
+/// nothing where `line_done` does not read it (the compiler drops the dead stores). The marks stay
 /// in a 32-byte array, so a pass that records the few marked entries
 /// (the fused step's pass 1, its band) does so while the line is in L1,
 /// without a mark array over the chunk. With a `line_done` that does
