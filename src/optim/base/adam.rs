@@ -84,6 +84,42 @@ pub struct AdamCoef<T> {
     amsgrad: bool,
 }
 
+/// The constants of an f32 Adam(W) step without AMSGrad or coupled decay
+/// (`None` otherwise), as the hand-written AVX-512 single pass of MoFO-Adam
+/// (`optim::optimizer::fused::single_adam_avx512`) reads them:
+/// `m ← lerp(m, g, w1)`, `v ← v·b2 + (omb2·g)·g`,
+/// `θ ← θ·decay (decoupled) + (neg_step_size·m) / (√v / bc2_sqrt + eps)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct PlainAdamF32 {
+    pub(crate) w1: f32,
+    pub(crate) omw1: f32,
+    pub(crate) b2: f32,
+    pub(crate) omb2: f32,
+    pub(crate) neg_step_size: f32,
+    pub(crate) bc2_sqrt: f32,
+    pub(crate) eps: f32,
+    pub(crate) decay: f32,
+    pub(crate) decoupled: bool,
+}
+
+impl AdamCoef<f32> {
+    /// This step's constants for the hand-written single pass, when the
+    /// step is plain (no AMSGrad, no coupled L2 term).
+    pub(crate) fn plain(&self) -> Option<PlainAdamF32> {
+        (!self.amsgrad && !self.coupled).then_some(PlainAdamF32 {
+            w1: self.w1,
+            omw1: self.omw1,
+            b2: self.b2,
+            omb2: self.omb2,
+            neg_step_size: self.neg_step_size,
+            bc2_sqrt: self.bc2_sqrt,
+            eps: self.eps,
+            decay: self.decay,
+            decoupled: self.decoupled,
+        })
+    }
+}
+
 impl Base for Adam {
     type Coef<T: Scalar> = AdamCoef<T>;
 

@@ -32,6 +32,7 @@ mod nadam;
 mod rmsprop;
 mod sgd;
 
+pub(crate) use adam::PlainAdamF32;
 pub use adam::{Adam, AdamCoef};
 pub use lion::{Lion, LionCoef};
 pub use nadam::{NAdam, NAdamCoef};

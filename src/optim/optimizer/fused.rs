@@ -87,6 +87,8 @@
 //! all zero) goes to the general step instead: its candidate list would be
 //! larger than the general step's key array.
 
+mod single_adam_avx512;
+
 use rayon::prelude::*;
 
 use super::{chunk_deciders, BlockRuntime, Ctx, View};
@@ -523,7 +525,13 @@ fn single_pass<F: Filter, B: Base, T: Scalar>(
         .map(|(ch, (cands, undo))| {
             cands.clear();
             undo.clear();
-            wide_simd_call!(single_chunk / single_chunk_wide(ctx, *c, ch, band, cap, cands, undo))
+            single_adam_avx512::try_single_chunk(ctx, c, ch, band, cap, cands, undo).unwrap_or_else(
+                || {
+                    wide_simd_call!(
+                        single_chunk / single_chunk_wide(ctx, *c, ch, band, cap, cands, undo)
+                    )
+                },
+            )
         })
         .reduce(|| true, |a, b| a & b);
     // Every entry above the band was updated and logged, every one in it
@@ -588,6 +596,20 @@ impl<T: Scalar> UndoLog<T> {
         self.lines[self.n_lines] = (lo as u32, mask);
         self.n_lines += usize::from(mask != 0);
         self.n_olds += count;
+    }
+
+    /// Room for `lines` more lines and `olds` more old values past the
+    /// cursors (by doubling, as [`UndoLog::grow`]).
+    #[cold]
+    fn reserve(&mut self, lines: usize, olds: usize) {
+        let want = self.n_lines + lines;
+        if self.lines.len() < want {
+            self.lines.resize(want.max(2 * self.lines.len()), (0, 0));
+        }
+        let want = self.n_olds + olds;
+        if self.olds.len() < want {
+            self.olds.resize(want.max(2 * self.olds.len()), T::zero());
+        }
     }
 
     #[cold]

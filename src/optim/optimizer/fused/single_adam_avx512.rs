@@ -1,0 +1,641 @@
+//! The single pass of MoFO on f32 Adam(W) (momentum filter, no AMSGrad, no
+//! coupled L2 term), written with AVX-512 intrinsics: the same pass as the
+//! generic [`super::single_chunk`], bit for bit, with its bookkeeping cut
+//! down. Per sixteen entries (one cache line of each buffer):
+//!
+//! ```text
+//! m ← lerp(m, g, w1)                  v ← v·b2 + (omb2·g)·g        (stored)
+//! key = bits(m) & 0x7fff_ffff          (|m|'s key, a signed 32-bit compare)
+//! above = key > hi                     band = lo ≤ key ≤ hi
+//! θ ← above ? θ·decay + (neg_step_size·m) / (√v / bc2_sqrt + eps) : θ
+//! log: old θ of `above` packed by vcompressps at the olds cursor,
+//!      per 32 entries (lo, mask) at the lines cursor, kept when mask ≠ 0
+//! band entries (rare) → candidates, out of line
+//! ```
+//!
+//! What the generic pass spends beyond AdamW's update, and this one does
+//! not: a byte of marks and the old θ per entry stored to the stack and
+//! read back per line, the marks' test, the log's capacity checked and its
+//! two cursors loaded and stored per line (the compiler keeps them in
+//! memory, behind the sink's reference). Here the cursors live in
+//! registers, the capacity is checked once per [`BATCH`] entries, and the
+//! masks go from the compares straight to the compress and the log.
+//!
+//! [`try_single_chunk`] runs it when the CPU has AVX-512, `T` is `f32`, the
+//! filter is [`Momentum`] and the base a plain [`Adam`];
+//! `MOFO_GENERIC_SINGLE_PASS=1` turns it off, to compare. Its test runs both
+//! on the same inputs and compares θ, m, v, the log, the candidates and the
+//! completion flag bit for bit.
+
+use std::any::{Any, TypeId};
+
+use super::{Band, Candidate, UndoLog};
+use crate::optim::base::{Adam, AdamCoef, Base, PlainAdamF32};
+use crate::optim::filter::{Filter, Momentum};
+use crate::optim::optimizer::{Ctx, View};
+use crate::Scalar;
+
+/// Entries between two checks of the log's capacity (eight groups of 32).
+const BATCH: usize = 256;
+
+/// Entries per log line: two cache lines of f32.
+const GROUP: usize = 32;
+
+/// Whether `MOFO_GENERIC_SINGLE_PASS` is unset (read once): set, the
+/// single pass runs the generic loop on every CPU, for A/B runs.
+fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("MOFO_GENERIC_SINGLE_PASS").is_none())
+}
+
+/// The single pass over one chunk by the hand-written kernel, when it
+/// applies (module docs): `Some(complete)` as [`super::single_chunk`]
+/// returns it, `None` when the caller must run the generic loop.
+pub(super) fn try_single_chunk<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    v: &mut View<'_, T>,
+    band: Band,
+    cap: usize,
+    cands: &mut Vec<Candidate>,
+    undo: &mut UndoLog<T>,
+) -> Option<bool> {
+    if !enabled() || !crate::kernels::simd::has_avx512() {
+        return None;
+    }
+    let k = plain_adam_f32(ctx, c)?;
+    let n = v.p.len();
+    let [a, b, _] = &mut v.s;
+    Some(run_f32(
+        &k,
+        as_f32_mut(v.p)?,
+        as_f32(&v.g[..n])?,
+        as_f32_mut(&mut a[..n])?,
+        as_f32_mut(&mut b[..n])?,
+        band,
+        ctx.scope_all,
+        cap,
+        cands,
+        undo_f32(undo)?,
+    ))
+}
+
+/// The step's constants when the pass is MoFO on a plain f32 Adam(W) with
+/// m and v in use (and nothing else).
+fn plain_adam_f32<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+) -> Option<PlainAdamF32> {
+    if TypeId::of::<T>() != TypeId::of::<f32>() || ctx.used != [true, true, false] {
+        return None;
+    }
+    (ctx.filter as &dyn Any).downcast_ref::<Momentum>()?;
+    (ctx.base as &dyn Any).downcast_ref::<Adam>()?;
+    // SAFETY: `B` is `Adam` (the downcast above succeeded, so their type
+    // ids agree) and `T` is `f32` (checked above), so `B::Coef<T>` is
+    // `AdamCoef<f32>`: the cast is to the reference's own type.
+    let c = unsafe { &*(c as *const B::Coef<T>).cast::<AdamCoef<f32>>() };
+    c.plain()
+}
+
+/// `s` as `&mut [f32]` when `T` is `f32`.
+fn as_f32_mut<T: Scalar>(s: &mut [T]) -> Option<&mut [f32]> {
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is `f32` (same type id), so this is the same slice.
+        unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) }
+    })
+}
+
+/// `s` as `&[f32]` when `T` is `f32`.
+fn as_f32<T: Scalar>(s: &[T]) -> Option<&[f32]> {
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is `f32` (same type id), so this is the same slice.
+        unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) }
+    })
+}
+
+/// `u` as `&mut UndoLog<f32>` when `T` is `f32`.
+fn undo_f32<T: Scalar>(u: &mut UndoLog<T>) -> Option<&mut UndoLog<f32>> {
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is `f32` (same type id), so this is the same type.
+        unsafe { &mut *(u as *mut UndoLog<T>).cast::<UndoLog<f32>>() }
+    })
+}
+
+/// The pass over one chunk of f32 entries on a CPU with AVX-512 (checked
+/// by the caller). Returns false when the chunk recorded more than `cap`
+/// candidates and stopped recording, as [`super::single_chunk`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_f32(
+    k: &PlainAdamF32,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    band: Band,
+    scope_all: bool,
+    cap: usize,
+    cands: &mut Vec<Candidate>,
+    undo: &mut UndoLog<f32>,
+) -> bool {
+    let n = p.len();
+    assert!(g.len() == n && m.len() == n && v.len() == n);
+    assert!(n <= u32::MAX as usize, "chunk indices are logged as u32");
+    assert!(crate::kernels::simd::has_avx512());
+    #[cfg(target_arch = "x86_64")]
+    {
+        let keys = (band.lo as u32 as i32, band.hi as u32 as i32);
+        let hint = crate::kernels::prefetch::enabled();
+        // SAFETY: the CPU has AVX-512 F/BW/DQ/VL and POPCNT (asserted just
+        // above); the slices have the same length `n` (asserted).
+        unsafe { avx512::pass(k, p, g, m, v, keys, scope_all, hint, cap, cands, undo) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (k, band, scope_all, cap, cands, undo);
+        unreachable!("has_avx512 is false off x86-64")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Candidate, PlainAdamF32, UndoLog, BATCH, GROUP};
+    use crate::kernels::prefetch::AHEAD;
+
+    /// The arithmetic's constants, broadcast.
+    struct Consts {
+        w1: __m512,
+        omw1: __m512,
+        b2: __m512,
+        omb2: __m512,
+        nss: __m512,
+        bc2s: __m512,
+        eps: __m512,
+        decay: __m512,
+        abs: __m512i,
+        lo: __m512i,
+        hi: __m512i,
+    }
+
+    /// What [`sixteen`] leaves of its entries: the masks of those above
+    /// the band and in it, and for the band's candidates their keys, new
+    /// θ, decayed θ and old θ.
+    struct Lanes {
+        above: u16,
+        inb: u16,
+        key: __m512i,
+        new: __m512,
+        decayed: __m512,
+        old: __m512,
+    }
+
+    impl Lanes {
+        /// No entry (past a chunk's end).
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        fn none() -> Lanes {
+            Lanes {
+                above: 0,
+                inb: 0,
+                key: _mm512_setzero_si512(),
+                new: _mm512_setzero_ps(),
+                decayed: _mm512_setzero_ps(),
+                old: _mm512_setzero_ps(),
+            }
+        }
+    }
+
+    /// The four buffers' base pointers: θ, g, m, v.
+    type Ptrs = (*mut f32, *const f32, *mut f32, *mut f32);
+
+    /// Sixteen entries at `i`, those of the mask `lanes` (all of them when
+    /// `full`): state stored, θ updated above the band, the updated
+    /// entries' old θ packed at `olds` (16 lanes written). `NEAR`: `w1 < 0.5`, lerp's first
+    /// form (`m + w1·(g − m)`); `DECOUPLED`: θ decayed by `decay`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; the lanes of `lanes` (all 16 when `full`)
+    /// from `i` lie inside each buffer; `olds` has room for 16 values.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn sixteen<const NEAR: bool, const DECOUPLED: bool>(
+        c: &Consts,
+        ptrs: Ptrs,
+        i: usize,
+        lanes: __mmask16,
+        full: bool,
+        olds: *mut f32,
+    ) -> Lanes {
+        let (pp, gp, mp, vp) = ptrs;
+        // SAFETY: the lanes read and written lie in the buffers, and
+        // `olds` has room for 16 values (the function's contract).
+        let (p0, g, m0, v0) = unsafe {
+            if full {
+                (
+                    _mm512_loadu_ps(pp.add(i)),
+                    _mm512_loadu_ps(gp.add(i)),
+                    _mm512_loadu_ps(mp.add(i)),
+                    _mm512_loadu_ps(vp.add(i)),
+                )
+            } else {
+                (
+                    _mm512_maskz_loadu_ps(lanes, pp.add(i)),
+                    _mm512_maskz_loadu_ps(lanes, gp.add(i)),
+                    _mm512_maskz_loadu_ps(lanes, mp.add(i)),
+                    _mm512_maskz_loadu_ps(lanes, vp.add(i)),
+                )
+            }
+        };
+        let m1 = if NEAR {
+            _mm512_add_ps(m0, _mm512_mul_ps(c.w1, _mm512_sub_ps(g, m0)))
+        } else {
+            _mm512_sub_ps(g, _mm512_mul_ps(_mm512_sub_ps(g, m0), c.omw1))
+        };
+        let v1 = _mm512_add_ps(
+            _mm512_mul_ps(v0, c.b2),
+            _mm512_mul_ps(_mm512_mul_ps(c.omb2, g), g),
+        );
+        let key = _mm512_and_si512(_mm512_castps_si512(m1), c.abs);
+        let above = _mm512_mask_cmpgt_epi32_mask(lanes, key, c.hi);
+        let inb = _mm512_mask_cmpge_epi32_mask(lanes, key, c.lo) & !above;
+        let decayed = if DECOUPLED {
+            _mm512_mul_ps(p0, c.decay)
+        } else {
+            p0
+        };
+        let denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v1), c.bc2s), c.eps);
+        let new = _mm512_add_ps(decayed, _mm512_div_ps(_mm512_mul_ps(c.nss, m1), denom));
+        let p1 = _mm512_mask_mov_ps(p0, above, new);
+        // SAFETY: as the loads above.
+        unsafe {
+            _mm512_storeu_ps(olds, _mm512_maskz_compress_ps(above, p0));
+            if full {
+                _mm512_storeu_ps(pp.add(i), p1);
+                _mm512_storeu_ps(mp.add(i), m1);
+                _mm512_storeu_ps(vp.add(i), v1);
+            } else {
+                _mm512_mask_storeu_ps(pp.add(i), lanes, p1);
+                _mm512_mask_storeu_ps(mp.add(i), lanes, m1);
+                _mm512_mask_storeu_ps(vp.add(i), lanes, v1);
+            }
+        }
+        Lanes {
+            above,
+            inb,
+            key,
+            new,
+            decayed,
+            old: p0,
+        }
+    }
+
+    /// The band's entries among `l` (the sixteen at `lo`) pushed as
+    /// candidates, in index order, with the values the generic pass's
+    /// `record_band` computes (θ kept: `rest` is the old θ, or the decayed
+    /// one under scope `All`).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn record(l: &Lanes, lo: usize, scope_all: bool, cands: &mut Vec<Candidate>) {
+        let (mut keys, mut new, mut rest) = ([0u32; 16], [0f32; 16], [0f32; 16]);
+        // SAFETY: each array holds 16 lanes.
+        unsafe {
+            _mm512_storeu_si512(keys.as_mut_ptr().cast(), l.key);
+            _mm512_storeu_ps(new.as_mut_ptr(), l.new);
+            _mm512_storeu_ps(rest.as_mut_ptr(), if scope_all { l.decayed } else { l.old });
+        }
+        let mut bits = l.inb;
+        while bits != 0 {
+            let j = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            cands.push(Candidate {
+                i: (lo + j) as u32,
+                key: u64::from(keys[j]),
+                new: f64::from(new[j]),
+                rest: f64::from(rest[j]),
+            });
+        }
+    }
+
+    /// The chunk's pass (see `run_f32`), its two loop-invariant choices
+    /// made once for the whole chunk ([`sixteen`]'s `NEAR`, `DECOUPLED`).
+    ///
+    /// # Safety
+    /// As [`pass_with`].
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq,popcnt")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn pass(
+        k: &PlainAdamF32,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        keys: (i32, i32),
+        scope_all: bool,
+        hint: bool,
+        cap: usize,
+        cands: &mut Vec<Candidate>,
+        undo: &mut UndoLog<f32>,
+    ) -> bool {
+        let f = match (k.w1 < 0.5, k.decoupled) {
+            (true, true) => pass_with::<true, true>,
+            (true, false) => pass_with::<true, false>,
+            (false, true) => pass_with::<false, true>,
+            (false, false) => pass_with::<false, false>,
+        };
+        // SAFETY: this function's contract is `pass_with`'s.
+        unsafe { f(k, p, g, m, v, keys, scope_all, hint, cap, cands, undo) }
+    }
+
+    /// Asks for the cache line of `base + at` (entries), wherever it is:
+    /// a prefetch never faults, so no bound is checked.
+    #[inline(always)]
+    fn hint_line(base: *const f32, at: usize) {
+        // SAFETY: the address is only computed (wrapping, never
+        // dereferenced); a prefetch reads nothing architecturally.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(at).cast::<i8>()) }
+    }
+
+    /// [`pass`] for one choice of `NEAR`, `DECOUPLED`. `keys` = the
+    /// band's (lo, hi) as signed 32-bit keys.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/VL/BW/DQ, AVX2 and POPCNT; `p`, `g`, `m`, `v`
+    /// have the same length.
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq,popcnt")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pass_with<const NEAR: bool, const DECOUPLED: bool>(
+        k: &PlainAdamF32,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        keys: (i32, i32),
+        scope_all: bool,
+        hint: bool,
+        cap: usize,
+        cands: &mut Vec<Candidate>,
+        undo: &mut UndoLog<f32>,
+    ) -> bool {
+        let n = p.len();
+        let c = Consts {
+            w1: _mm512_set1_ps(k.w1),
+            omw1: _mm512_set1_ps(k.omw1),
+            b2: _mm512_set1_ps(k.b2),
+            omb2: _mm512_set1_ps(k.omb2),
+            nss: _mm512_set1_ps(k.neg_step_size),
+            bc2s: _mm512_set1_ps(k.bc2_sqrt),
+            eps: _mm512_set1_ps(k.eps),
+            decay: _mm512_set1_ps(k.decay),
+            abs: _mm512_set1_epi32(0x7fff_ffff),
+            lo: _mm512_set1_epi32(keys.0),
+            hi: _mm512_set1_epi32(keys.1),
+        };
+        let mut complete = true;
+        let (mut n_lines, mut n_olds) = (undo.n_lines, undo.n_olds);
+        let mut lo = 0;
+        while lo < n {
+            let end = (lo + BATCH).min(n);
+            // Room for the batch's groups and entries, and the 16 lanes a
+            // packed store writes from its cursor.
+            let groups = (end - lo).div_ceil(GROUP);
+            if undo.lines.len() < n_lines + groups || undo.olds.len() < n_olds + (end - lo) + 16 {
+                undo.n_lines = n_lines;
+                undo.n_olds = n_olds;
+                undo.reserve(groups, end - lo + 16);
+            }
+            let lines = undo.lines.as_mut_ptr();
+            let olds = undo.olds.as_mut_ptr();
+            while lo < end {
+                let rem = end - lo;
+                let ptrs: Ptrs = (p.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr());
+                // SAFETY (both arms): the lanes passed lie in the chunk
+                // (`lo + 32 <= end`, or the masks of the `rem` left); the
+                // olds buffer has room for 16 values past each cursor
+                // (reserved for the batch's entries plus 16).
+                let (l0, l1) = unsafe {
+                    if rem >= GROUP {
+                        if hint {
+                            let at = lo + AHEAD;
+                            for at in [at, at + 16] {
+                                hint_line(ptrs.0, at);
+                                hint_line(ptrs.1, at);
+                                hint_line(ptrs.2, at);
+                                hint_line(ptrs.3, at);
+                            }
+                        }
+                        let l0 =
+                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, !0, true, olds.add(n_olds));
+                        let at = n_olds + l0.above.count_ones() as usize;
+                        let l1 =
+                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, !0, true, olds.add(at));
+                        (l0, l1)
+                    } else {
+                        // The chunk's last, partial group.
+                        let m0 = if rem >= 16 { !0u16 } else { (1u16 << rem) - 1 };
+                        let m1 = if rem > 16 {
+                            ((1u32 << (rem - 16)) - 1) as u16
+                        } else {
+                            0
+                        };
+                        let l0 = sixteen::<NEAR, DECOUPLED>(
+                            &c,
+                            ptrs,
+                            lo,
+                            m0,
+                            rem >= 16,
+                            olds.add(n_olds),
+                        );
+                        let at = n_olds + l0.above.count_ones() as usize;
+                        let l1 = if m1 != 0 {
+                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, m1, false, olds.add(at))
+                        } else {
+                            Lanes::none()
+                        };
+                        (l0, l1)
+                    }
+                };
+                let above = u32::from(l0.above) | (u32::from(l1.above) << 16);
+                // SAFETY: room for the batch's groups past `n_lines`
+                // (reserved), one line written per group.
+                unsafe { *lines.add(n_lines) = (lo as u32, above) };
+                n_lines += usize::from(above != 0);
+                n_olds += above.count_ones() as usize;
+                if (l0.inb | l1.inb) != 0 && complete {
+                    record(&l0, lo, scope_all, cands);
+                    record(&l1, lo + 16, scope_all, cands);
+                    complete = cands.len() <= cap;
+                }
+                lo += GROUP.min(rem);
+            }
+        }
+        undo.n_lines = n_lines;
+        undo.n_olds = n_olds;
+        complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::base::lerp;
+    use crate::optim::optimizer::fused::single_chunk_wide;
+    use crate::optim::transform::GradPrep;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Inputs of one chunk: θ, g, m, v.
+    fn chunk(n: usize, seed: u64) -> [Vec<f32>; 4] {
+        let mut r = ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = |scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    let x: f32 = r.random_range(-1.0f32..1.0);
+                    scale * x * x * x * r.random_range(0.1f32..3.0)
+                })
+                .collect()
+        };
+        let (p, g, m) = (normal(1.0), normal(0.1), normal(0.01));
+        let v = normal(1e-3).iter().map(|x| x * x).collect();
+        [p, g, m, v]
+    }
+
+    /// The band holding the keys of ranks `n/10 .. n/10 + n/30` (after the
+    /// update of m), as the single pass gets it: (lo, hi].
+    fn band_for(adam: &Adam, g: &[f32], m: &[f32]) -> Band {
+        let w1 = (1.0 - adam.betas.0) as f32;
+        let omw1 = (1.0 - (1.0 - adam.betas.0)) as f32;
+        let mut keys: Vec<u64> = g
+            .iter()
+            .zip(m)
+            .map(|(&g, &m)| lerp(m, g, w1, omw1).abs_key())
+            .collect();
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        let n = keys.len();
+        let (hi, lo) = if n < 4 {
+            (1u64 << 29, 1u64 << 20)
+        } else {
+            (keys[n / 10], keys[(n / 10 + n / 30).min(n - 1)])
+        };
+        Band {
+            lo: lo.min(hi.saturating_sub(1)) + 1,
+            hi,
+            above: 0,
+            within: 0,
+        }
+    }
+
+    /// Both passes on the same chunk: θ, m, v, the log, the candidates and
+    /// the completion flag equal bit for bit. Returns that flag.
+    fn compare(adam: &Adam, n: usize, seed: u64, cap: usize, scope_all: bool) -> bool {
+        let t = 7;
+        let c = adam.coef::<f32>(t, adam.lr, adam.weight_decay, &Default::default());
+        let [p, g, m, v] = chunk(n, seed);
+        let band = band_for(adam, &g, &m);
+        let filter = Momentum::new(0.1);
+        let ctx = Ctx {
+            filter: &filter,
+            base: adam,
+            coefs: std::slice::from_ref(&c),
+            prep: GradPrep::identity(),
+            used: [true, true, false],
+            scope_all,
+            track: false,
+            fused: true,
+            known_finite: true,
+            t,
+        };
+        let run = |hand: bool| {
+            let (mut p, mut m, mut v, mut z) = (p.clone(), m.clone(), v.clone(), Vec::new());
+            let mut cands = Vec::new();
+            let mut undo = UndoLog::<f32>::default();
+            let mut view = View {
+                p: &mut p,
+                g: &g,
+                pre: &[],
+                s: [&mut m, &mut v, &mut z],
+                off: 0,
+            };
+            let complete = if hand {
+                try_single_chunk(&ctx, &c, &mut view, band, cap, &mut cands, &mut undo)
+                    .expect("the kernel applies")
+            } else {
+                single_chunk_wide(&ctx, c, &mut view, band, cap, &mut cands, &mut undo)
+            };
+            let lines = undo.lines[..undo.n_lines].to_vec();
+            let olds: Vec<u32> = undo.olds[..undo.n_olds]
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            let cands: Vec<(u32, u64, u64, u64)> = cands
+                .iter()
+                .map(|c| (c.i, c.key, c.new.to_bits(), c.rest.to_bits()))
+                .collect();
+            let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            (bits(&p), bits(&m), bits(&v), lines, olds, cands, complete)
+        };
+        let (hand, generic) = (run(true), run(false));
+        let what = format!("n {n} seed {seed} cap {cap} scope_all {scope_all} {adam:?}");
+        assert_eq!(hand.0, generic.0, "θ, {what}");
+        assert_eq!(hand.1, generic.1, "m, {what}");
+        assert_eq!(hand.2, generic.2, "v, {what}");
+        assert_eq!(hand.3, generic.3, "log lines, {what}");
+        assert_eq!(hand.4, generic.4, "log olds, {what}");
+        assert_eq!(hand.5, generic.5, "candidates, {what}");
+        assert_eq!(hand.6, generic.6, "complete, {what}");
+        if n >= 300 {
+            assert!(
+                !hand.4.is_empty() && !hand.5.is_empty(),
+                "a test that tests: {what}"
+            );
+        }
+        hand.6
+    }
+
+    #[test]
+    fn hand_written_pass_equals_the_generic_one_bit_for_bit() {
+        if !crate::kernels::simd::has_avx512() || !enabled() {
+            eprintln!("skipped: this CPU has no AVX-512 (or MOFO_GENERIC_SINGLE_PASS is set)");
+            return;
+        }
+        let adamw = Adam::adamw(3e-3);
+        let adam = Adam::new(1e-3);
+        let far = Adam {
+            betas: (0.3, 0.99),
+            ..Adam::adamw(1e-2)
+        };
+        let lens = [
+            0, 1, 5, 15, 16, 17, 31, 32, 33, 47, 48, 63, 255, 256, 257, 300, 1000, 4099,
+        ];
+        for (s, &n) in lens.iter().enumerate() {
+            for base in [&adamw, &adam, &far] {
+                assert!(compare(base, n, s as u64, usize::MAX, false));
+                assert!(compare(base, n, s as u64 + 100, usize::MAX, true));
+            }
+        }
+        // A cap the band overflows: recording stops at the same entry.
+        assert!(!compare(&adamw, 20_000, 5, 30, false));
+        assert!(!compare(&adamw, 20_000, 6, 0, false));
+    }
+
+    #[test]
+    fn the_kernel_applies_only_where_it_is_exact() {
+        let amsgrad = Adam {
+            amsgrad: true,
+            ..Adam::adamw(1e-3)
+        };
+        let coupled = Adam {
+            weight_decay: 0.1,
+            ..Adam::new(1e-3)
+        };
+        let p = |a: &Adam| {
+            a.coef::<f32>(3, a.lr, a.weight_decay, &Default::default())
+                .plain()
+        };
+        assert!(p(&amsgrad).is_none());
+        assert!(p(&coupled).is_none());
+        assert!(p(&Adam::adamw(1e-3)).is_some_and(|k| k.decoupled));
+        assert!(p(&Adam::new(1e-3)).is_some_and(|k| !k.decoupled));
+    }
+}
