@@ -79,6 +79,12 @@
 //! off): MoFO/Adam 1.03–1.12 with the single pass, 1.23–1.25 with pass 0 and
 //! pass 1 (docs/performance.md).
 //!
+//! On f32 MoFO-Adam(W) with AVX-512 the single pass over a chunk is the
+//! hand-written [`single_adam_avx512`] (the same results bit for bit, its
+//! bookkeeping in registers): MoFO/Adam 1.00–1.04 against AdamW's former
+//! update loop, 1.07–1.16 against the plain one (docs/performance.md,
+//! twentieth sitting).
+//!
 //! Memory traffic: pass 0 reads g and what the score needs (|m| for MoFO:
 //! 8 bytes per entry), pass 1 is Adam's 28 bytes; the candidates' new values
 //! are written at the end, while their chunk may be out of cache (a band
@@ -951,7 +957,8 @@ wide_simd_fn! {
     /// (the closure still a baseline function called per line); inlined,
     /// 27–31. Returns false when the chunk recorded more than `cap`
     /// candidates and stopped recording (the block then redoes its
-    /// selection).
+    /// selection). For f32 MoFO-Adam(W) on AVX-512, [`single_adam_avx512`]
+    /// runs instead.
     fn single_chunk / single_chunk_wide [F: Filter, B: Base, T: Scalar] (
         ctx: &Ctx<'_, F, B, T>,
         c: B::Coef<T>,
