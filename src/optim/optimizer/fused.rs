@@ -79,12 +79,6 @@
 //! off): MoFO/Adam 1.03–1.12 with the single pass, 1.23–1.25 with pass 0 and
 //! pass 1 (docs/performance.md).
 //!
-//! On f32 MoFO-Adam(W) with AVX-512 the single pass over a chunk is the
-//! hand-written [`single_adam_avx512`] (the same results bit for bit, its
-//! bookkeeping in registers): MoFO/Adam 1.00–1.04 against AdamW's former
-//! update loop, 1.07–1.16 against the plain one (docs/performance.md,
-//! twentieth sitting).
-//!
 //! Memory traffic: pass 0 reads g and what the score needs (|m| for MoFO:
 //! 8 bytes per entry), pass 1 is Adam's 28 bytes; the candidates' new values
 //! are written at the end, while their chunk may be out of cache (a band
@@ -565,12 +559,20 @@ fn single_pass<F: Filter, B: Base, T: Scalar>(
 /// forecast missed: per line holding updated entries, its first index and
 /// a bit per updated entry, and the old θ of those entries in index order.
 /// Both are written by a cursor into buffers kept across steps (they grow,
-/// by doubling, only while a step logs more than any before).
+/// by doubling, only while a step logs more than any before). The old
+/// values start at `olds[lead]`: 0 for the generic pass; the hand-written
+/// one ([`single_adam_avx512`]) streams whole cache lines past the caches
+/// and starts them where the buffer is 64-byte aligned, and it logs the
+/// lines densely instead: `masks[j]` the mask of the 32 entries from
+/// `32·j`, for every group of the chunk (`n_masks` of them), no index.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct UndoLog<T> {
     lines: Vec<(u32, u32)>,
     n_lines: usize,
+    masks: Vec<u32>,
+    n_masks: usize,
     olds: Vec<T>,
+    lead: usize,
     n_olds: usize,
 }
 
@@ -579,6 +581,24 @@ impl<T: Scalar> UndoLog<T> {
     fn clear(&mut self) {
         self.n_lines = 0;
         self.n_olds = 0;
+        self.lead = 0;
+        self.n_masks = 0;
+    }
+
+    /// The logged lines as (first index, mask), the masks' empty lines
+    /// left out, whichever form holds them.
+    fn logged_lines(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let dense = self.masks[..self.n_masks]
+            .iter()
+            .enumerate()
+            .filter(|(_, &m)| m != 0)
+            .map(|(j, &m)| ((32 * j) as u32, m));
+        self.lines[..self.n_lines].iter().copied().chain(dense)
+    }
+
+    /// The logged old values, in index order.
+    fn logged_olds(&self) -> &[T] {
+        &self.olds[self.lead..self.lead + self.n_olds]
     }
 
     /// Number of entries logged.
@@ -593,6 +613,7 @@ impl<T: Scalar> UndoLog<T> {
     #[inline(always)]
     fn log_line(&mut self, lo: usize, marks: &[u8], old: &[T], wide: bool) {
         let n = old.len();
+        debug_assert_eq!(self.lead, 0, "the generic pass logs from the start");
         if self.lines.len() <= self.n_lines || self.olds.len() < self.n_olds + n {
             self.grow();
         }
@@ -612,7 +633,7 @@ impl<T: Scalar> UndoLog<T> {
         if self.lines.len() < want {
             self.lines.resize(want.max(2 * self.lines.len()), (0, 0));
         }
-        let want = self.n_olds + olds;
+        let want = self.lead + self.n_olds + olds;
         if self.olds.len() < want {
             self.olds.resize(want.max(2 * self.olds.len()), T::zero());
         }
@@ -628,8 +649,8 @@ impl<T: Scalar> UndoLog<T> {
 
     /// Puts the logged old values back into the chunk's θ.
     fn undo(&self, p: &mut [T]) {
-        let mut olds = self.olds[..self.n_olds].iter();
-        for &(lo, mask) in &self.lines[..self.n_lines] {
+        let mut olds = self.logged_olds().iter();
+        for (lo, mask) in self.logged_lines() {
             let mut m = mask;
             while m != 0 {
                 let j = m.trailing_zeros() as usize;
@@ -957,8 +978,7 @@ wide_simd_fn! {
     /// (the closure still a baseline function called per line); inlined,
     /// 27–31. Returns false when the chunk recorded more than `cap`
     /// candidates and stopped recording (the block then redoes its
-    /// selection). For f32 MoFO-Adam(W) on AVX-512, [`single_adam_avx512`]
-    /// runs instead.
+    /// selection).
     fn single_chunk / single_chunk_wide [F: Filter, B: Base, T: Scalar] (
         ctx: &Ctx<'_, F, B, T>,
         c: B::Coef<T>,

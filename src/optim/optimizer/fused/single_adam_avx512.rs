@@ -8,18 +8,25 @@
 //! key = bits(m) & 0x7fff_ffff          (|m|'s key, a signed 32-bit compare)
 //! above = key > hi                     band = lo ≤ key ≤ hi
 //! θ ← above ? θ·decay + (neg_step_size·m) / (√v / bc2_sqrt + eps) : θ
-//! log: old θ of `above` packed by vcompressps at the olds cursor,
-//!      per 32 entries (lo, mask) at the lines cursor, kept when mask ≠ 0
-//! band entries (rare) → candidates, out of line
+//! log: old θ of `above` packed by vcompressps into an L1 stage, whole
+//!      cache lines streamed to the log (no read for ownership, no cache
+//!      kept: the log is read only when the forecast missed);
+//!      per 32 entries its mask, in place (the index is the position)
+//! band entries (rare) → candidates, from the vectors already computed
 //! ```
 //!
 //! What the generic pass spends beyond AdamW's update, and this one does
 //! not: a byte of marks and the old θ per entry stored to the stack and
 //! read back per line, the marks' test, the log's capacity checked and its
 //! two cursors loaded and stored per line (the compiler keeps them in
-//! memory, behind the sink's reference). Here the cursors live in
-//! registers, the capacity is checked once per [`BATCH`] entries, and the
-//! masks go from the compares straight to the compress and the log.
+//! memory, behind the sink's reference), and 8 bytes of line entry per 32
+//! entries. Here the one cursor lives in a register, the capacity is
+//! checked once per [`BATCH`] entries, and the masks go from the compares
+//! straight to the compress and the log. Measured on 40.6M parameters, 2
+//! threads, Zen 5 (docs/performance.md, twentieth sitting): the pass 9.9–10.3
+//! ms against the generic loop's 12.4–13.4; the streamed old θ and the
+//! dense masks took MoFO/Adam from 1.128–1.134 to 1.101–1.108 (three
+//! alternations); the log's writes are about 1 ms of the pass.
 //!
 //! [`try_single_chunk`] runs it when the CPU has AVX-512, `T` is `f32`, the
 //! filter is [`Momentum`] and the base a plain [`Adam`];
@@ -393,27 +400,50 @@ mod avx512 {
             hi: _mm512_set1_epi32(keys.1),
         };
         let mut complete = true;
-        let (mut n_lines, mut n_olds) = (undo.n_lines, undo.n_olds);
+        // The log is empty (cleared by the caller): its old values start
+        // at the first 64-byte boundary of the buffer (`lead`), and go
+        // through `stage` (in L1), whole cache lines at a time, to the
+        // buffer by streaming stores, which neither read the lines first
+        // nor keep them in the caches (the log is read only when the
+        // forecast missed).
+        debug_assert!(undo.n_olds == 0 && undo.n_lines == 0);
+        // One mask per group of 32, written in place (no cursor).
+        let groups = n.div_ceil(GROUP);
+        if undo.masks.len() < groups {
+            undo.masks.resize(groups.max(2 * undo.masks.len()), 0);
+        }
+        undo.n_masks = groups;
+        let masks = undo.masks.as_mut_ptr();
+        let mut stage = Stage([0.0; 64]);
+        let sp = stage.0.as_mut_ptr();
+        let (mut flushed, mut ns) = (0usize, 0usize);
+        undo.lead = 0;
+        undo.n_olds = 0;
+        undo.reserve(0, 32);
+        undo.lead = align_lead(undo.olds.as_ptr());
         let mut lo = 0;
         while lo < n {
             let end = (lo + BATCH).min(n);
-            // Room for the batch's groups and entries, and the 16 lanes a
-            // packed store writes from its cursor.
-            let groups = (end - lo).div_ceil(GROUP);
-            if undo.lines.len() < n_lines + groups || undo.olds.len() < n_olds + (end - lo) + 16 {
-                undo.n_lines = n_lines;
-                undo.n_olds = n_olds;
-                undo.reserve(groups, end - lo + 16);
+            // Room for the batch's groups, and for its entries past those
+            // staged, the 16 lanes of the last partial copy and a new lead.
+            let need = ns + (end - lo) + 32;
+            if undo.olds.len() < undo.lead + flushed + need {
+                undo.n_olds = flushed;
+                undo.reserve(0, need);
+                let lead = align_lead(undo.olds.as_ptr());
+                undo.olds.copy_within(undo.lead..undo.lead + flushed, lead);
+                undo.lead = lead;
             }
-            let lines = undo.lines.as_mut_ptr();
-            let olds = undo.olds.as_mut_ptr();
+            // SAFETY: `lead` < 16 lies inside the buffer (reserved above).
+            let olds = unsafe { undo.olds.as_mut_ptr().add(undo.lead) };
             while lo < end {
                 let rem = end - lo;
                 let ptrs: Ptrs = (p.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr());
                 // SAFETY (both arms): the lanes passed lie in the chunk
                 // (`lo + 32 <= end`, or the masks of the `rem` left); the
-                // olds buffer has room for 16 values past each cursor
-                // (reserved for the batch's entries plus 16).
+                // stage has room for 16 values past each cursor (fewer
+                // than 16 staged before the group, 16 more after its
+                // first half: 48 of 64).
                 let (l0, l1) = unsafe {
                     if rem >= GROUP {
                         if hint {
@@ -425,11 +455,10 @@ mod avx512 {
                                 hint_line(ptrs.3, at);
                             }
                         }
-                        let l0 =
-                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, !0, true, olds.add(n_olds));
-                        let at = n_olds + l0.above.count_ones() as usize;
+                        let l0 = sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, !0, true, sp.add(ns));
+                        let at = ns + l0.above.count_ones() as usize;
                         let l1 =
-                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, !0, true, olds.add(at));
+                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, !0, true, sp.add(at));
                         (l0, l1)
                     } else {
                         // The chunk's last, partial group.
@@ -439,17 +468,11 @@ mod avx512 {
                         } else {
                             0
                         };
-                        let l0 = sixteen::<NEAR, DECOUPLED>(
-                            &c,
-                            ptrs,
-                            lo,
-                            m0,
-                            rem >= 16,
-                            olds.add(n_olds),
-                        );
-                        let at = n_olds + l0.above.count_ones() as usize;
+                        let l0 =
+                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, m0, rem >= 16, sp.add(ns));
+                        let at = ns + l0.above.count_ones() as usize;
                         let l1 = if m1 != 0 {
-                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, m1, false, olds.add(at))
+                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, m1, false, sp.add(at))
                         } else {
                             Lanes::none()
                         };
@@ -457,11 +480,31 @@ mod avx512 {
                     }
                 };
                 let above = u32::from(l0.above) | (u32::from(l1.above) << 16);
-                // SAFETY: room for the batch's groups past `n_lines`
-                // (reserved), one line written per group.
-                unsafe { *lines.add(n_lines) = (lo as u32, above) };
-                n_lines += usize::from(above != 0);
-                n_olds += above.count_ones() as usize;
+                // SAFETY: `lo / 32` < `groups`, the masks' length.
+                unsafe { *masks.add(lo / GROUP) = above };
+                ns += above.count_ones() as usize;
+                if ns >= 16 {
+                    // SAFETY: the whole lines staged (one or two, of at
+                    // most 47 values) go to `olds + flushed`, 64-byte
+                    // aligned (`lead`, and `flushed` a multiple of 16),
+                    // with room reserved; the rest (< 16) moves to the
+                    // stage's front.
+                    unsafe {
+                        let whole = ns / 16;
+                        for j in 0..whole {
+                            let dst = olds.add(flushed + 16 * j);
+                            let line = _mm512_load_ps(sp.add(16 * j));
+                            if (dst as usize).is_multiple_of(64) {
+                                _mm512_stream_ps(dst, line);
+                            } else {
+                                _mm512_storeu_ps(dst, line);
+                            }
+                        }
+                        _mm512_store_ps(sp, _mm512_load_ps(sp.add(16 * whole)));
+                        flushed += 16 * whole;
+                        ns -= 16 * whole;
+                    }
+                }
                 if (l0.inb | l1.inb) != 0 && complete {
                     record(&l0, lo, scope_all, cands);
                     record(&l1, lo + 16, scope_all, cands);
@@ -470,9 +513,26 @@ mod avx512 {
                 lo += GROUP.min(rem);
             }
         }
-        undo.n_lines = n_lines;
-        undo.n_olds = n_olds;
+        // SAFETY: the last staged values (< 16) go after the flushed ones
+        // (room reserved for 16 more); the fence orders the streaming
+        // stores before whatever reads the log next.
+        unsafe {
+            let olds = undo.olds.as_mut_ptr().add(undo.lead);
+            _mm512_storeu_ps(olds.add(flushed), _mm512_load_ps(sp));
+            _mm_sfence();
+        }
+        undo.n_olds = flushed + ns;
         complete
+    }
+
+    /// The old values' stage: a cache line's worth and the slack of the
+    /// packed stores, aligned for whole-line loads.
+    #[repr(C, align(64))]
+    struct Stage([f32; 64]);
+
+    /// Entries from `ptr` to the next 64-byte boundary (0 to 15).
+    fn align_lead(ptr: *const f32) -> usize {
+        (64 - ptr as usize % 64) % 64 / 4
     }
 }
 
@@ -563,11 +623,8 @@ mod tests {
             } else {
                 single_chunk_wide(&ctx, c, &mut view, band, cap, &mut cands, &mut undo)
             };
-            let lines = undo.lines[..undo.n_lines].to_vec();
-            let olds: Vec<u32> = undo.olds[..undo.n_olds]
-                .iter()
-                .map(|x| x.to_bits())
-                .collect();
+            let lines: Vec<(u32, u32)> = undo.logged_lines().collect();
+            let olds: Vec<u32> = undo.logged_olds().iter().map(|x| x.to_bits()).collect();
             let cands: Vec<(u32, u64, u64, u64)> = cands
                 .iter()
                 .map(|c| (c.i, c.key, c.new.to_bits(), c.rest.to_bits()))
