@@ -71,8 +71,17 @@ pub fn enabled() -> bool {
 #[inline(always)]
 pub fn prefetch_at<T>(s: &[T], i: usize) {
     if i < s.len() {
-        line(s.as_ptr().cast::<u8>(), i * std::mem::size_of::<T>());
+        prefetch_ptr(s.as_ptr(), i);
     }
+}
+
+/// Asks for the cache line holding entry `i` from `base`, wherever it is,
+/// without a bound: for kernels that walk raw pointers (a line past the
+/// end is asked for and never read). The address is only computed
+/// (wrapping), never dereferenced.
+#[inline(always)]
+pub fn prefetch_ptr<T>(base: *const T, i: usize) {
+    line(base.wrapping_add(i).cast::<u8>())
 }
 
 /// Walks the entries `0..n` of a streaming loop one cache line of `line`
@@ -114,17 +123,16 @@ pub(crate) use by_lines;
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn line(base: *const u8, off: usize) {
+fn line(at: *const u8) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-    // SAFETY: `base + off` lies inside the slice `prefetch_at` was given
-    // (`off = i · size_of::<T>()` with `i < len`), so the pointer arithmetic stays in one
-    // allocation. A prefetch reads nothing architecturally and cannot fault.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(off).cast::<i8>()) }
+    // SAFETY: a prefetch reads nothing architecturally and cannot fault,
+    // whatever the address.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>()) }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn line(_base: *const u8, _off: usize) {}
+fn line(_at: *const u8) {}
 
 #[cfg(test)]
 mod tests {
@@ -138,6 +146,9 @@ mod tests {
         }
         prefetch_at(&[7u8; 3], 2);
         prefetch_at::<f64>(&[], 0);
+        for i in [0, 2999, 3000, 1 << 40, usize::MAX] {
+            prefetch_ptr(xs.as_ptr(), i);
+        }
         assert!(xs.iter().enumerate().all(|(i, &x)| x == i as f32));
         assert_eq!(line_entries::<f32>(), 16);
         assert_eq!(line_entries::<f64>(), 8);

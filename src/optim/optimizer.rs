@@ -1332,9 +1332,10 @@ wide_simd_fn! {
             return (v.len(), 0, 0);
         }
         if plain && dec.is_none() && !ctx.scope_all {
-            // Frozen block: state only.
-            for_each_entry(v, used, |_, p, g, s| {
-                base.update(c, *p, g, s);
+            // Frozen block: state only (the constants owned, as above).
+            let c = *c;
+            for_each_entry(v, used, move |_, p, g, s| {
+                base.update(&c, *p, g, s);
             });
             return (0, 0, 0);
         }

@@ -615,7 +615,7 @@ impl<T: Scalar> UndoLog<T> {
         let n = old.len();
         debug_assert_eq!(self.lead, 0, "the generic pass logs from the start");
         if self.lines.len() <= self.n_lines || self.olds.len() < self.n_olds + n {
-            self.grow();
+            self.reserve(1, n);
         }
         let at = self.n_olds;
         let (mask, count) =
@@ -626,7 +626,7 @@ impl<T: Scalar> UndoLog<T> {
     }
 
     /// Room for `lines` more lines and `olds` more old values past the
-    /// cursors (by doubling, as [`UndoLog::grow`]).
+    /// cursors, by doubling.
     #[cold]
     fn reserve(&mut self, lines: usize, olds: usize) {
         let want = self.n_lines + lines;
@@ -637,14 +637,6 @@ impl<T: Scalar> UndoLog<T> {
         if self.olds.len() < want {
             self.olds.resize(want.max(2 * self.olds.len()), T::zero());
         }
-    }
-
-    #[cold]
-    fn grow(&mut self) {
-        let lines = (self.n_lines + 1).max(2 * self.lines.len());
-        self.lines.resize(lines, (0, 0));
-        let olds = (self.n_olds + 32).max(2 * self.olds.len());
-        self.olds.resize(olds, T::zero());
     }
 
     /// Puts the logged old values back into the chunk's θ.

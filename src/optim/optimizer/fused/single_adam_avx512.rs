@@ -153,9 +153,17 @@ pub(super) fn run_f32(
     {
         let keys = (band.lo as u32 as i32, band.hi as u32 as i32);
         let hint = crate::kernels::prefetch::enabled();
+        // The two loop-invariant choices, made once for the chunk
+        // (`avx512::sixteen`'s `NEAR`, `DECOUPLED`).
+        let pass = match (k.w1 < 0.5, k.decoupled) {
+            (true, true) => avx512::pass_with::<true, true>,
+            (true, false) => avx512::pass_with::<true, false>,
+            (false, true) => avx512::pass_with::<false, true>,
+            (false, false) => avx512::pass_with::<false, false>,
+        };
         // SAFETY: the CPU has AVX-512 F/BW/DQ/VL and POPCNT (asserted just
         // above); the slices have the same length `n` (asserted).
-        unsafe { avx512::pass(k, p, g, m, v, keys, scope_all, hint, cap, cands, undo) }
+        unsafe { pass(k, p, g, m, v, keys, scope_all, hint, cap, cands, undo) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -169,7 +177,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{Candidate, PlainAdamF32, UndoLog, BATCH, GROUP};
-    use crate::kernels::prefetch::AHEAD;
+    use crate::kernels::prefetch::{prefetch_ptr, AHEAD};
 
     /// The arithmetic's constants, broadcast.
     struct Consts {
@@ -325,54 +333,15 @@ mod avx512 {
         }
     }
 
-    /// The chunk's pass (see `run_f32`), its two loop-invariant choices
-    /// made once for the whole chunk ([`sixteen`]'s `NEAR`, `DECOUPLED`).
-    ///
-    /// # Safety
-    /// As [`pass_with`].
-    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq,popcnt")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn pass(
-        k: &PlainAdamF32,
-        p: &mut [f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-        keys: (i32, i32),
-        scope_all: bool,
-        hint: bool,
-        cap: usize,
-        cands: &mut Vec<Candidate>,
-        undo: &mut UndoLog<f32>,
-    ) -> bool {
-        let f = match (k.w1 < 0.5, k.decoupled) {
-            (true, true) => pass_with::<true, true>,
-            (true, false) => pass_with::<true, false>,
-            (false, true) => pass_with::<false, true>,
-            (false, false) => pass_with::<false, false>,
-        };
-        // SAFETY: this function's contract is `pass_with`'s.
-        unsafe { f(k, p, g, m, v, keys, scope_all, hint, cap, cands, undo) }
-    }
-
-    /// Asks for the cache line of `base + at` (entries), wherever it is:
-    /// a prefetch never faults, so no bound is checked.
-    #[inline(always)]
-    fn hint_line(base: *const f32, at: usize) {
-        // SAFETY: the address is only computed (wrapping, never
-        // dereferenced); a prefetch reads nothing architecturally.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(at).cast::<i8>()) }
-    }
-
-    /// [`pass`] for one choice of `NEAR`, `DECOUPLED`. `keys` = the
-    /// band's (lo, hi) as signed 32-bit keys.
+    /// The chunk's pass (see `run_f32`) for one choice of `NEAR`,
+    /// `DECOUPLED`. `keys` = the band's (lo, hi) as signed 32-bit keys.
     ///
     /// # Safety
     /// The CPU has AVX-512 F/VL/BW/DQ, AVX2 and POPCNT; `p`, `g`, `m`, `v`
     /// have the same length.
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq,popcnt")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn pass_with<const NEAR: bool, const DECOUPLED: bool>(
+    pub(super) unsafe fn pass_with<const NEAR: bool, const DECOUPLED: bool>(
         k: &PlainAdamF32,
         p: &mut [f32],
         g: &[f32],
@@ -406,7 +375,7 @@ mod avx512 {
         // buffer by streaming stores, which neither read the lines first
         // nor keep them in the caches (the log is read only when the
         // forecast missed).
-        debug_assert!(undo.n_olds == 0 && undo.n_lines == 0);
+        debug_assert!(undo.n_olds == 0 && undo.n_lines == 0 && undo.lead == 0);
         // One mask per group of 32, written in place (no cursor).
         let groups = n.div_ceil(GROUP);
         if undo.masks.len() < groups {
@@ -417,8 +386,6 @@ mod avx512 {
         let mut stage = Stage([0.0; 64]);
         let sp = stage.0.as_mut_ptr();
         let (mut flushed, mut ns) = (0usize, 0usize);
-        undo.lead = 0;
-        undo.n_olds = 0;
         undo.reserve(0, 32);
         undo.lead = align_lead(undo.olds.as_ptr());
         let mut lo = 0;
@@ -449,10 +416,10 @@ mod avx512 {
                         if hint {
                             let at = lo + AHEAD;
                             for at in [at, at + 16] {
-                                hint_line(ptrs.0, at);
-                                hint_line(ptrs.1, at);
-                                hint_line(ptrs.2, at);
-                                hint_line(ptrs.3, at);
+                                prefetch_ptr(ptrs.0, at);
+                                prefetch_ptr(ptrs.1, at);
+                                prefetch_ptr(ptrs.2, at);
+                                prefetch_ptr(ptrs.3, at);
                             }
                         }
                         let l0 = sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, !0, true, sp.add(ns));
