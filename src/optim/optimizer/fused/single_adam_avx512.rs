@@ -8,11 +8,13 @@
 //! key = bits(m) & 0x7fff_ffff          (|m|'s key, a signed 32-bit compare)
 //! above = key > hi                     band = lo ≤ key ≤ hi
 //! θ ← above ? θ·decay + (neg_step_size·m) / (√v / bc2_sqrt + eps) : θ
-//! log: old θ of `above` packed by vcompressps into an L1 stage, whole
-//!      cache lines streamed to the log (no read for ownership, no cache
-//!      kept: the log is read only when the forecast missed);
+//! log: old θ of `above` packed by vcompressps, gathered into whole
+//!      cache lines in a register (vexpandps), each line streamed to the
+//!      log (no read for ownership, no cache kept: the log is read only
+//!      when the forecast missed);
 //!      per 32 entries its mask, in place (the index is the position)
-//! band entries (rare) → candidates, from the vectors already computed
+//! band entries (rare) → staged in L1 from the vectors already computed,
+//!      pushed as candidates after each batch of 256 entries
 //! ```
 //!
 //! What the generic pass spends beyond AdamW's update, and this one does
@@ -27,6 +29,12 @@
 //! ms against the generic loop's 12.4–13.4; the streamed old θ and the
 //! dense masks took MoFO/Adam from 1.128–1.134 to 1.101–1.108 (three
 //! alternations); the log's writes are about 1 ms of the pass.
+//! Twenty-first sitting: the old θ packed in a register rather than an L1
+//! stage (whose whole-line loads could not be forwarded from the packed
+//! stores), and the band's candidates staged and pushed after the batch
+//! (no call in the loop, so the constants stay in registers): MoFO/Adam
+//! alternated 1.067–1.072 against 1.079–1.083 on one thread, 1.043–1.048
+//! against 1.054–1.060 on two (docs/performance.md).
 //!
 //! [`try_single_chunk`] runs it when the CPU has AVX-512, `T` is `f32`, the
 //! filter is [`Momentum`] and the base a plain [`Adam`];
@@ -195,25 +203,28 @@ mod avx512 {
     }
 
     /// What [`sixteen`] leaves of its entries: the masks of those above
-    /// the band and in it, and for the band's candidates their keys, new
-    /// θ, decayed θ and old θ.
-    struct Lanes {
+    /// the band and in it, the old θ of those above, packed into the first
+    /// lanes of `packed`, and for the band's candidates their keys, new θ,
+    /// decayed θ and old θ (dead, so free, unless the band holds some).
+    struct Sixteen {
         above: u16,
         inb: u16,
+        packed: __m512,
         key: __m512i,
         new: __m512,
         decayed: __m512,
         old: __m512,
     }
 
-    impl Lanes {
+    impl Sixteen {
         /// No entry (past a chunk's end).
         #[target_feature(enable = "avx512f")]
         #[inline]
-        fn none() -> Lanes {
-            Lanes {
+        fn none() -> Sixteen {
+            Sixteen {
                 above: 0,
                 inb: 0,
+                packed: _mm512_setzero_ps(),
                 key: _mm512_setzero_si512(),
                 new: _mm512_setzero_ps(),
                 decayed: _mm512_setzero_ps(),
@@ -225,14 +236,57 @@ mod avx512 {
     /// The four buffers' base pointers: θ, g, m, v.
     type Ptrs = (*mut f32, *const f32, *mut f32, *mut f32);
 
+    /// The new moments from the old ones and the gradient. `NEAR`:
+    /// `w1 < 0.5`, lerp's first form (`m + w1·(g − m)`), else the second
+    /// (`g − (g − m)·(1 − w1)`).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn moments<const NEAR: bool>(c: &Consts, g: __m512, m0: __m512, v0: __m512) -> [__m512; 2] {
+        let m1 = if NEAR {
+            _mm512_add_ps(m0, _mm512_mul_ps(c.w1, _mm512_sub_ps(g, m0)))
+        } else {
+            _mm512_sub_ps(g, _mm512_mul_ps(_mm512_sub_ps(g, m0), c.omw1))
+        };
+        let v1 = _mm512_add_ps(
+            _mm512_mul_ps(v0, c.b2),
+            _mm512_mul_ps(_mm512_mul_ps(c.omb2, g), g),
+        );
+        [m1, v1]
+    }
+
+    /// θ decayed (by `decay` when `DECOUPLED`, else as it is) and θ
+    /// updated: `decayed + (nss·m) / (√v / bc2s + eps)`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn updated<const DECOUPLED: bool>(
+        c: &Consts,
+        p0: __m512,
+        m1: __m512,
+        v1: __m512,
+    ) -> [__m512; 2] {
+        let decayed = if DECOUPLED {
+            _mm512_mul_ps(p0, c.decay)
+        } else {
+            p0
+        };
+        let denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v1), c.bc2s), c.eps);
+        let new = _mm512_add_ps(decayed, _mm512_div_ps(_mm512_mul_ps(c.nss, m1), denom));
+        [decayed, new]
+    }
+
+    /// |m|'s keys: m's bits without the sign, compared as signed 32-bit.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn keys(c: &Consts, m1: __m512) -> __m512i {
+        _mm512_and_si512(_mm512_castps_si512(m1), c.abs)
+    }
+
     /// Sixteen entries at `i`, those of the mask `lanes` (all of them when
-    /// `full`): state stored, θ updated above the band, the updated
-    /// entries' old θ packed at `olds` (16 lanes written). `NEAR`: `w1 < 0.5`, lerp's first
-    /// form (`m + w1·(g − m)`); `DECOUPLED`: θ decayed by `decay`.
+    /// `full`): state stored, θ updated above the band.
     ///
     /// # Safety
     /// The CPU has AVX-512 F; the lanes of `lanes` (all 16 when `full`)
-    /// from `i` lie inside each buffer; `olds` has room for 16 values.
+    /// from `i` lie inside each buffer.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn sixteen<const NEAR: bool, const DECOUPLED: bool>(
@@ -241,11 +295,10 @@ mod avx512 {
         i: usize,
         lanes: __mmask16,
         full: bool,
-        olds: *mut f32,
-    ) -> Lanes {
+    ) -> Sixteen {
         let (pp, gp, mp, vp) = ptrs;
-        // SAFETY: the lanes read and written lie in the buffers, and
-        // `olds` has room for 16 values (the function's contract).
+        // SAFETY: the lanes read and written lie in the buffers (the
+        // function's contract).
         let (p0, g, m0, v0) = unsafe {
             if full {
                 (
@@ -263,29 +316,14 @@ mod avx512 {
                 )
             }
         };
-        let m1 = if NEAR {
-            _mm512_add_ps(m0, _mm512_mul_ps(c.w1, _mm512_sub_ps(g, m0)))
-        } else {
-            _mm512_sub_ps(g, _mm512_mul_ps(_mm512_sub_ps(g, m0), c.omw1))
-        };
-        let v1 = _mm512_add_ps(
-            _mm512_mul_ps(v0, c.b2),
-            _mm512_mul_ps(_mm512_mul_ps(c.omb2, g), g),
-        );
-        let key = _mm512_and_si512(_mm512_castps_si512(m1), c.abs);
+        let [m1, v1] = moments::<NEAR>(c, g, m0, v0);
+        let key = keys(c, m1);
         let above = _mm512_mask_cmpgt_epi32_mask(lanes, key, c.hi);
         let inb = _mm512_mask_cmpge_epi32_mask(lanes, key, c.lo) & !above;
-        let decayed = if DECOUPLED {
-            _mm512_mul_ps(p0, c.decay)
-        } else {
-            p0
-        };
-        let denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v1), c.bc2s), c.eps);
-        let new = _mm512_add_ps(decayed, _mm512_div_ps(_mm512_mul_ps(c.nss, m1), denom));
+        let [decayed, new] = updated::<DECOUPLED>(c, p0, m1, v1);
         let p1 = _mm512_mask_mov_ps(p0, above, new);
         // SAFETY: as the loads above.
         unsafe {
-            _mm512_storeu_ps(olds, _mm512_maskz_compress_ps(above, p0));
             if full {
                 _mm512_storeu_ps(pp.add(i), p1);
                 _mm512_storeu_ps(mp.add(i), m1);
@@ -296,9 +334,10 @@ mod avx512 {
                 _mm512_mask_storeu_ps(vp.add(i), lanes, v1);
             }
         }
-        Lanes {
+        Sixteen {
             above,
             inb,
+            packed: _mm512_maskz_compress_ps(above, p0),
             key,
             new,
             decayed,
@@ -306,30 +345,117 @@ mod avx512 {
         }
     }
 
-    /// The band's entries among `l` (the sixteen at `lo`) pushed as
-    /// candidates, in index order, with the values the generic pass's
-    /// `record_band` computes (θ kept: `rest` is the old θ, or the decayed
-    /// one under scope `All`).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn record(l: &Lanes, lo: usize, scope_all: bool, cands: &mut Vec<Candidate>) {
-        let (mut keys, mut new, mut rest) = ([0u32; 16], [0f32; 16], [0f32; 16]);
-        // SAFETY: each array holds 16 lanes.
-        unsafe {
-            _mm512_storeu_si512(keys.as_mut_ptr().cast(), l.key);
-            _mm512_storeu_ps(new.as_mut_ptr(), l.new);
-            _mm512_storeu_ps(rest.as_mut_ptr(), if scope_all { l.decayed } else { l.old });
+    /// The band's entries of a batch, staged in L1 (from the vectors
+    /// [`sixteen`] computed, with no call in the loop) and pushed as
+    /// candidates after it: index in the chunk, key, new θ, and the θ kept
+    /// (`rest`: the old θ, or the decayed one under scope `All`), the
+    /// values the generic pass's `record_band` computes. Pushing from the
+    /// loop made its registers spill around the call; recomputing the
+    /// values after the loop from what `sixteen` stored made the loads wait
+    /// for those stores.
+    struct Staged {
+        i: [u32; BATCH + 16],
+        key: [u32; BATCH + 16],
+        new: [f32; BATCH + 16],
+        rest: [f32; BATCH + 16],
+        n: usize,
+    }
+
+    impl Staged {
+        /// Stages the band's entries of `s`, the sixteen at `lo`.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F; at most `BATCH − 16` entries were staged
+        /// before (a batch stages at most its own entries, `BATCH`).
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn put(&mut self, s: &Sixteen, lo: usize, scope_all: bool) {
+            let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let at = _mm512_add_epi32(iota, _mm512_set1_epi32(lo as i32));
+            let rest = if scope_all { s.decayed } else { s.old };
+            let n = self.n;
+            // SAFETY: room for 16 lanes past `n` (the contract).
+            unsafe {
+                _mm512_storeu_si512(
+                    self.i.as_mut_ptr().add(n).cast(),
+                    _mm512_maskz_compress_epi32(s.inb, at),
+                );
+                _mm512_storeu_si512(
+                    self.key.as_mut_ptr().add(n).cast(),
+                    _mm512_maskz_compress_epi32(s.inb, s.key),
+                );
+                _mm512_storeu_ps(
+                    self.new.as_mut_ptr().add(n),
+                    _mm512_maskz_compress_ps(s.inb, s.new),
+                );
+                _mm512_storeu_ps(
+                    self.rest.as_mut_ptr().add(n),
+                    _mm512_maskz_compress_ps(s.inb, rest),
+                );
+            }
+            self.n += s.inb.count_ones() as usize;
         }
-        let mut bits = l.inb;
-        while bits != 0 {
-            let j = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            cands.push(Candidate {
-                i: (lo + j) as u32,
-                key: u64::from(keys[j]),
-                new: f64::from(new[j]),
-                rest: f64::from(rest[j]),
-            });
+
+        /// The staged entries pushed as candidates, in index order, group
+        /// by group (32 entries) until their count passes `cap`; returns
+        /// whether it never did (the generic pass's completion flag).
+        /// Empties the stage.
+        fn push_to(&mut self, cands: &mut Vec<Candidate>, cap: usize) -> bool {
+            let mut group = u32::MAX;
+            let n = std::mem::take(&mut self.n);
+            for j in 0..n {
+                let i = self.i[j];
+                if i / GROUP as u32 != group {
+                    if cands.len() > cap {
+                        return false;
+                    }
+                    group = i / GROUP as u32;
+                }
+                cands.push(Candidate {
+                    i,
+                    key: u64::from(self.key[j]),
+                    new: f64::from(self.new[j]),
+                    rest: f64::from(self.rest[j]),
+                });
+            }
+            cands.len() <= cap
+        }
+    }
+
+    /// Old values packed into whole cache lines in a register: the first
+    /// `n` (< 16) lanes of `v` are values not yet written.
+    struct Pack {
+        v: __m512,
+        n: usize,
+    }
+
+    impl Pack {
+        /// Appends the first `k` lanes of `packed`; a completed line goes
+        /// by a streaming store (no read for ownership, no cache kept: the
+        /// log is read only when the forecast missed) to `out`, which then
+        /// moves on by 16.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F; `out` is 64-byte aligned with room for
+        /// 16 values.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn push(&mut self, packed: __m512, k: usize, out: &mut *mut f32) {
+            // Lanes n.. take packed's first 16 − n.
+            self.v = _mm512_mask_expand_ps(self.v, !0u16 << self.n, packed);
+            let total = self.n + k;
+            if total >= 16 {
+                // SAFETY: `out` is aligned with room for a line (contract).
+                unsafe {
+                    _mm512_stream_ps(*out, self.v);
+                    *out = out.add(16);
+                }
+                // The rest: packed's lanes from 16 − n on.
+                self.v = _mm512_maskz_compress_ps((!0u32 << (16 - self.n)) as u16, packed);
+                self.n = total - 16;
+            } else {
+                self.n = total;
+            }
         }
     }
 
@@ -370,11 +496,8 @@ mod avx512 {
         };
         let mut complete = true;
         // The log is empty (cleared by the caller): its old values start
-        // at the first 64-byte boundary of the buffer (`lead`), and go
-        // through `stage` (in L1), whole cache lines at a time, to the
-        // buffer by streaming stores, which neither read the lines first
-        // nor keep them in the caches (the log is read only when the
-        // forecast missed).
+        // at the first 64-byte boundary of the buffer (`lead`), packed in
+        // a register and written whole cache lines at a time (`Pack`).
         debug_assert!(undo.n_olds == 0 && undo.n_lines == 0 && undo.lead == 0);
         // One mask per group of 32, written in place (no cursor).
         let groups = n.div_ceil(GROUP);
@@ -383,17 +506,26 @@ mod avx512 {
         }
         undo.n_masks = groups;
         let masks = undo.masks.as_mut_ptr();
-        let mut stage = Stage([0.0; 64]);
-        let sp = stage.0.as_mut_ptr();
-        let (mut flushed, mut ns) = (0usize, 0usize);
+        let mut pack = Pack {
+            v: _mm512_setzero_ps(),
+            n: 0,
+        };
+        let mut flushed = 0usize;
+        let mut staged = Staged {
+            i: [0; BATCH + 16],
+            key: [0; BATCH + 16],
+            new: [0.0; BATCH + 16],
+            rest: [0.0; BATCH + 16],
+            n: 0,
+        };
         undo.reserve(0, 32);
         undo.lead = align_lead(undo.olds.as_ptr());
         let mut lo = 0;
         while lo < n {
             let end = (lo + BATCH).min(n);
-            // Room for the batch's groups, and for its entries past those
-            // staged, the 16 lanes of the last partial copy and a new lead.
-            let need = ns + (end - lo) + 32;
+            // Room for the batch's entries past those flushed, those
+            // packed, and the 16 lanes of the last partial line.
+            let need = pack.n + (end - lo) + 32;
             if undo.olds.len() < undo.lead + flushed + need {
                 undo.n_olds = flushed;
                 undo.reserve(0, need);
@@ -401,17 +533,16 @@ mod avx512 {
                 undo.olds.copy_within(undo.lead..undo.lead + flushed, lead);
                 undo.lead = lead;
             }
-            // SAFETY: `lead` < 16 lies inside the buffer (reserved above).
-            let olds = unsafe { undo.olds.as_mut_ptr().add(undo.lead) };
+            // SAFETY: `lead + flushed` lies inside the buffer (reserved
+            // above), 64-byte aligned (`lead`, and `flushed` a multiple of
+            // 16).
+            let mut out = unsafe { undo.olds.as_mut_ptr().add(undo.lead + flushed) };
+            let ptrs: Ptrs = (p.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr());
             while lo < end {
                 let rem = end - lo;
-                let ptrs: Ptrs = (p.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr());
                 // SAFETY (both arms): the lanes passed lie in the chunk
-                // (`lo + 32 <= end`, or the masks of the `rem` left); the
-                // stage has room for 16 values past each cursor (fewer
-                // than 16 staged before the group, 16 more after its
-                // first half: 48 of 64).
-                let (l0, l1) = unsafe {
+                // (`lo + 32 <= end`, or the masks of the `rem` left).
+                let (s0, s1) = unsafe {
                     if rem >= GROUP {
                         if hint {
                             let at = lo + AHEAD;
@@ -422,11 +553,10 @@ mod avx512 {
                                 prefetch_ptr(ptrs.3, at);
                             }
                         }
-                        let l0 = sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, !0, true, sp.add(ns));
-                        let at = ns + l0.above.count_ones() as usize;
-                        let l1 =
-                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, !0, true, sp.add(at));
-                        (l0, l1)
+                        (
+                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, !0, true),
+                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, !0, true),
+                        )
                     } else {
                         // The chunk's last, partial group.
                         let m0 = if rem >= 16 { !0u16 } else { (1u16 << rem) - 1 };
@@ -435,67 +565,48 @@ mod avx512 {
                         } else {
                             0
                         };
-                        let l0 =
-                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, m0, rem >= 16, sp.add(ns));
-                        let at = ns + l0.above.count_ones() as usize;
-                        let l1 = if m1 != 0 {
-                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, m1, false, sp.add(at))
+                        let s0 = sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, m0, rem >= 16);
+                        let s1 = if m1 != 0 {
+                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, m1, false)
                         } else {
-                            Lanes::none()
+                            Sixteen::none()
                         };
-                        (l0, l1)
+                        (s0, s1)
                     }
                 };
-                let above = u32::from(l0.above) | (u32::from(l1.above) << 16);
-                // SAFETY: `lo / 32` < `groups`, the masks' length.
-                unsafe { *masks.add(lo / GROUP) = above };
-                ns += above.count_ones() as usize;
-                if ns >= 16 {
-                    // SAFETY: the whole lines staged (one or two, of at
-                    // most 47 values) go to `olds + flushed`, 64-byte
-                    // aligned (`lead`, and `flushed` a multiple of 16),
-                    // with room reserved; the rest (< 16) moves to the
-                    // stage's front.
-                    unsafe {
-                        let whole = ns / 16;
-                        for j in 0..whole {
-                            let dst = olds.add(flushed + 16 * j);
-                            let line = _mm512_load_ps(sp.add(16 * j));
-                            if (dst as usize).is_multiple_of(64) {
-                                _mm512_stream_ps(dst, line);
-                            } else {
-                                _mm512_storeu_ps(dst, line);
-                            }
-                        }
-                        _mm512_store_ps(sp, _mm512_load_ps(sp.add(16 * whole)));
-                        flushed += 16 * whole;
-                        ns -= 16 * whole;
-                    }
+                // SAFETY: `lo / 32` < `groups`, the masks' length; `out`
+                // stays aligned with room for the batch (reserved above).
+                unsafe {
+                    *masks.add(lo / GROUP) = u32::from(s0.above) | (u32::from(s1.above) << 16);
+                    pack.push(s0.packed, s0.above.count_ones() as usize, &mut out);
+                    pack.push(s1.packed, s1.above.count_ones() as usize, &mut out);
                 }
-                if (l0.inb | l1.inb) != 0 && complete {
-                    record(&l0, lo, scope_all, cands);
-                    record(&l1, lo + 16, scope_all, cands);
-                    complete = cands.len() <= cap;
+                if (s0.inb | s1.inb) != 0 && complete {
+                    // SAFETY: at most the batch's 256 entries are staged.
+                    unsafe {
+                        staged.put(&s0, lo, scope_all);
+                        staged.put(&s1, lo + 16, scope_all);
+                    }
                 }
                 lo += GROUP.min(rem);
             }
+            if staged.n > 0 {
+                complete = staged.push_to(cands, cap);
+            }
+            // SAFETY: `out` moved on from the batch's start inside the log.
+            flushed = unsafe { out.offset_from(undo.olds.as_ptr().add(undo.lead)) } as usize;
         }
-        // SAFETY: the last staged values (< 16) go after the flushed ones
+        // SAFETY: the last packed values (< 16) go after the flushed ones
         // (room reserved for 16 more); the fence orders the streaming
         // stores before whatever reads the log next.
         unsafe {
             let olds = undo.olds.as_mut_ptr().add(undo.lead);
-            _mm512_storeu_ps(olds.add(flushed), _mm512_load_ps(sp));
+            _mm512_storeu_ps(olds.add(flushed), pack.v);
             _mm_sfence();
         }
-        undo.n_olds = flushed + ns;
+        undo.n_olds = flushed + pack.n;
         complete
     }
-
-    /// The old values' stage: a cache line's worth and the slack of the
-    /// packed stores, aligned for whole-line loads.
-    #[repr(C, align(64))]
-    struct Stage([f32; 64]);
 
     /// Entries from `ptr` to the next 64-byte boundary (0 to 15).
     fn align_lead(ptr: *const f32) -> usize {
@@ -528,9 +639,9 @@ mod tests {
         [p, g, m, v]
     }
 
-    /// The band holding the keys of ranks `n/10 .. n/10 + n/30` (after the
-    /// update of m), as the single pass gets it: (lo, hi].
-    fn band_for(adam: &Adam, g: &[f32], m: &[f32]) -> Band {
+    /// The band holding the keys of ranks `n/10 .. n/10 + n/width` (after
+    /// the update of m), as the single pass gets it: (lo, hi].
+    fn band_for(adam: &Adam, g: &[f32], m: &[f32], width: usize) -> Band {
         let w1 = (1.0 - adam.betas.0) as f32;
         let omw1 = (1.0 - (1.0 - adam.betas.0)) as f32;
         let mut keys: Vec<u64> = g
@@ -543,7 +654,7 @@ mod tests {
         let (hi, lo) = if n < 4 {
             (1u64 << 29, 1u64 << 20)
         } else {
-            (keys[n / 10], keys[(n / 10 + n / 30).min(n - 1)])
+            (keys[n / 10], keys[(n / 10 + n / width).min(n - 1)])
         };
         Band {
             lo: lo.min(hi.saturating_sub(1)) + 1,
@@ -556,10 +667,22 @@ mod tests {
     /// Both passes on the same chunk: θ, m, v, the log, the candidates and
     /// the completion flag equal bit for bit. Returns that flag.
     fn compare(adam: &Adam, n: usize, seed: u64, cap: usize, scope_all: bool) -> bool {
+        compare_with(adam, n, seed, cap, scope_all, 30)
+    }
+
+    /// [`compare`] with the band `n/width` wide.
+    fn compare_with(
+        adam: &Adam,
+        n: usize,
+        seed: u64,
+        cap: usize,
+        scope_all: bool,
+        width: usize,
+    ) -> bool {
         let t = 7;
         let c = adam.coef::<f32>(t, adam.lr, adam.weight_decay, &Default::default());
         let [p, g, m, v] = chunk(n, seed);
-        let band = band_for(adam, &g, &m);
+        let band = band_for(adam, &g, &m, width);
         let filter = Momentum::new(0.1);
         let ctx = Ctx {
             filter: &filter,
@@ -600,7 +723,8 @@ mod tests {
             (bits(&p), bits(&m), bits(&v), lines, olds, cands, complete)
         };
         let (hand, generic) = (run(true), run(false));
-        let what = format!("n {n} seed {seed} cap {cap} scope_all {scope_all} {adam:?}");
+        let what =
+            format!("n {n} seed {seed} cap {cap} scope_all {scope_all} width {width} {adam:?}");
         assert_eq!(hand.0, generic.0, "θ, {what}");
         assert_eq!(hand.1, generic.1, "m, {what}");
         assert_eq!(hand.2, generic.2, "v, {what}");
@@ -637,6 +761,11 @@ mod tests {
                 assert!(compare(base, n, s as u64, usize::MAX, false));
                 assert!(compare(base, n, s as u64 + 100, usize::MAX, true));
             }
+        }
+        // A band of 40% of the entries: most lanes of a group in it.
+        for s in 0..4 {
+            assert!(compare_with(&adamw, 4099, 200 + s, usize::MAX, false, 3));
+            assert!(compare_with(&adam, 4099, 300 + s, usize::MAX, true, 3));
         }
         // A cap the band overflows: recording stops at the same entry.
         assert!(!compare(&adamw, 20_000, 5, 30, false));
