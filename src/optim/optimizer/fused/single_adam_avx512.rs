@@ -33,8 +33,9 @@
 //! stage (whose whole-line loads could not be forwarded from the packed
 //! stores), and the band's candidates staged and pushed after the batch
 //! (no call in the loop, so the constants stay in registers): MoFO/Adam
-//! alternated 1.067–1.072 against 1.079–1.083 on one thread, 1.043–1.048
-//! against 1.054–1.060 on two (docs/performance.md).
+//! alternated 1.067–1.072 against 1.079–1.083 on one thread; on two,
+//! 1.043–1.048 against 1.054–1.060 at 73 GB/s and 1.061–1.085 against
+//! 1.089–1.110 at 117–134 GB/s (docs/performance.md).
 //!
 //! [`try_single_chunk`] runs it when the CPU has AVX-512, `T` is `f32`, the
 //! filter is [`Momentum`] and the base a plain [`Adam`];
@@ -762,7 +763,7 @@ mod tests {
                 assert!(compare(base, n, s as u64 + 100, usize::MAX, true));
             }
         }
-        // A band of 40% of the entries: most lanes of a group in it.
+        // A band of a third of the entries: many of them staged per batch.
         for s in 0..4 {
             assert!(compare_with(&adamw, 4099, 200 + s, usize::MAX, false, 3));
             assert!(compare_with(&adam, 4099, 300 + s, usize::MAX, true, 3));
