@@ -60,6 +60,12 @@ pub trait Scalar:
     /// selections decided by a score's last bit agree with PyTorch's.
     fn torch_sqrt(self) -> Self;
 
+    /// [`Scalar::torch_sqrt`] of 16 values in place, bit for bit, in a form
+    /// that vectorises ([`crate::kernels::torch_sqrt::torch_sqrt_f32_16`]
+    /// for `f32`): the loops of a base whose step takes this root per
+    /// entry gather a line of arguments and call this once.
+    fn torch_sqrt_16(xs: &mut [Self; 16]);
+
     /// eˣ computed so that loops calling it vectorise: [`crate::kernels::exp`]'s
     /// polynomial for `f32` (within 1 ulp where tested, the same bits on every
     /// target),
@@ -95,6 +101,10 @@ impl Scalar for f32 {
         crate::kernels::torch_sqrt::torch_sqrt_f32(self)
     }
     #[inline(always)]
+    fn torch_sqrt_16(xs: &mut [Self; 16]) {
+        crate::kernels::torch_sqrt::torch_sqrt_f32_16(xs)
+    }
+    #[inline(always)]
     fn fast_exp(self) -> Self {
         crate::kernels::exp::exp_f32(self)
     }
@@ -128,6 +138,12 @@ impl Scalar for f64 {
         // MKL's float64 kernel is not emulated: the reference traces are
         // float32, so no f64 selection can reproduce their ties anyway.
         self.sqrt()
+    }
+    #[inline(always)]
+    fn torch_sqrt_16(xs: &mut [Self; 16]) {
+        for x in xs {
+            *x = x.sqrt();
+        }
     }
     #[inline(always)]
     fn fast_exp(self) -> Self {

@@ -56,6 +56,46 @@ pub fn torch_sqrt_f32(x: f32) -> f32 {
     x.sqrt()
 }
 
+/// [`torch_sqrt_f32`] of 16 values at once, bit for bit: the estimates
+/// from the packed `rsqrtps` (four of them, baseline SSE, so every x86-64
+/// build and every `wide_simd_fn!` twin can call this; each lane gets the
+/// estimate `rsqrtss` gives its value), then the correction and the
+/// exact path's select as lane-wise arithmetic, a loop the compiler
+/// vectorises. The scalar intrinsic keeps any loop that calls
+/// [`torch_sqrt_f32`] one entry at a time; a loop that gathers its
+/// arguments into a line first and calls this runs vector-wide
+/// (`optim::optimizer::rooted`).
+#[inline(always)]
+pub fn torch_sqrt_f32_16(x: &mut [f32; 16]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut y = [0f32; 16];
+        for q in 0..4 {
+            rsqrt_estimate_4(&x[4 * q..4 * q + 4], &mut y[4 * q..4 * q + 4]);
+        }
+        for (x, y) in x.iter_mut().zip(y) {
+            let fast = (FAST_MIN_BITS..=FAST_MAX_BITS).contains(&x.to_bits());
+            let r = refine(*x, y);
+            *x = if fast { r } else { x.sqrt() };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for x in x.iter_mut() {
+        *x = x.sqrt();
+    }
+}
+
+/// The packed estimate `rsqrtps` of four values (`y[i] ≈ 1/√x[i]`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn rsqrt_estimate_4(x: &[f32], y: &mut [f32]) {
+    use std::arch::x86_64::{_mm_loadu_ps, _mm_rsqrt_ps, _mm_storeu_ps};
+    let (x, y): (&[f32; 4], &mut [f32; 4]) = (x.try_into().unwrap(), y.try_into().unwrap());
+    // SAFETY: SSE is part of the x86-64 baseline; the unaligned load and
+    // store touch exactly the four floats of the arrays just borrowed.
+    unsafe { _mm_storeu_ps(y.as_mut_ptr(), _mm_rsqrt_ps(_mm_loadu_ps(x.as_ptr()))) }
+}
+
 /// The hardware reciprocal square-root estimate `rsqrtss`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -137,6 +177,63 @@ mod tests {
         }
         assert!(torch_sqrt_f32(-1.0).is_nan());
         assert!(torch_sqrt_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn sixteen_at_once_are_the_scalar_roots_bit_for_bit() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let specials = [
+            0.0f32,
+            -0.0,
+            f32::from_bits(1),
+            f32::MIN_POSITIVE,
+            f32::from_bits(FAST_MAX_BITS),
+            f32::from_bits(FAST_MAX_BITS + 1),
+            f32::MAX,
+            f32::INFINITY,
+            -1.0,
+            f32::NAN,
+            1.0,
+            4.0,
+            2.0,
+            1e-30,
+            1e30,
+            0.5,
+        ];
+        let mut lines = vec![specials];
+        for _ in 0..20_000 {
+            // Every bit pattern is possible, negative and non-finite included.
+            lines.push(std::array::from_fn(|_| {
+                f32::from_bits((next() >> 32) as u32)
+            }));
+        }
+        crate::kernels::simd::wide_simd_fn! {
+            /// The line kernel as the optimizer's loops compile it: inlined
+            /// into an AVX-512 (or AVX2) function where the CPU has one.
+            fn roots / roots_wide [] (x: &mut [f32; 16]) {
+                torch_sqrt_f32_16(x)
+            }
+        }
+        for line in lines {
+            let mut wide = line;
+            crate::kernels::simd::wide_simd_call!(roots / roots_wide(&mut wide));
+            let mut narrow = line;
+            roots(&mut narrow);
+            for ((x, y), n) in line.iter().zip(wide).zip(narrow) {
+                assert_eq!(y.to_bits(), n.to_bits(), "sqrt({x:e}) by width");
+                let want = torch_sqrt_f32(*x);
+                assert!(
+                    y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
+                    "sqrt({x:e}): {y:e} against {want:e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! exact, so results are identical for any thread count.
 
 mod fused;
+mod rooted;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -967,8 +968,10 @@ fn chunk_deciders(
     counts
         .iter()
         .map(|&n| {
+            // A chunk whose ties all fit in what is left takes every one
+            // (`usize::MAX`: its `Decider::index_rule` then needs no scan).
             let d = Cut {
-                ties_taken: left,
+                ties_taken: if n <= left { usize::MAX } else { left },
                 ..cut
             }
             .decider();
@@ -1328,28 +1331,42 @@ wide_simd_fn! {
             // the loop is the plain update (AdamW's update pass on 3.8M
             // entries, 1 thread: 1.7 -> 1.1 ms; docs/performance.md).
             let c = *c;
-            for_each_entry(v, used, move |_, p, g, s| *p = base.update(&c, *p, g, s));
+            if B::ROOTED {
+                rooted::update_chunk(base, c, v, used, true);
+            } else {
+                for_each_entry(v, used, move |_, p, g, s| *p = base.update(&c, *p, g, s));
+            }
             return (v.len(), 0, 0);
         }
         if plain && dec.is_none() && !ctx.scope_all {
             // Frozen block: state only (the constants owned, as above).
             let c = *c;
-            for_each_entry(v, used, move |_, p, g, s| {
-                base.update(&c, *p, g, s);
-            });
+            if B::ROOTED {
+                rooted::update_chunk(base, c, v, used, false);
+            } else {
+                for_each_entry(v, used, move |_, p, g, s| {
+                    base.update(&c, *p, g, s);
+                });
+            }
             return (0, 0, 0);
         }
         if plain && !ctx.scope_all {
-            if let Some(mut d) = dec {
+            if let Some(d) = dec {
                 // Scored selection without transforms, tracking or decay of the
                 // unselected entries: a small loop body the compiler inlines
                 // (the general loop below is not inlined into every buffer
                 // pattern), with a branch-free select of the new value.
+                // The decider as a rule on (index, key): no count carried
+                // from entry to entry, so the loop vectorises.
                 let keys = &keys[..v.len()];
+                let rule = d.index_rule(keys);
+                let c = *c;
                 let mut selected = 0usize;
                 for_each_entry(v, used, |i, p, g, s| {
-                    let pn = base.update(c, *p, g, s);
-                    let sel = d.take(keys[i]);
+                    let pn = base.update(&c, *p, g, s);
+                    // `get`, not an index: the bounds check's panic
+                    // branch kept this loop one entry at a time.
+                    let sel = keys.get(i).is_some_and(|&key| rule.take(i, key));
                     selected += sel as usize;
                     *p = if sel { pn } else { *p };
                 });

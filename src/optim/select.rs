@@ -109,6 +109,47 @@ impl Decider {
             false
         }
     }
+
+    /// The decisions [`Decider::take`] makes from this state on `keys` (the
+    /// chunk's keys, fed in order), as a rule on each entry's own key and
+    /// index ([`IndexRule::take`]), which a loop applies without a
+    /// loop-carried count, so that it vectorises. Finds where the tie quota
+    /// runs out: a scan of `keys` only when some but maybe not all of its
+    /// ties are taken (`ties_left` neither 0 nor `usize::MAX`).
+    pub fn index_rule(&self, keys: &[u64]) -> IndexRule {
+        let tie_end = match self.ties_left {
+            0 => 0,
+            usize::MAX => keys.len(),
+            left => keys
+                .iter()
+                .enumerate()
+                .filter(|(_, &k)| k == self.threshold_key)
+                .nth(left - 1)
+                .map_or(keys.len(), |(i, _)| i + 1),
+        };
+        IndexRule {
+            threshold_key: self.threshold_key,
+            tie_end,
+        }
+    }
+}
+
+/// A [`Decider`]'s decisions over one chunk as a rule without state: entry
+/// `i` with key `key` is selected iff `key > threshold_key`, or
+/// `key == threshold_key` and `i < tie_end` (the ties taken are the
+/// first ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexRule {
+    threshold_key: u64,
+    tie_end: usize,
+}
+
+impl IndexRule {
+    /// Whether entry `i` (its index in the chunk), with this key, is selected.
+    #[inline(always)]
+    pub fn take(&self, i: usize, key: u64) -> bool {
+        (key > self.threshold_key) | ((key == self.threshold_key) & (i < self.tie_end))
+    }
 }
 
 /// Blocks at least this long use the sampled candidate search.
@@ -289,6 +330,20 @@ mod tests {
             if 0 < k && k < keys.len() {
                 let ties = keys.iter().filter(|&&x| x == cut.threshold_key).count();
                 prop_assert_eq!(t.last_ties_total(), ties);
+            }
+        }
+
+        #[test]
+        fn index_rule_decides_as_the_decider(
+            keys in proptest::collection::vec(0u64..4, 0..120),
+            threshold_key in 0u64..5,
+            ties_left in prop_oneof![0usize..40, Just(usize::MAX)],
+        ) {
+            let cut = Cut { k: 0, threshold_key, ties_taken: ties_left };
+            let mut d = cut.decider();
+            let rule = d.index_rule(&keys);
+            for (i, &key) in keys.iter().enumerate() {
+                prop_assert_eq!(rule.take(i, key), d.take(key), "entry {}", i);
             }
         }
     }

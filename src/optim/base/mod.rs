@@ -97,6 +97,31 @@ pub trait Base: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn effective_grad<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T) -> T;
     /// One entry's full step: updates `s` and returns the new parameter value.
     fn update<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &mut [T; 3]) -> T;
+    /// Whether the step takes one rounded square root per entry
+    /// ([`Scalar::torch_sqrt`], RMSProp's denominator): the update loops
+    /// then gather a line of [`Base::root_arg`]s, take their roots at once
+    /// with [`Scalar::torch_sqrt_16`] (which vectorises, where a loop
+    /// calling the scalar root does not) and call [`Base::update_rooted`].
+    const ROOTED: bool = false;
+    /// The argument of the step's square root, from the state before the
+    /// step (only called when [`Base::ROOTED`]).
+    #[inline(always)]
+    fn root_arg<T: Scalar>(&self, _c: &Self::Coef<T>, _p: T, _g: T, _s: &[T; 3]) -> T {
+        T::zero()
+    }
+    /// [`Base::update`] given `root`, the [`Scalar::torch_sqrt`] of
+    /// [`Base::root_arg`] of the same inputs: bit for bit the same step.
+    #[inline(always)]
+    fn update_rooted<T: Scalar>(
+        &self,
+        c: &Self::Coef<T>,
+        p: T,
+        g: T,
+        s: &mut [T; 3],
+        _root: T,
+    ) -> T {
+        self.update(c, p, g, s)
+    }
     /// The momentum after this step's update, without writing state
     /// (Adam/NAdam: m_t; Lion: m_t; RMSProp/SGD: the momentum buffer).
     /// Bases without momentum return their update direction; the optimizer

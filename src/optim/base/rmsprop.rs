@@ -61,25 +61,40 @@ pub struct RmsPropCoef<T> {
 }
 
 impl RmsProp {
-    /// The denominator √(sq − a²) + ε (centered) or √sq + ε from the updated
-    /// square average `sq` and gradient average `a`.
+    /// The updated square average `sq` and gradient average `a` (the old
+    /// one when not centered) from the effective gradient and the old state.
     #[inline(always)]
-    fn denom_from<T: Scalar>(c: &RmsPropCoef<T>, sq: T, a: T) -> T {
-        if c.centered {
-            (sq + (-a) * a).torch_sqrt() + c.eps
-        } else {
-            sq.torch_sqrt() + c.eps
-        }
-    }
-
-    #[inline(always)]
-    fn denom_of<T: Scalar>(c: &RmsPropCoef<T>, g: T, s: &[T; 3]) -> (T, T, T) {
+    fn averages<T: Scalar>(c: &RmsPropCoef<T>, g: T, s: &[T; 3]) -> (T, T) {
         let sq = s[0] * c.alpha + c.oma * g * g;
         let a = if c.centered {
             lerp(s[1], g, c.oma_w, c.omw)
         } else {
             s[1]
         };
+        (sq, a)
+    }
+
+    /// What the denominator takes the square root of: sq − a² (centered)
+    /// or sq.
+    #[inline(always)]
+    fn radicand<T: Scalar>(c: &RmsPropCoef<T>, sq: T, a: T) -> T {
+        if c.centered {
+            sq + (-a) * a
+        } else {
+            sq
+        }
+    }
+
+    /// The denominator √(sq − a²) + ε (centered) or √sq + ε from the updated
+    /// square average `sq` and gradient average `a`.
+    #[inline(always)]
+    fn denom_from<T: Scalar>(c: &RmsPropCoef<T>, sq: T, a: T) -> T {
+        Self::radicand(c, sq, a).torch_sqrt() + c.eps
+    }
+
+    #[inline(always)]
+    fn denom_of<T: Scalar>(c: &RmsPropCoef<T>, g: T, s: &[T; 3]) -> (T, T, T) {
+        let (sq, a) = Self::averages(c, g, s);
         (Self::denom_from(c, sq, a), sq, a)
     }
 }
@@ -153,6 +168,36 @@ impl Base for RmsProp {
     fn update<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &mut [T; 3]) -> T {
         self.advance(c, p, g, s);
         self.apply_updated(c, p, g, s)
+    }
+    const ROOTED: bool = true;
+    #[inline(always)]
+    fn root_arg<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        let g = self.effective_grad(c, p, g);
+        let (sq, a) = Self::averages(c, g, s);
+        Self::radicand(c, sq, a)
+    }
+    #[inline(always)]
+    fn update_rooted<T: Scalar>(
+        &self,
+        c: &RmsPropCoef<T>,
+        p: T,
+        g: T,
+        s: &mut [T; 3],
+        root: T,
+    ) -> T {
+        // `advance` then `apply_updated`, with `root + ε` as the
+        // denominator both take.
+        let g = self.effective_grad(c, p, g);
+        let (sq, a) = Self::averages(c, g, s);
+        let d = root + c.eps;
+        s[0] = sq;
+        s[1] = a;
+        if c.has_momentum {
+            s[2] = s[2] * c.mu + g / d;
+            p + c.neg_lr * s[2]
+        } else {
+            p + c.neg_lr * g / d
+        }
     }
     const SPLITS: bool = true;
     #[inline(always)]
