@@ -423,6 +423,55 @@ fn single_pass_case<T: Scalar>() {
     }
 }
 
+/// The mv and gv filters, whose scores divide by a rounded square root
+/// that the fused step takes sixteen entries at a time (`Filter::ROOTED`),
+/// over 30 steps of jumping gradients: pass 0 with and without a forecast,
+/// pass 1 and the single pass (hits and misses) are the general step's, bit
+/// for bit, in f32 (MKL's square root from the packed estimate) and f64.
+#[test]
+fn rooted_scores_are_exact_on_every_fused_path() {
+    rooted_case(Mv::new(0.1), adams());
+    rooted_case(Gv::new(0.2), adams());
+    rooted_case(Mv::new(0.1), vec![NAdam::default()]);
+}
+
+fn rooted_case<F: Filter, B: Base>(filter: F, bases: Vec<B>) {
+    fn both<F: Filter, B: Base, T: Scalar>(filter: &F, base: &B, scope: DecayScope) {
+        let run_path =
+            |path| run_with::<F, B, T>(filter.clone(), base.clone(), scope, path, 30, jumping::<T>);
+        let (f, k) = (
+            run_path(SelectionPath::Fused),
+            run_path(SelectionPath::Keys),
+        );
+        let name = format!("{} on {base:?}, {scope:?}, {}", filter.name(), T::NAME);
+        assert!(f.params == k.params, "params {name}");
+        assert!(f.state == k.state, "state {name}");
+        assert_eq!(f.stats, k.stats, "{name}");
+        let (hits, misses, _) = f.paths;
+        assert!(hits > 0 && misses > 0, "{name}: paths {:?}", f.paths);
+        if scope == DecayScope::Selected {
+            assert!(f.single.0 > 0, "{name}: single passes {:?}", f.single);
+        }
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let t = pool.install(|| run_path(SelectionPath::Fused));
+            assert!(
+                t.params == f.params && t.state == f.state,
+                "{name}, {threads} threads"
+            );
+        }
+    }
+    for base in bases {
+        for scope in [DecayScope::Selected, DecayScope::All] {
+            both::<F, B, f32>(&filter, &base, scope);
+            both::<F, B, f64>(&filter, &base, scope);
+        }
+    }
+}
+
 /// `step_finite` on checked gradients is `step` bit for bit: the single
 /// pass (which then reads no gradient before updating), the two passes, the
 /// general step and a filterless Adam, on drifting gradients that also jump.

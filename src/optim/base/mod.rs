@@ -150,6 +150,48 @@ pub trait Base: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn denom_updated<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
     /// [`Base::mv_score`] computed from the state after [`Base::advance`].
     fn mv_score_updated<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T;
+    /// What [`Base::denom_updated`] takes the square root of
+    /// ([`Scalar::torch_sqrt`]; bases with a second moment), from the state
+    /// after [`Base::advance`]. The fused step's loops for the mv and gv
+    /// filters take these roots sixteen at a time
+    /// ([`Scalar::torch_sqrt_16`]) and call the `*_rooted` forms below.
+    #[inline(always)]
+    fn denom_radicand_updated<T: Scalar>(
+        &self,
+        _c: &Self::Coef<T>,
+        _p: T,
+        _g: T,
+        _s: &[T; 3],
+    ) -> T {
+        T::zero()
+    }
+    /// [`Base::denom_updated`] given `root`, the [`Scalar::torch_sqrt`] of
+    /// [`Base::denom_radicand_updated`] on the same inputs: bit for bit the
+    /// same value.
+    #[inline(always)]
+    fn denom_updated_rooted<T: Scalar>(
+        &self,
+        c: &Self::Coef<T>,
+        p: T,
+        g: T,
+        s: &[T; 3],
+        _root: T,
+    ) -> T {
+        self.denom_updated(c, p, g, s)
+    }
+    /// [`Base::mv_score_updated`] given the same `root` as
+    /// [`Base::denom_updated_rooted`]: bit for bit the same value.
+    #[inline(always)]
+    fn mv_score_updated_rooted<T: Scalar>(
+        &self,
+        c: &Self::Coef<T>,
+        p: T,
+        g: T,
+        s: &[T; 3],
+        _root: T,
+    ) -> T {
+        self.mv_score_updated(c, p, g, s)
+    }
     /// Only the decoupled decay θ·(1 − lr·wd) (θ itself when decay is coupled or zero).
     fn decay_only<T: Scalar>(&self, c: &Self::Coef<T>, p: T) -> T;
 }

@@ -164,12 +164,40 @@ impl Base for NAdam {
         s[0]
     }
     #[inline(always)]
-    fn denom_updated<T: Scalar>(&self, c: &NAdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
-        (s[1] / c.bc2).torch_sqrt() + c.eps
+    fn denom_updated<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
+        let root = self.denom_radicand_updated(c, p, g, s).torch_sqrt();
+        self.denom_updated_rooted(c, p, g, s, root)
     }
     #[inline(always)]
     fn mv_score_updated<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        (s[0] / c.bc1).abs() / self.denom_updated(c, p, g, s)
+        let root = self.denom_radicand_updated(c, p, g, s).torch_sqrt();
+        self.mv_score_updated_rooted(c, p, g, s, root)
+    }
+    #[inline(always)]
+    fn denom_radicand_updated<T: Scalar>(&self, c: &NAdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+        s[1] / c.bc2
+    }
+    #[inline(always)]
+    fn denom_updated_rooted<T: Scalar>(
+        &self,
+        c: &NAdamCoef<T>,
+        _p: T,
+        _g: T,
+        _s: &[T; 3],
+        root: T,
+    ) -> T {
+        root + c.eps
+    }
+    #[inline(always)]
+    fn mv_score_updated_rooted<T: Scalar>(
+        &self,
+        c: &NAdamCoef<T>,
+        p: T,
+        g: T,
+        s: &[T; 3],
+        root: T,
+    ) -> T {
+        (s[0] / c.bc1).abs() / self.denom_updated_rooted(c, p, g, s, root)
     }
     #[inline(always)]
     fn momentum<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {

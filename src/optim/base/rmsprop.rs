@@ -232,6 +232,21 @@ impl Base for RmsProp {
         Self::denom_from(c, s[0], s[1])
     }
     #[inline(always)]
+    fn denom_radicand_updated<T: Scalar>(&self, c: &RmsPropCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+        Self::radicand(c, s[0], s[1])
+    }
+    #[inline(always)]
+    fn denom_updated_rooted<T: Scalar>(
+        &self,
+        c: &RmsPropCoef<T>,
+        _p: T,
+        _g: T,
+        _s: &[T; 3],
+        root: T,
+    ) -> T {
+        root + c.eps
+    }
+    #[inline(always)]
     fn mv_score_updated<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         self.momentum_updated(c, p, g, s).abs()
     }

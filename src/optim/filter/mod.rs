@@ -84,6 +84,26 @@ pub trait Filter: Clone + std::fmt::Debug + Send + Sync + 'static {
     ) -> T {
         T::zero()
     }
+    /// Whether [`Filter::score_updated`] divides by the base's denominator
+    /// `Base::denom_updated`, a rounded square root per entry (mv, gv): the
+    /// fused step's loops then take those roots sixteen at a time and call
+    /// [`Filter::score_updated_rooted`].
+    const ROOTED: bool = false;
+    /// [`Filter::score_updated`] given `root`, the [`Scalar::torch_sqrt`]
+    /// of `Base::denom_radicand_updated` on the same inputs: bit for bit
+    /// the same score.
+    #[inline(always)]
+    fn score_updated_rooted<B: Base, T: Scalar>(
+        &self,
+        base: &B,
+        c: &B::Coef<T>,
+        p: T,
+        g: T,
+        s: &[T; 3],
+        _root: T,
+    ) -> T {
+        self.score_updated(base, c, p, g, s)
+    }
 }
 
 pub(crate) fn incompatible<B: Base>(filter: &str, base: &B, reason: &str) -> OptimError {

@@ -57,4 +57,17 @@ impl Filter for Mv {
     ) -> T {
         base.mv_score_updated(c, p, g, s)
     }
+    const ROOTED: bool = true;
+    #[inline(always)]
+    fn score_updated_rooted<B: Base, T: Scalar>(
+        &self,
+        base: &B,
+        c: &B::Coef<T>,
+        p: T,
+        g: T,
+        s: &[T; 3],
+        root: T,
+    ) -> T {
+        base.mv_score_updated_rooted(c, p, g, s, root)
+    }
 }

@@ -704,12 +704,15 @@ fn redo_selection<F: Filter, B: Base, T: Scalar>(
         .par_iter_mut()
         .zip(deciders.into_par_iter())
         .with_min_len(per_job)
-        .for_each(|(ch, mut dec)| {
+        .for_each(|(ch, dec)| {
+            // As in the general step's apply loop: the decider as a rule
+            // on (index, key), branch-free, so the loop vectorises.
             let ks = &keys[ch.off..ch.off + ch.len()];
+            let rule = dec.index_rule(ks);
             super::for_each_entry(ch, used, |i, p, g, s| {
-                if dec.take(ks[i]) {
-                    *p = base.apply_updated(c, *p, g, s);
-                }
+                let take = ks.get(i).is_some_and(|&key| rule.take(i, key));
+                let new = base.apply_updated(c, *p, g, s);
+                *p = if take { new } else { *p };
             });
         });
     rt.forecast.observe(cut.threshold_key);
@@ -807,6 +810,73 @@ fn key_after_update<F: Filter, B: Base, T: Scalar>(
     filter.score_updated(base, c, p, g, &s).abs_key()
 }
 
+/// [`key_after_update`] of every entry of a chunk, for a filter whose
+/// score takes the base's denominator root (`Filter::ROOTED`), sixteen
+/// entries at a time (`optimizer::rooted`): `see(keys, g)` per line, with
+/// the line's keys and gradients in index order.
+#[inline(always)]
+fn keys_rooted<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    v: &View<'_, T>,
+    mut see: impl FnMut(&[u64], &[T]),
+) {
+    let (filter, base) = (ctx.filter, ctx.base);
+    super::rooted::for_each_line(
+        v,
+        ctx.used,
+        |p, g, s| radicand_after_update(base, c, p, g, s),
+        |p, g, s, root| {
+            filter
+                .score_updated_rooted(base, c, *p, g, s, root)
+                .abs_key()
+        },
+        |_, line, keys| see(keys, &line.g[..keys.len()]),
+    );
+}
+
+/// Pass 1 and the single pass for a rooted filter, sixteen entries at a
+/// time (`optimizer::rooted`): every entry's state advanced, its key from
+/// the line's roots, then `mark(key, θ, g, state)` (which may write θ) gives
+/// its mark; after each line `done(lo, line, marks)`.
+#[inline(always)]
+fn marked_rooted<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: &B::Coef<T>,
+    v: &mut View<'_, T>,
+    mut mark: impl FnMut(u64, &mut T, T, &[T; 3]) -> u8,
+    done: impl FnMut(usize, &super::rooted::Line<T>, &[u8]),
+) {
+    let (filter, base) = (ctx.filter, ctx.base);
+    super::rooted::for_each_line_mut(
+        v,
+        ctx.used,
+        true,
+        |p, g, s| radicand_after_update(base, c, p, g, s),
+        |p, g, s, root| {
+            let key = filter
+                .score_updated_rooted(base, c, *p, g, s, root)
+                .abs_key();
+            mark(key, p, g, s)
+        },
+        done,
+    );
+}
+
+/// `pre` of the rooted loops for a rooted filter: advances the line's
+/// state of the entry and gives the radicand of the base's denominator.
+#[inline(always)]
+fn radicand_after_update<B: Base, T: Scalar>(
+    base: &B,
+    c: &B::Coef<T>,
+    p: T,
+    g: T,
+    s: &mut [T; 3],
+) -> T {
+    base.advance(c, p, g, s);
+    base.denom_radicand_updated(c, p, g, s)
+}
+
 /// Which inputs of [`key_after_update`] the key depends on, as
 /// `[θ, s₀, s₁, s₂]`, found by giving each in turn a NaN (a key that reads
 /// it changes). Pass 0 prefetches these and g (`kernels::prefetch`); a
@@ -877,13 +947,23 @@ wide_simd_fn! {
         let t = *probes;
         let mut n = [0u32; N];
         let mut worst = WorstKey::default();
-        for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
-            let key = key_after_update(filter, base, c, p, g, s);
+        let mut see = |key: u64, g: T| {
             for j in 0..N {
                 n[j] += u32::from(key_gt::<T>(key, t[j]));
             }
             worst.see(g);
-        });
+        };
+        if F::ROOTED {
+            keys_rooted(ctx, c, v, |keys, g| {
+                for (&key, &g) in keys.iter().zip(g) {
+                    see(key, g);
+                }
+            });
+        } else {
+            for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
+                see(key_after_update(filter, base, c, p, g, s), g)
+            });
+        }
         (n.map(u64::from), worst.all_finite::<T>())
     }
 }
@@ -902,11 +982,21 @@ wide_simd_fn! {
         let (filter, base) = (ctx.filter, ctx.base);
         let hist = &mut hist[..BUCKETS];
         let mut worst = WorstKey::default();
-        for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
-            let key = key_after_update(filter, base, c, p, g, s);
+        let mut see = |key: u64, g: T| {
             hist[bucket::<T>(key) as usize & (BUCKETS - 1)] += 1;
             worst.see(g);
-        });
+        };
+        if F::ROOTED {
+            keys_rooted(ctx, c, v, |keys, g| {
+                for (&key, &g) in keys.iter().zip(g) {
+                    see(key, g);
+                }
+            });
+        } else {
+            for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
+                see(key_after_update(filter, base, c, p, g, s), g)
+            });
+        }
         worst.all_finite::<T>()
     }
 }
@@ -991,16 +1081,28 @@ wide_simd_fn! {
             complete: true,
             wide: has_avx512(),
         };
+        let mark = |key: u64, p: &mut T, g: T, s: &[T; 3]| {
+            let new = base.apply_updated(c, *p, g, s);
+            let above = key_gt::<T>(key, band.hi);
+            *p = if above { new } else { *p };
+            u8::from(band.holds::<T>(key)) | (u8::from(above) << 1)
+        };
+        if F::ROOTED {
+            marked_rooted(ctx, c, v, mark, |lo, line, marks| {
+                let k = marks.len();
+                let any = marks.iter().fold(0, |a, &m| a | m);
+                let (p, g, st) = (&line.p[..k], &line.g[..k], line.state(k, used));
+                super::LineSink::line_done(&mut sink, lo, any, marks, &line.old[..k], p, g, st);
+            });
+            return sink.complete;
+        }
         super::for_each_entry_marked::<2, T>(
             v,
             used,
             |_, p, g, s| {
                 base.advance(c, *p, g, s);
                 let key = filter.score_updated(base, c, *p, g, s).abs_key();
-                let new = base.apply_updated(c, *p, g, s);
-                let above = key_gt::<T>(key, band.hi);
-                *p = if above { new } else { *p };
-                u8::from(band.holds::<T>(key)) | (u8::from(above) << 1)
+                mark(key, p, g, s)
             },
             &mut sink,
         );
@@ -1054,6 +1156,20 @@ wide_simd_fn! {
         let c = &c;
         let (filter, base) = (ctx.filter, ctx.base);
         let mut at = 0;
+        if F::ROOTED {
+            // The state is the updated one already: no `advance` here.
+            super::rooted::for_each_line(
+                v,
+                ctx.used,
+                |p, g, s| base.denom_radicand_updated(c, p, g, s),
+                |p, g, s, root| filter.score_updated_rooted(base, c, *p, g, s, root).abs_key(),
+                |_, _, line_keys| {
+                    keys[at..at + line_keys.len()].copy_from_slice(line_keys);
+                    at += line_keys.len();
+                },
+            );
+            return;
+        }
         for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
             keys[at] = filter.score_updated(base, c, p, g, s).abs_key();
             at += 1;
@@ -1086,17 +1202,30 @@ wide_simd_fn! {
         // line's marks (most lines hold none), while it is in L1:
         // θ is still the old value there (entries in the band keep it) and
         // the state the updated one, as the key and the values need.
+        let mark = |key: u64, p: &mut T, g: T, s: &[T; 3]| {
+            let new = base.apply_updated(c, *p, g, s);
+            let hold = band.holds::<T>(key);
+            let out = if hold { *p } else { rest(*p) };
+            *p = if key_gt::<T>(key, band.hi) { new } else { out };
+            u8::from(hold)
+        };
+        if F::ROOTED {
+            marked_rooted(ctx, c, v, mark, |lo, line, marks| {
+                if marks.iter().any(|&m| m != 0) {
+                    let k = marks.len();
+                    let st = line.state(k, used);
+                    record_band(ctx, c, lo, marks, &line.p[..k], &line.g[..k], st, cands);
+                }
+            });
+            return;
+        }
         super::for_each_entry_marked::<1, T>(
             v,
             used,
             |_, p, g, s| {
                 base.advance(c, *p, g, s);
                 let key = filter.score_updated(base, c, *p, g, s).abs_key();
-                let new = base.apply_updated(c, *p, g, s);
-                let hold = band.holds::<T>(key);
-                let out = if hold { *p } else { rest(*p) };
-                *p = if key_gt::<T>(key, band.hi) { new } else { out };
-                u8::from(hold)
+                mark(key, p, g, s)
             },
             &mut |lo, any: u8, marks: &[u8], _: &[T], ps: &[T], gs: &[T], st: [&[T]; 3]| {
                 if any != 0 {

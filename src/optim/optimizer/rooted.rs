@@ -1,40 +1,238 @@
-//! The update loop of a base whose step takes a rounded square root per
-//! entry (`Base::ROOTED`: RMSProp), sixteen entries at a time:
+//! Loops for steps that take a rounded square root per entry, sixteen
+//! entries at a time: RMSprop's update (`Base::ROOTED`, its denominator)
+//! and the fused step's passes for the mv and gv filters (`Filter::ROOTED`,
+//! their scores divide by the base's denominator). Per line of 16 entries,
+//! copied into local arrays ([`Line`]):
 //!
 //! ```text
-//! for each line of 16 entries i (copied into local arrays):
-//!     r_i  ← root_arg(θ_i, g_i, state_i)                  (vectorised)
-//!     r    ← torch_sqrt_16(r)                              (rsqrtps + correction, vectorised)
-//!     θ'_i ← update_rooted(θ_i, g_i, state_i, r_i)         (state written, vectorised)
-//!     θ_i  ← θ'_i  (every entry; a frozen block keeps θ_i and writes only the state)
+//! phase 1, every lane i:  r_i ← pre(θ_i, g_i, state_i)          (may advance the state in the line)
+//!                         r   ← torch_sqrt_16(r)                 (rsqrtps + correction, vectorised)
+//! phase 2, every lane i:  out_i ← f(θ_i, g_i, state_i, r_i)      (may write θ and the state in the line)
+//! then: θ and the state written back (the update loops), and the caller's
+//!       `done(lo, line, out)` over the line's entries
 //! ```
 //!
-//! `update_rooted` with the root of `root_arg` is bit for bit the base's
-//! `update`, and `torch_sqrt_16` is lane for lane `Scalar::torch_sqrt`, so
-//! the result is the per-entry loop's. Why a loop of its own: PyTorch's
-//! (MKL's) float32 square root starts from the scalar `rsqrtss` estimate
+//! RMSprop: `pre` = `root_arg`, `f` = `update_rooted`. mv/gv: `pre` =
+//! `advance` then `denom_radicand_updated`, `f` = the score from
+//! `score_updated_rooted` and what the pass does with it. Each `*_rooted`
+//! form with the root of its radicand is bit for bit the plain one, and
+//! `torch_sqrt_16` is lane for lane `Scalar::torch_sqrt`, so every result
+//! is the per-entry loop's. Why loops of their own: PyTorch's (MKL's)
+//! float32 square root starts from the scalar `rsqrtss` estimate
 //! (`kernels::torch_sqrt`), and a loop that calls it per entry is not
 //! vectorised; RMSprop's step ran one entry at a time at about 6× AdamW's
-//! time (docs/performance.md). Here the estimates come from the packed
-//! instruction, four lanes per call, and everything else is lane-wise.
+//! time, mv and gv at 14× and 27× (docs/performance.md). Here the
+//! estimates come from the packed instruction, four lanes per call, and
+//! everything else is lane-wise.
 //!
-//! The line is copied into arrays of constant length so that the three
-//! loops have a constant trip count whatever the buffer pattern (slots the
-//! base does not use stay zero and are not written back); the copies stay
-//! in L1. The last, partial line runs through the same arrays, its unused
-//! lanes computed on zeros and dropped.
+//! The arrays have a constant length, so both phases have a constant trip
+//! count whatever the buffer pattern (slots the base does not use stay
+//! zero and are not written back); the copies stay in L1. The last, partial
+//! line runs through the same arrays, its unused lanes computed on zeros
+//! and dropped (never written back nor handed to `done`).
 
 use super::View;
 use crate::kernels::prefetch;
 use crate::optim::base::Base;
 use crate::Scalar;
 
-/// Entries per line of the loop (one `Scalar::torch_sqrt_16` call).
-const LINE: usize = 16;
+/// Entries per line (one `Scalar::torch_sqrt_16` call).
+pub(super) const LINE: usize = 16;
 
-/// Runs `base.update` over every entry of the chunk, the roots a line at a
-/// time (module docs); `apply` false is a frozen block's step (the state
-/// only, θ kept). Only for `B::ROOTED` bases (others gain nothing).
+/// Up to [`LINE`] entries of a chunk, copied out: θ, g, the three state
+/// slots, and θ as it was before phase 2.
+pub(super) struct Line<T> {
+    /// θ (after phase 2: the new θ).
+    pub(super) p: [T; LINE],
+    /// g.
+    pub(super) g: [T; LINE],
+    /// The state slots (after `pre` and `f`: as they left them).
+    pub(super) s: [[T; LINE]; 3],
+    /// θ before phase 2.
+    pub(super) old: [T; LINE],
+}
+
+impl<T: Scalar> Line<T> {
+    fn new() -> Self {
+        let z = [T::zero(); LINE];
+        Line {
+            p: z,
+            g: z,
+            s: [z; 3],
+            old: z,
+        }
+    }
+
+    /// Copies the entries `r` (at most [`LINE`]) of θ, g and the state
+    /// slots in use into the first lanes.
+    #[inline(always)]
+    fn load(
+        &mut self,
+        p: &[T],
+        g: &[T],
+        st: [&[T]; 3],
+        r: std::ops::Range<usize>,
+        used: [bool; 3],
+    ) {
+        let k = r.len();
+        self.p[..k].copy_from_slice(&p[r.clone()]);
+        self.g[..k].copy_from_slice(&g[r.clone()]);
+        for j in 0..3 {
+            if used[j] {
+                self.s[j][..k].copy_from_slice(&st[j][r.clone()]);
+            }
+        }
+    }
+
+    /// The two phases over every lane (module docs); `out[i]` is lane i's
+    /// result of `f`.
+    #[inline(always)]
+    fn run<M: Copy>(
+        &mut self,
+        pre: &mut impl FnMut(T, T, &mut [T; 3]) -> T,
+        f: &mut impl FnMut(&mut T, T, &mut [T; 3], T) -> M,
+        out: &mut [M; LINE],
+    ) {
+        let mut roots = [T::zero(); LINE];
+        for (i, root) in roots.iter_mut().enumerate() {
+            let mut s = [self.s[0][i], self.s[1][i], self.s[2][i]];
+            *root = pre(self.p[i], self.g[i], &mut s);
+            self.put_state(i, s);
+        }
+        T::torch_sqrt_16(&mut roots);
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut s = [self.s[0][i], self.s[1][i], self.s[2][i]];
+            self.old[i] = self.p[i];
+            *o = f(&mut self.p[i], self.g[i], &mut s, roots[i]);
+            self.put_state(i, s);
+        }
+    }
+
+    #[inline(always)]
+    fn put_state(&mut self, i: usize, s: [T; 3]) {
+        self.s[0][i] = s[0];
+        self.s[1][i] = s[1];
+        self.s[2][i] = s[2];
+    }
+
+    /// The first `k` lanes of the state slots in use (empty slices for the
+    /// others), as the line sinks take them.
+    #[inline(always)]
+    pub(super) fn state(&self, k: usize, used: [bool; 3]) -> [&[T]; 3] {
+        std::array::from_fn(|j| if used[j] { &self.s[j][..k] } else { &[] })
+    }
+}
+
+/// The chunk's state slots in use bounded to its `n` entries (unused ones
+/// left as they are, never read).
+#[inline(always)]
+fn bounded<'a, T>(s: &'a mut [&mut [T]; 3], used: [bool; 3], n: usize) -> [&'a mut [T]; 3] {
+    let [a, b, c] = s;
+    let mut st: [&mut [T]; 3] = [&mut **a, &mut **b, &mut **c];
+    for (j, s) in st.iter_mut().enumerate() {
+        if used[j] {
+            let whole = std::mem::take(s);
+            *s = &mut whole[..n];
+        }
+    }
+    st
+}
+
+/// The hints for the line at `at` of θ, g and the state slots in use.
+#[inline(always)]
+fn hint_line<T>(p: &[T], g: &[T], st: [&[T]; 3], used: [bool; 3], at: usize) {
+    prefetch::prefetch_at(p, at);
+    prefetch::prefetch_at(g, at);
+    for (s, used) in st.into_iter().zip(used) {
+        if used {
+            prefetch::prefetch_at(s, at);
+        }
+    }
+}
+
+/// Runs the two phases over every line of the chunk (module docs), writing
+/// back the state and, when `apply`, θ; then `done(lo, line, out)` with the
+/// line's first `k` results (`k` its entries).
+#[inline(always)]
+pub(super) fn for_each_line_mut<T: Scalar, M: Copy + Default>(
+    v: &mut View<'_, T>,
+    used: [bool; 3],
+    apply: bool,
+    mut pre: impl FnMut(T, T, &mut [T; 3]) -> T,
+    mut f: impl FnMut(&mut T, T, &mut [T; 3], T) -> M,
+    mut done: impl FnMut(usize, &Line<T>, &[M]),
+) {
+    let n = v.p.len();
+    let p = &mut *v.p;
+    let g = &v.g[..n];
+    let st = bounded(&mut v.s, used, n);
+    let hint = prefetch::enabled();
+    prefetch::by_lines!(
+        n,
+        LINE,
+        hint,
+        |at| {
+            let [a, b, c] = &st;
+            hint_line(p, g, [&**a, &**b, &**c], used, at);
+        },
+        |lo, hi| {
+            if lo < hi {
+                // Fresh per line: the compiler then keeps the arrays in
+                // registers rather than in memory across lines.
+                let (mut line, mut out) = (Line::new(), [M::default(); LINE]);
+                let k = hi - lo;
+                {
+                    let [a, b, c] = &st;
+                    line.load(p, g, [&**a, &**b, &**c], lo..hi, used);
+                }
+                line.run(&mut pre, &mut f, &mut out);
+                if apply {
+                    p[lo..hi].copy_from_slice(&line.p[..k]);
+                }
+                for j in 0..3 {
+                    if used[j] {
+                        st[j][lo..hi].copy_from_slice(&line.s[j][..k]);
+                    }
+                }
+                done(lo, &line, &out[..k]);
+            }
+        }
+    );
+}
+
+/// [`for_each_line_mut`] reading only: nothing is written back.
+#[inline(always)]
+pub(super) fn for_each_line<T: Scalar, M: Copy + Default>(
+    v: &View<'_, T>,
+    used: [bool; 3],
+    mut pre: impl FnMut(T, T, &mut [T; 3]) -> T,
+    mut f: impl FnMut(&mut T, T, &mut [T; 3], T) -> M,
+    mut done: impl FnMut(usize, &Line<T>, &[M]),
+) {
+    let n = v.p.len();
+    let p = &v.p[..n];
+    let g = &v.g[..n];
+    let st = super::used_state(&v.s, used, n);
+    let hint = prefetch::enabled();
+    prefetch::by_lines!(
+        n,
+        LINE,
+        hint,
+        |at| { hint_line(p, g, st, used, at) },
+        |lo, hi| {
+            if lo < hi {
+                let (mut line, mut out) = (Line::new(), [M::default(); LINE]);
+                line.load(p, g, st, lo..hi, used);
+                line.run(&mut pre, &mut f, &mut out);
+                done(lo, &line, &out[..hi - lo]);
+            }
+        }
+    );
+}
+
+/// RMSprop's update over a chunk (a `Base::ROOTED` base): `base.update`
+/// on every entry, its roots a line at a time; `apply` false is a frozen
+/// block's step (the state only, θ kept).
 #[inline(always)]
 pub(super) fn update_chunk<B: Base, T: Scalar>(
     base: &B,
@@ -43,87 +241,14 @@ pub(super) fn update_chunk<B: Base, T: Scalar>(
     used: [bool; 3],
     apply: bool,
 ) {
-    let n = v.p.len();
-    let p = &mut *v.p;
-    let g = &v.g[..n];
-    let [s0, s1, s2] = &mut v.s;
-    let mut st: [&mut [T]; 3] = [&mut **s0, &mut **s1, &mut **s2];
-    for (j, s) in st.iter_mut().enumerate() {
-        if used[j] {
-            // Bounds the slices once, so the copies below need no check.
-            let whole = std::mem::take(s);
-            *s = &mut whole[..n];
-        }
-    }
-    let hint = prefetch::enabled();
-    prefetch::by_lines!(
-        n,
-        LINE,
-        hint,
-        |at| {
-            prefetch::prefetch_at(p, at);
-            prefetch::prefetch_at(g, at);
-            for (j, s) in st.iter().enumerate() {
-                if used[j] {
-                    prefetch::prefetch_at(s, at);
-                }
-            }
-        },
-        |lo, hi| {
-            if lo < hi {
-                line(base, &c, p, g, &mut st, lo..hi, used, apply);
-            }
-        }
+    for_each_line_mut(
+        v,
+        used,
+        apply,
+        |p, g, s| base.root_arg(&c, p, g, s),
+        |p, g, s, root| *p = base.update_rooted(&c, *p, g, s, root),
+        |_, _, _: &[()]| {},
     );
-}
-
-/// The entries `range` of the chunk (at most [`LINE`]): copied into local
-/// arrays, stepped, copied back.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn line<B: Base, T: Scalar>(
-    base: &B,
-    c: &B::Coef<T>,
-    p: &mut [T],
-    g: &[T],
-    st: &mut [&mut [T]; 3],
-    range: std::ops::Range<usize>,
-    used: [bool; 3],
-    apply: bool,
-) {
-    let k = range.len();
-    let z = T::zero();
-    let (mut lp, mut lg) = ([z; LINE], [z; LINE]);
-    let mut ls = [[z; LINE]; 3];
-    lp[..k].copy_from_slice(&p[range.clone()]);
-    lg[..k].copy_from_slice(&g[range.clone()]);
-    for j in 0..3 {
-        if used[j] {
-            ls[j][..k].copy_from_slice(&st[j][range.clone()]);
-        }
-    }
-    let mut roots = [z; LINE];
-    for i in 0..LINE {
-        let s = [ls[0][i], ls[1][i], ls[2][i]];
-        roots[i] = base.root_arg(c, lp[i], lg[i], &s);
-    }
-    T::torch_sqrt_16(&mut roots);
-    for i in 0..LINE {
-        let mut s = [ls[0][i], ls[1][i], ls[2][i]];
-        let pn = base.update_rooted(c, lp[i], lg[i], &mut s, roots[i]);
-        lp[i] = if apply { pn } else { lp[i] };
-        ls[0][i] = s[0];
-        ls[1][i] = s[1];
-        ls[2][i] = s[2];
-    }
-    if apply {
-        p[range.clone()].copy_from_slice(&lp[..k]);
-    }
-    for j in 0..3 {
-        if used[j] {
-            st[j][range.clone()].copy_from_slice(&ls[j][..k]);
-        }
-    }
 }
 
 #[cfg(test)]
