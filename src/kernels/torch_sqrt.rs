@@ -49,11 +49,17 @@ const FAST_MAX_BITS: u32 = 0x7f7f_f000;
 pub fn torch_sqrt_f32(x: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if (FAST_MIN_BITS..=FAST_MAX_BITS).contains(&x.to_bits()) {
+        if fast(x) {
             return refine(x, rsqrt_estimate(x));
         }
     }
     x.sqrt()
+}
+
+/// Whether MKL takes its fast path (estimate and correction) for `x`.
+#[inline(always)]
+fn fast(x: f32) -> bool {
+    (FAST_MIN_BITS..=FAST_MAX_BITS).contains(&x.to_bits())
 }
 
 /// [`torch_sqrt_f32`] of 16 values at once, bit for bit: the estimates
@@ -74,9 +80,8 @@ pub fn torch_sqrt_f32_16(x: &mut [f32; 16]) {
             rsqrt_estimate_4(&x[4 * q..4 * q + 4], &mut y[4 * q..4 * q + 4]);
         }
         for (x, y) in x.iter_mut().zip(y) {
-            let fast = (FAST_MIN_BITS..=FAST_MAX_BITS).contains(&x.to_bits());
             let r = refine(*x, y);
-            *x = if fast { r } else { x.sqrt() };
+            *x = if fast(*x) { r } else { x.sqrt() };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

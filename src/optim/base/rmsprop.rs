@@ -97,6 +97,30 @@ impl RmsProp {
         let (sq, a) = Self::averages(c, g, s);
         (Self::denom_from(c, sq, a), sq, a)
     }
+
+    /// The state half of the step: the averages `sq`, `a` and, with
+    /// momentum, `b ← μ·b + g/d`, for the effective gradient `g` and the
+    /// denominator `d`.
+    #[inline(always)]
+    fn write_state<T: Scalar>(c: &RmsPropCoef<T>, g: T, s: &mut [T; 3], sq: T, a: T, d: T) {
+        s[0] = sq;
+        s[1] = a;
+        if c.has_momentum {
+            s[2] = s[2] * c.mu + g / d;
+        }
+    }
+
+    /// The parameter half of the step from the updated state `s`, the
+    /// effective gradient `g` and the denominator `d` (read without
+    /// momentum only).
+    #[inline(always)]
+    fn apply_with<T: Scalar>(c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3], d: T) -> T {
+        if c.has_momentum {
+            p + c.neg_lr * s[2]
+        } else {
+            p + c.neg_lr * g / d
+        }
+    }
 }
 
 impl Base for RmsProp {
@@ -190,34 +214,20 @@ impl Base for RmsProp {
         let g = self.effective_grad(c, p, g);
         let (sq, a) = Self::averages(c, g, s);
         let d = root + c.eps;
-        s[0] = sq;
-        s[1] = a;
-        if c.has_momentum {
-            s[2] = s[2] * c.mu + g / d;
-            p + c.neg_lr * s[2]
-        } else {
-            p + c.neg_lr * g / d
-        }
+        Self::write_state(c, g, s, sq, a, d);
+        Self::apply_with(c, p, g, s, d)
     }
     const SPLITS: bool = true;
     #[inline(always)]
     fn advance<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &mut [T; 3]) {
         let g = self.effective_grad(c, p, g);
         let (d, sq, a) = Self::denom_of(c, g, s);
-        s[0] = sq;
-        s[1] = a;
-        if c.has_momentum {
-            s[2] = s[2] * c.mu + g / d;
-        }
+        Self::write_state(c, g, s, sq, a, d);
     }
     #[inline(always)]
     fn apply_updated<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        if c.has_momentum {
-            p + c.neg_lr * s[2]
-        } else {
-            let g = self.effective_grad(c, p, g);
-            p + c.neg_lr * g / Self::denom_from(c, s[0], s[1])
-        }
+        let g = self.effective_grad(c, p, g);
+        Self::apply_with(c, p, g, s, Self::denom_from(c, s[0], s[1]))
     }
     #[inline(always)]
     fn momentum_updated<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {

@@ -27,9 +27,10 @@
 //!
 //! The arrays have a constant length, so both phases have a constant trip
 //! count whatever the buffer pattern (slots the base does not use stay
-//! zero and are not written back); the copies stay in L1. The last, partial
-//! line runs through the same arrays, its unused lanes computed on zeros
-//! and dropped (never written back nor handed to `done`).
+//! zero and are not written back); made fresh per line, the arrays stay
+//! in registers or L1. The last, partial line runs through the same
+//! arrays, its unused lanes computed on zeros and dropped (never written
+//! back nor handed to `done`).
 
 use super::View;
 use crate::kernels::prefetch;
