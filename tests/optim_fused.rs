@@ -1,12 +1,13 @@
 //! The fused step (`SelectionPath::Fused`, the default) against the
-//! general step (`SelectionPath::Keys`): for every base whose step splits and
-//! every scored filter it accepts, under both decay scopes, in f32 and f64,
+//! general step (`SelectionPath::Keys`): for every base and every scored
+//! filter it accepts (Lion, whose step does not split, without the single
+//! pass), and for the random filter (its draw pass, `random_draw`), under both decay scopes, in f32 and f64,
 //! with heavy ties and blocks spanning several parallel chunks, the two give
 //! bit-identical parameters, state and step statistics.
 
 use mofo::optim::{
-    Adam, Base, DecayScope, Filter, FiniteGrads, Gradient, Gv, Momentum, Mv, NAdam, NoFilter,
-    OptimConfig, Optimizer, RmsProp, SelectionPath, Sgd,
+    Adam, Base, DecayScope, Filter, FiniteGrads, Gradient, Gv, Lion, Momentum, Mv, NAdam, NoFilter,
+    OptimConfig, Optimizer, Random, RmsProp, SelectionPath, Sgd,
 };
 use mofo::{ParamStore, Scalar};
 use proptest::prelude::*;
@@ -257,7 +258,7 @@ fn sgds() -> Vec<Sgd> {
 }
 
 #[test]
-fn fused_step_equals_the_general_step_for_every_splitting_base_and_scored_filter() {
+fn fused_step_equals_the_general_step_for_every_base_and_scored_filter() {
     for levels in [0, 3] {
         for a in adams() {
             same(Momentum::new(0.1), a.clone(), levels);
@@ -278,6 +279,76 @@ fn fused_step_equals_the_general_step_for_every_splitting_base_and_scored_filter
         for s in sgds() {
             same(Momentum::new(0.1), s.clone(), levels);
             same(Gradient::new(0.5), s, levels);
+        }
+        for l in lions() {
+            same(Momentum::new(0.1), l.clone(), levels);
+            same(Gradient::new(0.3), l, levels);
+        }
+    }
+}
+
+fn lions() -> Vec<Lion> {
+    vec![
+        Lion {
+            lr: 1e-2,
+            ..Lion::default()
+        },
+        Lion {
+            lr: 1e-2,
+            betas: (0.95, 0.98),
+            weight_decay: 0.1,
+        },
+    ]
+}
+
+/// Lion, whose step does not split (its direction reads the momentum
+/// before the update): pass 1 computes each entry's new value with its
+/// update and leaves it in θ for the band's entries until their selection.
+/// Over 30 steps of gradients that drift and jump, the forecast's probes
+/// and the histogram both locate bands, the single pass never runs, and
+/// parameters, state and statistics are the general step's, bit for bit,
+/// whatever the thread count.
+#[test]
+fn lion_takes_the_two_passes_exactly() {
+    fn case<T: Scalar>(base: &Lion, scope: DecayScope) {
+        let run_path = |path| {
+            run_with::<Momentum, Lion, T>(
+                Momentum::new(0.1),
+                base.clone(),
+                scope,
+                path,
+                30,
+                jumping::<T>,
+            )
+        };
+        let (f, k) = (
+            run_path(SelectionPath::Fused),
+            run_path(SelectionPath::Keys),
+        );
+        let name = format!("{base:?}, {scope:?}, {}", T::NAME);
+        assert!(f.params == k.params, "params {name}");
+        assert!(f.state == k.state, "state {name}");
+        assert_eq!(f.stats, k.stats, "{name}");
+        let (hits, misses, crowded) = f.paths;
+        assert_eq!(hits + misses + crowded, 3 * 30, "{name}: {:?}", f.paths);
+        assert!(hits >= 30 && misses > 0, "{name}: paths {:?}", f.paths);
+        assert_eq!(f.single, (0, 0), "{name}");
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let t = pool.install(|| run_path(SelectionPath::Fused));
+            assert!(
+                t.params == f.params && t.state == f.state && t.stats == f.stats,
+                "{name}, {threads} threads"
+            );
+        }
+    }
+    for base in lions() {
+        for scope in [DecayScope::Selected, DecayScope::All] {
+            case::<f32>(&base, scope);
+            case::<f64>(&base, scope);
         }
     }
 }
@@ -420,6 +491,61 @@ fn single_pass_case<T: Scalar>() {
             assert!(t.state == f.state, "state, {threads} threads {name}");
             assert_eq!(t.single, f.single, "{threads} threads {name}");
         }
+    }
+}
+
+/// The random filter (Random BCD): its draw pass and update pass
+/// (`optimizer::random_draw`) select the general step's entries, on every
+/// base (Lion included), both scopes, f32 and f64, any thread count; each
+/// step draws new keys, so each block step is a fresh draw.
+#[test]
+fn random_filter_draws_exactly_the_general_steps_subset() {
+    fn case<B: Base, T: Scalar>(base: &B, fraction: f64, scope: DecayScope) {
+        let run_path = |path| {
+            run_with::<Random, B, T>(
+                Random::new(fraction, 42),
+                base.clone(),
+                scope,
+                path,
+                8,
+                drifting::<T>,
+            )
+        };
+        let (f, k) = (
+            run_path(SelectionPath::Fused),
+            run_path(SelectionPath::Keys),
+        );
+        let name = format!("{base:?}, α {fraction}, {scope:?}, {}", T::NAME);
+        assert!(f.params == k.params, "params {name}");
+        assert!(f.state == k.state, "state {name}");
+        assert_eq!(f.stats, k.stats, "{name}");
+        // Every block step that cuts (the 3-entry tensor keeps all at
+        // α = 0.97) takes the draw pass; none misses its band.
+        let (drawn, histograms, general) = f.paths;
+        assert!(drawn >= 2 * 8, "{name}: {:?}", f.paths);
+        assert_eq!((histograms, general), (0, 0), "{name}");
+        assert_eq!(k.paths, (0, 0, 0));
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let t = pool.install(|| run_path(SelectionPath::Fused));
+            assert!(
+                t.params == f.params && t.state == f.state && t.stats == f.stats,
+                "{name}, {threads} threads"
+            );
+        }
+    }
+    for scope in [DecayScope::Selected, DecayScope::All] {
+        for fraction in [0.1, 0.5, 0.97] {
+            case::<Adam, f32>(&Adam::adamw(1e-2), fraction, scope);
+        }
+        case::<Adam, f64>(&adams()[1], 0.2, scope);
+        case::<Lion, f32>(&lions()[1], 0.1, scope);
+        case::<Lion, f64>(&lions()[0], 0.3, scope);
+        case::<RmsProp, f32>(&rmsprops()[1], 0.1, scope);
+        case::<Sgd, f32>(&sgds()[0], 0.1, scope);
     }
 }
 

@@ -1,6 +1,6 @@
 //! CPU kernels under the tape: the only place with `unsafe` code (the gemm
-//! kernel and call, the `mallopt` and `madvise` FFI calls, the `rsqrtss` and prefetch
-//! intrinsics, the AVX2/AVX-512 dispatch and the chunk-by-chunk
+//! kernel and call, the `mallopt` and `madvise` FFI calls, the `rsqrtss`, ChaCha
+//! and prefetch intrinsics, the AVX2/AVX-512 dispatch and the chunk-by-chunk
 //! initialisation of new output buffers).
 //!
 //! Every fast kernel has a plain reference version (a `*_reference`
@@ -33,6 +33,8 @@
 //! - [`rope`]: rotary position embedding in the rotate-half layout.
 //! - [`attention`]: fused causal softmax attention with grouped-query heads.
 //! - [`cross_entropy`]: row-wise log-softmax and mean cross-entropy.
+//! - [`chacha8`]: ChaCha8 key streams sixteen blocks at a time on AVX-512,
+//!   bit for bit `rand_chacha`'s (the random filter's draw pass).
 //! - [`torch_sqrt`]: the square root as PyTorch's CPU `sqrt` (MKL) rounds it.
 //! - [`simd`]: runtime dispatch of per-entry loops (the optimizer's, the
 //!   causal softmax, SwiGLU/SiLU) to AVX2 or AVX-512.
@@ -44,6 +46,7 @@
 
 pub mod alloc;
 pub mod attention;
+pub mod chacha8;
 pub(crate) mod compress;
 pub mod cross_entropy;
 pub mod elementwise;

@@ -24,6 +24,7 @@
 //! exact, so results are identical for any thread count.
 
 mod fused;
+mod random_draw;
 mod rooted;
 
 use rand::{RngCore, SeedableRng};
@@ -160,6 +161,11 @@ pub(crate) struct BlockRuntime<T: Scalar> {
     /// Per chunk, the single pass's log of the entries it updated, to undo
     /// them when the forecast missed.
     pub undo: Vec<fused::UndoLog<T>>,
+    /// The random filter's selection mask, a byte per entry
+    /// (`random_draw`).
+    pub mask: Vec<u8>,
+    /// Per chunk, the random filter's candidates (index in the chunk, key).
+    pub drawn: Vec<Vec<(u32, u64)>>,
 }
 
 /// The per-entry state buffers of one tensor (slots 0..3, empty when unused).
@@ -488,7 +494,9 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
 
     /// How the fused step located its thresholds so far, summed over blocks
     /// and steps: (forecast hits, histogram passes, crowded bands left to
-    /// the general step). Speed only: every way selects the same entries.
+    /// the general step); for the random filter, (draw passes whose band
+    /// held the threshold, 0, draws left to the general step). Speed only:
+    /// every way selects the same entries.
     pub fn fused_path_counts(&self) -> (u64, u64, u64) {
         self.runtime.iter().fold((0, 0, 0), |(h, m, c), rt| {
             let f = &rt.forecast;
@@ -686,9 +694,15 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         prep.clip_value = self.config.clip.max_value.map(T::of);
         // The fused step's read-only pass 0 checks the gradients itself, for
         // every block before any block changes; else they are scanned here.
-        let fused = B::SPLITS
+        // (A base whose step does not split, Lion, runs pass 0 and pass 1
+        // but not the single pass; a rooted filter needs the split. The
+        // random filter's fused step is `random_draw`.)
+        let fused = (B::SPLITS || !F::ROOTED)
             && self.config.selection_path == SelectionPath::Fused
-            && self.filter.mode() == FilterMode::Scored
+            && matches!(
+                self.filter.mode(),
+                FilterMode::Scored | FilterMode::Random { .. }
+            )
             && !self.config.track_selection
             && self.config.clip.max_value.is_none()
             && self.config.clip.max_norm.is_none()
@@ -780,15 +794,23 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         // The fused step's pass 0 (read only) for every block first.
         let mut located = vec![None; views.len()];
         if fused {
+            let filter_mode = self.filter.mode();
             let (found, finite): (Vec<_>, Vec<bool>) = views
                 .par_iter()
-                .zip(self.runtime.par_iter())
+                .zip(self.runtime.par_iter_mut())
                 .zip(modes.par_iter())
                 .enumerate()
                 .map(|(bi, ((chunks, rt), &mode))| {
                     let info = &layout.blocks[bi];
-                    match mode {
-                        BlockMode::Cut(k) if info.len <= u32::MAX as usize => {
+                    match (mode, filter_mode) {
+                        (BlockMode::Cut(k), FilterMode::Random { seed })
+                            if info.len <= u32::MAX as usize =>
+                        {
+                            let (drawn, finite) =
+                                random_draw::draw(&ctx, seed, bi, info.len, k, rt, chunks);
+                            (drawn.map(fused::Plan::Drawn), finite)
+                        }
+                        (BlockMode::Cut(k), _) if info.len <= u32::MAX as usize => {
                             let c = &ctx.coefs[info.group];
                             fused::locate(&ctx, c, info.len, k, &rt.forecast, chunks)
                         }

@@ -1,8 +1,9 @@
-//! The fused step of a scored filter on a base whose step splits
-//! (`Base::SPLITS`, every base but Lion): one read-only pass that locates
-//! the threshold, then one pass that is the base's update plus a compare;
-//! once the threshold's forecast has settled, the update pass alone with
-//! an undo log (the single pass, below).
+//! The fused step of a scored filter: one read-only pass that locates the
+//! threshold, then one pass that is the base's update plus a compare; once
+//! the threshold's forecast has settled, on a base whose step splits
+//! (`Base::SPLITS`, every base but Lion), the update pass alone with an
+//! undo log (the single pass, below). (The random filter's fused step is
+//! `optimizer::random_draw`.)
 //!
 //! The general step (`process_block` in the parent module) computes a key
 //! per entry into a scratch array, selects the top k of the array, then runs
@@ -31,6 +32,16 @@
 //! candidates:  the r = k − above largest keys among them, ties to the smaller
 //!              index (select.rs); each gets its new value, the others rest(θ_i)
 //! ```
+//!
+//! Lion's step does not split: its direction sign(β1·m + (1 − β1)·g) reads
+//! the momentum before its update, so `apply_updated` does not exist. Its
+//! pass 1 runs the whole update per entry, `(θ'_i, state_i) ← update(…)`,
+//! and gives θ'_i to the entries above the band *and* to those in it,
+//! whose candidates take their new value from θ and their rest value from
+//! the old θ; the selection then writes every candidate (new or rest). A
+//! missed single pass could not redo its selection from the updated state,
+//! so Lion never takes the single pass: MoFO-Lion moves 8 + 20 bytes per
+//! entry against Lion's 20.
 //!
 //! K is the k-th largest key. The probes t_j are spread around the forecast
 //! K̂ = K_{t−1} + (K_{t−1} − K_{t−2}) (keys of nonnegative floats are
@@ -309,6 +320,9 @@ pub(super) enum Plan {
     /// The single pass (module docs) with the forecast's band, whose
     /// counts (`above`, `within`) are not known yet.
     Single(Band),
+    /// The random filter's draw pass found the selection
+    /// (`optimizer::random_draw`); its update pass follows.
+    Drawn(super::random_draw::Drawn),
 }
 
 /// The read-only phase of a block, before any block changes: its plan and
@@ -327,7 +341,7 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
     chunks: &[View<'_, T>],
 ) -> (Option<Plan>, bool) {
     let per_job = per_job(chunks.len());
-    if let Some(band) = single_pass_band::<T>(ctx.scope_all, forecast) {
+    if let Some(band) = single_pass_band::<B, T>(ctx.scope_all, forecast) {
         // Pass 0 is only the gradient check here: nothing to read when the
         // caller has checked them (`Optimizer::step_finite`).
         let finite = ctx.known_finite
@@ -389,10 +403,12 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
 /// The band of the single pass: the range of the narrow probes, when the
 /// forecast has settled (`Forecast::narrow`) and an unselected entry keeps
 /// θ (scope `Selected`: under scope `All` it is decayed, which the undo
-/// log could not reverse when the forecast misses). `None` also when a
-/// probe is clamped at the top of the key range.
-fn single_pass_band<T: Scalar>(scope_all: bool, forecast: &Forecast) -> Option<Band> {
-    if scope_all || !forecast.narrow || !single_pass_enabled() {
+/// log could not reverse when the forecast misses), on a base whose step
+/// splits (a miss redoes the selection from the updated state, which
+/// Lion's direction cannot be computed from). `None` also when a probe is
+/// clamped at the top of the key range.
+fn single_pass_band<B: Base, T: Scalar>(scope_all: bool, forecast: &Forecast) -> Option<Band> {
+    if !B::SPLITS || scope_all || !forecast.narrow || !single_pass_enabled() {
         return None;
     }
     let probes = forecast.probes::<T, NARROW_PROBES>()?;
@@ -466,6 +482,7 @@ pub(super) fn process_block<F: Filter, B: Base, T: Scalar>(
     match plan {
         Plan::Located(located) => pass_1(ctx, c, len, k, rt, chunks, located),
         Plan::Single(band) => single_pass(ctx, c, len, k, rt, chunks, band),
+        Plan::Drawn(drawn) => super::random_draw::process_block(ctx, c, len, k, rt, chunks, drawn),
     }
 }
 
@@ -765,7 +782,8 @@ fn select_candidates<F: Filter, B: Base, T: Scalar>(
                 let i = cand.i as usize;
                 if dec.take(cand.key) {
                     ch.p[i] = T::of(cand.new);
-                } else if scope_all {
+                } else if scope_all || !B::SPLITS {
+                    // (Without a split, pass 1 left the new value in θ.)
                     ch.p[i] = T::of(cand.rest);
                 }
             }
@@ -1008,8 +1026,11 @@ const IN_BAND: u8 = 1;
 const ABOVE_BAND: u8 = 2;
 
 /// Records the marked entries of one line of pass 1 or the single pass
-/// (`marks[j]` has [`IN_BAND`]: entry `lo + j` lies in the band, its θ
-/// unchanged, its state `st` updated).
+/// (`marks[j]` has [`IN_BAND`]: entry `lo + j` lies in the band, its state
+/// `st` updated). `before` is the line's θ before the step; `after` is
+/// its θ now, read only on a base whose step does not split (Lion), where
+/// pass 1 left a band entry's new value there ([`update_chunk`]); on the
+/// others a band entry kept θ, and its new value is computed here.
 /// Kept out of line: most lines hold no such entry, and inlined into each
 /// buffer pattern's loop it kept the compiler from inlining the per-entry
 /// update, which then ran one entry at a time.
@@ -1020,7 +1041,8 @@ fn record_band<F: Filter, B: Base, T: Scalar>(
     c: &B::Coef<T>,
     lo: usize,
     marks: &[u8],
-    ps: &[T],
+    before: &[T],
+    after: &[T],
     gs: &[T],
     st: [&[T]; 3],
     cands: &mut Vec<Candidate>,
@@ -1029,16 +1051,21 @@ fn record_band<F: Filter, B: Base, T: Scalar>(
     let z = T::zero();
     for (j, _) in marks.iter().enumerate().filter(|(_, &m)| m & IN_BAND != 0) {
         let s = st.map(|buf| buf.get(j).copied().unwrap_or(z));
-        let (p, g) = (ps[j], gs[j]);
+        let (p, g) = (before[j], gs[j]);
         let rest = if ctx.scope_all {
             base.decay_only(c, p)
         } else {
             p
         };
+        let new = if B::SPLITS {
+            base.apply_updated(c, p, g, &s)
+        } else {
+            after[j]
+        };
         cands.push(Candidate {
             i: (lo + j) as u32,
             key: filter.score_updated(base, c, p, g, &s).abs_key(),
-            new: base.apply_updated(c, p, g, &s).as_f64(),
+            new: new.as_f64(),
             rest: rest.as_f64(),
         });
     }
@@ -1136,7 +1163,7 @@ impl<F: Filter, B: Base, T: Scalar> super::LineSink<T> for SingleLine<'_, '_, F,
         st: [&[T]; 3],
     ) {
         if any & IN_BAND != 0 && self.complete {
-            record_band(self.ctx, self.c, lo, marks, p, g, st, self.cands);
+            record_band(self.ctx, self.c, lo, marks, p, p, g, st, self.cands);
             self.complete = self.cands.len() <= self.cap;
         }
         self.undo.log_line(lo, marks, old, self.wide);
@@ -1214,9 +1241,35 @@ wide_simd_fn! {
                 if marks.iter().any(|&m| m != 0) {
                     let k = marks.len();
                     let st = line.state(k, used);
-                    record_band(ctx, c, lo, marks, &line.p[..k], &line.g[..k], st, cands);
+                    let p = &line.p[..k];
+                    record_band(ctx, c, lo, marks, p, p, &line.g[..k], st, cands);
                 }
             });
+            return;
+        }
+        if !B::SPLITS {
+            // Lion: the new θ needs the state before its update, so it is
+            // computed with the update and left in θ for the band's
+            // entries too; `record_band` reads it from there, and
+            // `select_candidates` gives every candidate its value.
+            super::for_each_entry_marked::<1, T>(
+                v,
+                used,
+                |_, p, g, s| {
+                    let old = *p;
+                    let new = base.update(c, old, g, s);
+                    let key = filter.score_updated(base, c, old, g, s).abs_key();
+                    let hold = band.holds::<T>(key);
+                    let take = hold | key_gt::<T>(key, band.hi);
+                    *p = if take { new } else { rest(old) };
+                    u8::from(hold)
+                },
+                &mut |lo, any: u8, marks: &[u8], old: &[T], ps: &[T], gs: &[T], st: [&[T]; 3]| {
+                    if any != 0 {
+                        record_band(ctx, c, lo, marks, old, ps, gs, st, cands);
+                    }
+                },
+            );
             return;
         }
         super::for_each_entry_marked::<1, T>(
@@ -1229,7 +1282,7 @@ wide_simd_fn! {
             },
             &mut |lo, any: u8, marks: &[u8], _: &[T], ps: &[T], gs: &[T], st: [&[T]; 3]| {
                 if any != 0 {
-                    record_band(ctx, c, lo, marks, ps, gs, st, cands);
+                    record_band(ctx, c, lo, marks, ps, ps, gs, st, cands);
                 }
             },
         );
