@@ -165,6 +165,33 @@ fn run_checked<F: Filter, B: Base, T: Scalar>(
     }
 }
 
+/// `run_path` on the fused and the general path: bit-identical
+/// parameters, state and statistics (the general path never counts a
+/// fused path), and the fused path's the same on 1 and 3 threads. Returns
+/// the fused path's outcome.
+fn fused_is_general(run_path: impl Fn(SelectionPath) -> Outcome + Sync, name: &str) -> Outcome {
+    let (f, k) = (
+        run_path(SelectionPath::Fused),
+        run_path(SelectionPath::Keys),
+    );
+    assert!(f.params == k.params, "params {name}");
+    assert!(f.state == k.state, "state {name}");
+    assert_eq!(f.stats, k.stats, "{name}");
+    assert_eq!(k.paths, (0, 0, 0), "{name}");
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let t = pool.install(|| run_path(SelectionPath::Fused));
+        assert!(
+            t.params == f.params && t.state == f.state && t.stats == f.stats,
+            "{name}, {threads} threads"
+        );
+    }
+    f
+}
+
 fn same<F: Filter, B: Base>(filter: F, base: B, levels: u32) {
     for scope in [DecayScope::Selected, DecayScope::All] {
         let label = format!(
@@ -321,29 +348,12 @@ fn lion_takes_the_two_passes_exactly() {
                 jumping::<T>,
             )
         };
-        let (f, k) = (
-            run_path(SelectionPath::Fused),
-            run_path(SelectionPath::Keys),
-        );
         let name = format!("{base:?}, {scope:?}, {}", T::NAME);
-        assert!(f.params == k.params, "params {name}");
-        assert!(f.state == k.state, "state {name}");
-        assert_eq!(f.stats, k.stats, "{name}");
+        let f = fused_is_general(run_path, &name);
         let (hits, misses, crowded) = f.paths;
         assert_eq!(hits + misses + crowded, 3 * 30, "{name}: {:?}", f.paths);
         assert!(hits >= 30 && misses > 0, "{name}: paths {:?}", f.paths);
         assert_eq!(f.single, (0, 0), "{name}");
-        for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let t = pool.install(|| run_path(SelectionPath::Fused));
-            assert!(
-                t.params == f.params && t.state == f.state && t.stats == f.stats,
-                "{name}, {threads} threads"
-            );
-        }
     }
     for base in lions() {
         for scope in [DecayScope::Selected, DecayScope::All] {
@@ -511,31 +521,13 @@ fn random_filter_draws_exactly_the_general_steps_subset() {
                 drifting::<T>,
             )
         };
-        let (f, k) = (
-            run_path(SelectionPath::Fused),
-            run_path(SelectionPath::Keys),
-        );
         let name = format!("{base:?}, α {fraction}, {scope:?}, {}", T::NAME);
-        assert!(f.params == k.params, "params {name}");
-        assert!(f.state == k.state, "state {name}");
-        assert_eq!(f.stats, k.stats, "{name}");
+        let f = fused_is_general(run_path, &name);
         // Every block step that cuts (the 3-entry tensor keeps all at
         // α = 0.97) takes the draw pass; none misses its band.
         let (drawn, histograms, general) = f.paths;
         assert!(drawn >= 2 * 8, "{name}: {:?}", f.paths);
         assert_eq!((histograms, general), (0, 0), "{name}");
-        assert_eq!(k.paths, (0, 0, 0));
-        for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let t = pool.install(|| run_path(SelectionPath::Fused));
-            assert!(
-                t.params == f.params && t.state == f.state && t.stats == f.stats,
-                "{name}, {threads} threads"
-            );
-        }
     }
     for scope in [DecayScope::Selected, DecayScope::All] {
         for fraction in [0.1, 0.5, 0.97] {
@@ -565,29 +557,12 @@ fn rooted_case<F: Filter, B: Base>(filter: F, bases: Vec<B>) {
     fn both<F: Filter, B: Base, T: Scalar>(filter: &F, base: &B, scope: DecayScope) {
         let run_path =
             |path| run_with::<F, B, T>(filter.clone(), base.clone(), scope, path, 30, jumping::<T>);
-        let (f, k) = (
-            run_path(SelectionPath::Fused),
-            run_path(SelectionPath::Keys),
-        );
         let name = format!("{} on {base:?}, {scope:?}, {}", filter.name(), T::NAME);
-        assert!(f.params == k.params, "params {name}");
-        assert!(f.state == k.state, "state {name}");
-        assert_eq!(f.stats, k.stats, "{name}");
+        let f = fused_is_general(run_path, &name);
         let (hits, misses, _) = f.paths;
         assert!(hits > 0 && misses > 0, "{name}: paths {:?}", f.paths);
         if scope == DecayScope::Selected {
             assert!(f.single.0 > 0, "{name}: single passes {:?}", f.single);
-        }
-        for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let t = pool.install(|| run_path(SelectionPath::Fused));
-            assert!(
-                t.params == f.params && t.state == f.state,
-                "{name}, {threads} threads"
-            );
         }
     }
     for base in bases {
