@@ -916,36 +916,44 @@ fn key_reads<F: Filter, B: Base, T: Scalar>(filter: &F, base: &B, c: &B::Coef<T>
     })
 }
 
-/// The largest |g| seen so far, as a key (in 32-bit lanes for f32, so that
-/// the loops around it stay 8 or 16 lanes wide): one `max` per entry, where
-/// a compare-and-or per entry took three more vector instructions. Every
-/// gradient is finite iff the largest key is at most the largest finite
-/// value's (NaN's key lies above infinity's).
+/// Entries per lane array of pass 0's accumulators: a cache line of f32
+/// (the loops hand each entry its place in its line, below 16).
+const LANES: usize = 16;
+
+/// The largest |g| seen so far in each lane of a line, as a key (in 32-bit
+/// lanes for f32, so that the loops around it stay 8 or 16 lanes wide):
+/// one `max` per entry, where a compare-and-or per entry took three more
+/// vector instructions, and per lane, where one running maximum was
+/// reduced across the vector at the end of every line. Every gradient is
+/// finite iff the largest key is at most the largest finite value's
+/// (NaN's key lies above infinity's).
 #[derive(Clone, Copy, Default)]
-struct WorstKey {
-    narrow: u32,
-    wide: u64,
+struct LaneWorst {
+    narrow: [u32; LANES],
+    wide: [u64; LANES],
 }
 
-impl WorstKey {
+impl LaneWorst {
+    /// Sees the gradient `g` at place `lane` of its line.
     #[inline(always)]
-    fn see<T: Scalar>(&mut self, g: T) {
+    fn see<T: Scalar>(&mut self, lane: usize, g: T) {
         let key = g.abs_key();
+        let l = lane % LANES;
         if T::KEY_BITS < 32 {
-            self.narrow = self.narrow.max(key as u32);
+            self.narrow[l] = self.narrow[l].max(key as u32);
         } else {
-            self.wide = self.wide.max(key);
+            self.wide[l] = self.wide[l].max(key);
         }
     }
 
     /// Whether every gradient seen is finite.
-    fn all_finite<T: Scalar>(self) -> bool {
+    fn all_finite<T: Scalar>(&self) -> bool {
         let worst = if T::KEY_BITS < 32 {
-            u64::from(self.narrow)
+            self.narrow.iter().map(|&x| u64::from(x)).max()
         } else {
-            self.wide
+            self.wide.iter().copied().max()
         };
-        worst <= T::max_value().abs_key()
+        worst.unwrap_or(0) <= T::max_value().abs_key()
     }
 }
 
@@ -963,26 +971,29 @@ wide_simd_fn! {
         let c = &c;
         let (filter, base) = (ctx.filter, ctx.base);
         let t = *probes;
-        let mut n = [0u32; N];
-        let mut worst = WorstKey::default();
-        let mut see = |key: u64, g: T| {
+        // Counts and the worst |g| per lane of a line, summed at the end:
+        // scalars were summed across the vector at the end of every line.
+        let mut n = [[0u32; LANES]; N];
+        let mut worst = LaneWorst::default();
+        let mut see = |lane: usize, key: u64, g: T| {
             for j in 0..N {
-                n[j] += u32::from(key_gt::<T>(key, t[j]));
+                n[j][lane % LANES] += u32::from(key_gt::<T>(key, t[j]));
             }
-            worst.see(g);
+            worst.see(lane, g);
         };
         if F::ROOTED {
             keys_rooted(ctx, c, v, |keys, g| {
-                for (&key, &g) in keys.iter().zip(g) {
-                    see(key, g);
+                for (lane, (&key, &g)) in keys.iter().zip(g).enumerate() {
+                    see(lane, key, g);
                 }
             });
         } else {
-            for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
-                see(key_after_update(filter, base, c, p, g, s), g)
+            for_each_entry_read_state(v, ctx.used, reads, |lane, p, g, s| {
+                see(lane, key_after_update(filter, base, c, p, g, s), g)
             });
         }
-        (n.map(u64::from), worst.all_finite::<T>())
+        let counts = n.map(|lanes| lanes.iter().map(|&x| u64::from(x)).sum());
+        (counts, worst.all_finite::<T>())
     }
 }
 
@@ -999,20 +1010,20 @@ wide_simd_fn! {
         let c = &c;
         let (filter, base) = (ctx.filter, ctx.base);
         let hist = &mut hist[..BUCKETS];
-        let mut worst = WorstKey::default();
-        let mut see = |key: u64, g: T| {
+        let mut worst = LaneWorst::default();
+        let mut see = |lane: usize, key: u64, g: T| {
             hist[bucket::<T>(key) as usize & (BUCKETS - 1)] += 1;
-            worst.see(g);
+            worst.see(lane, g);
         };
         if F::ROOTED {
             keys_rooted(ctx, c, v, |keys, g| {
-                for (&key, &g) in keys.iter().zip(g) {
-                    see(key, g);
+                for (lane, (&key, &g)) in keys.iter().zip(g).enumerate() {
+                    see(lane, key, g);
                 }
             });
         } else {
-            for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
-                see(key_after_update(filter, base, c, p, g, s), g)
+            for_each_entry_read_state(v, ctx.used, reads, |lane, p, g, s| {
+                see(lane, key_after_update(filter, base, c, p, g, s), g)
             });
         }
         worst.all_finite::<T>()
@@ -1197,7 +1208,7 @@ wide_simd_fn! {
             );
             return;
         }
-        for_each_entry_read_state(v, ctx.used, reads, |p, g, s| {
+        for_each_entry_read_state(v, ctx.used, reads, |_, p, g, s| {
             keys[at] = filter.score_updated(base, c, p, g, s).abs_key();
             at += 1;
         });
@@ -1289,7 +1300,8 @@ wide_simd_fn! {
     }
 }
 
-/// Runs `f(θ_i, g_i, state_i)` over a chunk, reading only (one loop per
+/// Runs `f(j, θ_i, g_i, state_i)` over a chunk (`j`: i's place in its
+/// cache line, below [`LANES`]), reading only (one loop per
 /// buffer pattern), one cache line of entries at a time, each preceded by
 /// a hint for the line [`prefetch::AHEAD`] entries on in g and in the
 /// inputs `reads` names (`[θ, s₀, s₁, s₂]`, from [`key_reads`]), as in the
@@ -1300,7 +1312,7 @@ fn for_each_entry_read_state<T: Scalar>(
     v: &View<'_, T>,
     used: [bool; 3],
     reads: [bool; 4],
-    mut f: impl FnMut(T, T, &[T; 3]),
+    mut f: impl FnMut(usize, T, T, &[T; 3]),
 ) {
     let n = v.p.len();
     let z = T::zero();
@@ -1339,17 +1351,19 @@ fn for_each_entry_read_state<T: Scalar>(
     }
     match used {
         [true, false, false] => by_lines!(|lo, hi| {
-            for ((&p, &g), &a) in p[lo..hi].iter().zip(&g[lo..hi]).zip(&a[lo..hi]) {
-                f(p, g, &[a, z, z]);
+            for (j, ((&p, &g), &a)) in p[lo..hi].iter().zip(&g[lo..hi]).zip(&a[lo..hi]).enumerate()
+            {
+                f(j, p, g, &[a, z, z]);
             }
         }),
         [true, true, false] => by_lines!(|lo, hi| {
-            for ((&p, &g), (&a, &b)) in p[lo..hi]
+            for (j, ((&p, &g), (&a, &b))) in p[lo..hi]
                 .iter()
                 .zip(&g[lo..hi])
                 .zip(a[lo..hi].iter().zip(&b[lo..hi]))
+                .enumerate()
             {
-                f(p, g, &[a, b, z]);
+                f(j, p, g, &[a, b, z]);
             }
         }),
         _ => {
@@ -1359,7 +1373,7 @@ fn for_each_entry_read_state<T: Scalar>(
                     if used[1] { b[i] } else { z },
                     if used[2] { c[i] } else { z },
                 ];
-                f(p, g, &s);
+                f(i % line, p, g, &s);
             }
         }
     }
