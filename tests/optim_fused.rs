@@ -167,8 +167,9 @@ fn run_checked<F: Filter, B: Base, T: Scalar>(
 
 /// `run_path` on the fused and the general path: bit-identical
 /// parameters, state and statistics (the general path never counts a
-/// fused path), and the fused path's the same on 1 and 3 threads. Returns
-/// the fused path's outcome.
+/// fused path), and the fused path's results and its paths' counts (hits,
+/// misses, single passes: a chunk's log and its cap on candidates) the
+/// same on 1 and 3 threads. Returns the fused path's outcome.
 fn fused_is_general(run_path: impl Fn(SelectionPath) -> Outcome + Sync, name: &str) -> Outcome {
     let (f, k) = (
         run_path(SelectionPath::Fused),
@@ -186,6 +187,11 @@ fn fused_is_general(run_path: impl Fn(SelectionPath) -> Outcome + Sync, name: &s
         let t = pool.install(|| run_path(SelectionPath::Fused));
         assert!(
             t.params == f.params && t.state == f.state && t.stats == f.stats,
+            "{name}, {threads} threads"
+        );
+        assert_eq!(
+            (t.paths, t.single),
+            (f.paths, f.single),
             "{name}, {threads} threads"
         );
     }
@@ -463,14 +469,8 @@ fn single_pass_case<T: Scalar>() {
                 jumping,
             )
         };
-        let (f, k) = (
-            run_path(SelectionPath::Fused),
-            run_path(SelectionPath::Keys),
-        );
-        let name = T::NAME;
-        assert!(f.params == k.params, "params {base:?} {name}");
-        assert!(f.state == k.state, "state {base:?} {name}");
-        assert_eq!(f.stats, k.stats);
+        let name = format!("{base:?} {}", T::NAME);
+        let f = fused_is_general(run_path, &name);
         let (single, redone) = f.single;
         assert!(
             single >= 20,
@@ -489,18 +489,6 @@ fn single_pass_case<T: Scalar>() {
             single <= cands && cands < of,
             "{cands} candidates of {of} entries in {single} single passes {name}"
         );
-        // Hits, misses (a chunk's log, its cap on candidates) and results
-        // do not depend on how chunks are spread over threads.
-        for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let t = pool.install(|| run_path(SelectionPath::Fused));
-            assert!(t.params == f.params, "params, {threads} threads {name}");
-            assert!(t.state == f.state, "state, {threads} threads {name}");
-            assert_eq!(t.single, f.single, "{threads} threads {name}");
-        }
     }
 }
 
