@@ -639,53 +639,60 @@ fn crowded_bands_fall_back_to_the_general_step() {
     assert!(f.paths.2 > 0, "no crowded band: {:?}", f.paths);
 }
 
-/// The fused step checks the gradients in its read-only pass 0, for every
-/// block before any changes: a non-finite gradient anywhere (in the pass
-/// with a forecast, the histogram pass, or a block updated in full) leaves
+/// The fused step checks the gradients in its read-only pass 0 (the
+/// random filter's in its draw pass), for every block before any changes:
+/// a non-finite gradient anywhere (in the pass with a forecast, the
+/// histogram pass, the draw pass, or a block updated in full) leaves
 /// parameters and state untouched and is reported at its first position.
 #[test]
 fn non_finite_gradients_change_nothing_on_the_fused_path() {
-    for (tensor, index, value) in [
-        ("embed.weight", 69_999, f32::INFINITY),
-        ("embed.weight", 3, f32::NAN),
-        ("q.weight", 17, f32::NEG_INFINITY),
-        ("tiny.weight", 2, f32::NAN),
-    ] {
-        for warm in [0u64, 8] {
-            let mut p = store::<f32>(1, 0, 1.0);
-            let cfg = OptimConfig {
-                groups: vec![mofo::optim::GroupRule::full_update("tiny", &["tiny"])],
-                ..OptimConfig::default()
-            };
-            let mut opt = Optimizer::<Momentum, Adam, f32>::new(
-                Momentum::new(0.1),
-                Adam::adamw(1e-2),
-                cfg,
-                &p,
-            )
-            .unwrap();
-            for s in 0..warm {
-                opt.step(&mut p, &drifting::<f32>(s)).unwrap();
-            }
-            let before = p.clone();
-            let m = opt.buffer("embed.weight", "exp_avg").unwrap().to_vec();
-            let mut g = drifting::<f32>(warm);
-            g.get_mut(tensor).unwrap().as_slice_mut()[index] = value;
-            match opt.step(&mut p, &g) {
-                Err(mofo::optim::OptimError::NonFinite { name, index: i }) => {
-                    assert_eq!((name.as_str(), i), (tensor, index))
+    case(Momentum::new(0.1), Adam::adamw(1e-2));
+    // Lion's two passes, and the random filter's draw pass.
+    case(Momentum::new(0.1), lions()[1].clone());
+    case(Random::new(0.1, 5), Adam::adamw(1e-2));
+    case(Random::new(0.2, 5), lions()[0].clone());
+
+    fn case<F: Filter, B: Base>(filter: F, base: B) {
+        let buffer = base.buffers()[0].unwrap();
+        for (tensor, index, value) in [
+            ("embed.weight", 69_999, f32::INFINITY),
+            ("embed.weight", 3, f32::NAN),
+            ("q.weight", 17, f32::NEG_INFINITY),
+            ("tiny.weight", 2, f32::NAN),
+        ] {
+            for warm in [0u64, 8] {
+                let label = format!("{} on {base:?}, {tensor}[{index}] = {value}", filter.name());
+                let mut p = store::<f32>(1, 0, 1.0);
+                let cfg = OptimConfig {
+                    groups: vec![mofo::optim::GroupRule::full_update("tiny", &["tiny"])],
+                    ..OptimConfig::default()
+                };
+                let mut opt =
+                    Optimizer::<F, B, f32>::new(filter.clone(), base.clone(), cfg, &p).unwrap();
+                for s in 0..warm {
+                    opt.step(&mut p, &drifting::<f32>(s)).unwrap();
                 }
-                other => panic!("{tensor}[{index}] = {value}: got {other:?}"),
-            }
-            assert_eq!(p, before);
-            assert_eq!(opt.buffer("embed.weight", "exp_avg").unwrap(), &m[..]);
-            assert_eq!(opt.step_count(), warm);
-            if warm > 0 {
-                assert!(
-                    opt.fused_path_counts().0 > 0,
-                    "{:?}",
-                    opt.fused_path_counts()
+                let before = p.clone();
+                let m = opt.buffer("embed.weight", buffer).unwrap().to_vec();
+                let mut g = drifting::<f32>(warm);
+                g.get_mut(tensor).unwrap().as_slice_mut()[index] = value;
+                match opt.step(&mut p, &g) {
+                    Err(mofo::optim::OptimError::NonFinite { name, index: i }) => {
+                        assert_eq!((name.as_str(), i), (tensor, index), "{label}")
+                    }
+                    other => panic!("{label}: got {other:?}"),
+                }
+                assert_eq!(p, before, "{label}");
+                assert_eq!(
+                    opt.buffer("embed.weight", buffer).unwrap(),
+                    &m[..],
+                    "{label}"
                 );
+                assert_eq!(opt.step_count(), warm, "{label}");
+                if warm > 0 {
+                    let (hits, misses, _) = opt.fused_path_counts();
+                    assert!(hits + misses > 0, "{label}: {:?}", opt.fused_path_counts());
+                }
             }
         }
     }
