@@ -84,9 +84,17 @@ pub fn chacha8_block_reference(key: &[u32; 8], counter: u64) -> [u32; 16] {
 /// The `u64`s of a ChaCha8 stream from an even word position on, as
 /// `ChaCha8Rng::from_seed(seed)` after `set_word_pos(word_pos)` gives them
 /// by `next_u64`.
-pub struct ChaCha8Keys {
-    fast: Option<Fast>,
-    slow: Option<ChaCha8Rng>,
+pub struct ChaCha8Keys(Source);
+
+/// Where a [`ChaCha8Keys`] takes its words from. (One lives on the stack
+/// for a chunk of the draw pass; boxing the larger variant would allocate
+/// per chunk for nothing.)
+#[allow(clippy::large_enum_variant)]
+enum Source {
+    /// Sixteen blocks at a time on AVX-512.
+    Fast(Fast),
+    /// `rand_chacha`, on CPUs without AVX-512.
+    Slow(ChaCha8Rng),
 }
 
 /// The AVX-512 generator's state: the key, the next block to compute, and
@@ -106,10 +114,7 @@ impl ChaCha8Keys {
         if !has_avx512() {
             let mut rng = ChaCha8Rng::from_seed(seed);
             rng.set_word_pos(u128::from(word_pos));
-            return ChaCha8Keys {
-                fast: None,
-                slow: Some(rng),
-            };
+            return ChaCha8Keys(Source::Slow(rng));
         }
         let key = std::array::from_fn(|i| {
             u32::from_le_bytes([
@@ -128,19 +133,15 @@ impl ChaCha8Keys {
         };
         fast.refill();
         fast.at = (word_pos % BLOCK_WORDS as u64) as usize;
-        ChaCha8Keys {
-            fast: Some(fast),
-            slow: None,
-        }
+        ChaCha8Keys(Source::Fast(fast))
     }
 
     /// Writes the next `out.len()` values of the stream into `out`.
     pub fn fill(&mut self, out: &mut [u64]) {
-        if let Some(rng) = &mut self.slow {
-            rng.fill(out);
-            return;
-        }
-        let Some(f) = &mut self.fast else { return };
+        let f = match &mut self.0 {
+            Source::Slow(rng) => return rng.fill(out),
+            Source::Fast(f) => f,
+        };
         let mut out = out;
         while !out.is_empty() {
             if f.at == BUF_WORDS {
