@@ -72,6 +72,52 @@ fn bench_optim_writes_its_figures() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `--grad-clip` times the clipped steps (the family's too) and records
+/// the norm; a norm that is not positive and finite is refused.
+#[test]
+fn bench_optim_clips_when_asked() {
+    let d = temp_dir("optim-clip");
+    let json = d.join("optim.json");
+    let j = run_json(
+        &[
+            "bench",
+            "optim",
+            "--params",
+            "100000",
+            "--threads",
+            "2",
+            "--reps",
+            "2",
+            "--warmup",
+            "2",
+            "--pairs",
+            "2",
+            "--grad-clip",
+            "0.5",
+            "--methods",
+            "adamw,mofo,lion_mofo",
+        ],
+        &json,
+    );
+    positive(&j, "ratio_alternated");
+    assert_eq!(j["grad_clip"], 0.5);
+    assert_eq!(j["methods"].as_array().unwrap().len(), 3);
+    for bad in ["0", "-1", "inf", "NaN"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mofo"))
+            .args(["bench", "optim", "--params", "20000"])
+            .arg(format!("--grad-clip={bad}"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {err}");
+        assert!(
+            err.contains("--grad-clip must be a positive finite norm"),
+            "{bad}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn bench_train_writes_its_figures_and_the_loss_ignores_threads() {
     let d = temp_dir("train");
@@ -129,6 +175,7 @@ fn bench_optim_device_is_refused_cleanly() {
         &["--methods", "all"][..],
         &["--threads", "2"],
         &["--no-huge-pages"],
+        &["--grad-clip", "1"],
     ] {
         let (status, err) = run_with("cuda", extra);
         assert!(!status.success() && status.code() == Some(1), "{err}");

@@ -15,7 +15,7 @@ use super::bench_methods::{parse_methods, time_methods, GRADIENT_SETS};
 use super::CliResult;
 use crate::optim::workload::{count, gpt2_shapes, gpt2_shapes_for, random_stores};
 use crate::optim::{
-    Adam, FiniteGrads, HugePages, Momentum, NoFilter, OptimConfig, Optimizer, StepPhases,
+    Adam, Clip, FiniteGrads, HugePages, Momentum, NoFilter, OptimConfig, Optimizer, StepPhases,
 };
 
 /// Arguments of `mofo bench optim`.
@@ -57,6 +57,12 @@ pub struct OptimArgs {
     /// those thirteen.
     #[arg(long)]
     pub methods: Option<String>,
+    /// Clip the gradients to this global L2 norm in every step timed (AdamW,
+    /// MoFO-AdamW and the family), as `mofo train --grad-clip` does (1.0 by
+    /// default there). The benchmark's gradients have a norm of about 7.4,
+    /// so every step clips. Default: no clipping.
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
     /// Where the steps run: `cpu`, or `cuda` / `cuda:N` (a build with the
     /// `cuda` feature; AdamW and MoFO-AdamW only, `bench_gpu.rs`).
     #[arg(long, default_value = "cpu")]
@@ -145,6 +151,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
             ("--methods", a.methods.is_some()),
             ("--threads", a.threads.is_some()),
             ("--no-huge-pages", a.no_huge_pages),
+            ("--grad-clip", a.grad_clip.is_some()),
         ];
         if let Some((flag, _)) = cpu_only.iter().find(|(_, given)| *given) {
             return Err(format!(
@@ -173,8 +180,18 @@ fn run_optim(a: OptimArgs) -> CliResult {
     } else {
         HugePages::Use
     };
+    if let Some(c) = a.grad_clip {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(format!("--grad-clip must be a positive finite norm, not {c}").into());
+        }
+    }
+    let clip = Clip {
+        max_norm: a.grad_clip,
+        max_value: None,
+    };
     let config = OptimConfig {
         huge_pages: huge,
+        clip,
         ..OptimConfig::default()
     };
     let (mut params, grads) = random_stores(&shapes, 0, huge);
@@ -199,6 +216,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
         a.warmup,
         a.reps,
     )?;
+    let shared = config.clone();
     let mut mofo = Optimizer::new(Momentum::new(0.1), Adam::adamw(1e-5), config, &params)?;
     let (mofo_ns, mofo_phases) = median_ns(
         &mut || {
@@ -257,7 +275,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
             &std::iter::once(grads)
                 .chain((1..GRADIENT_SETS as u64).map(|seed| random_stores(&shapes, seed, huge).1))
                 .collect::<Vec<_>>(),
-            huge,
+            &shared,
             a.warmup,
             a.reps,
             median_ns,
@@ -279,6 +297,9 @@ fn run_optim(a: OptimArgs) -> CliResult {
         a.warmup.max(1),
         crate::kernels::simd::vector_width_name()
     );
+    if let Some(c) = a.grad_clip {
+        println!("  every step clips the gradients to global norm {c} (--grad-clip)");
+    }
     println!(
         "  AdamW      {adam_pp:8.3} ns/param  {:7.2} GB/s  ({:.1} ms/step)",
         gbs(adam_ns),
@@ -376,6 +397,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "mofo_band_share": band_share,
             "mofo_warm_single_pass_share": warm_single_share,
             "huge_pages": !a.no_huge_pages,
+            "grad_clip": a.grad_clip,
             "huge_page_bytes": huge_bytes,
             "step_buffer_bytes": step_bytes,
             "vector_width": crate::kernels::simd::vector_width_name(),

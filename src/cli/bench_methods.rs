@@ -14,7 +14,7 @@
 //! than on a training run's. `adamw` and `mofo` are in the list too, so
 //! their figures on this workload sit beside the others'.
 
-use crate::optim::{HugePages, OptimConfig, OptimizerSpec, StepPhases};
+use crate::optim::{OptimConfig, OptimizerSpec, StepPhases};
 use crate::ParamStore;
 
 use super::CliError;
@@ -73,12 +73,13 @@ pub fn parse_methods(list: &str) -> Result<Vec<String>, CliError> {
 
 /// Times each method in turn on `params` (`warmup` untimed steps, then the
 /// median of `reps`), step j taking `grads[j % grads.len()]`, and drops its
-/// state before the next. An empty `grads` is an error.
+/// state before the next. Each method runs its own configuration with the
+/// huge pages and the clipping of `shared`. An empty `grads` is an error.
 pub fn time_methods(
     names: &[String],
     params: &mut ParamStore<f32>,
     grads: &[ParamStore<f32>],
-    huge_pages: HugePages,
+    shared: &OptimConfig,
     warmup: usize,
     reps: usize,
     median_ns: impl Fn(
@@ -94,7 +95,8 @@ pub fn time_methods(
     for name in names {
         let spec = OptimizerSpec::method(name, 1e-5, 0.1, 0)?;
         let config = OptimConfig {
-            huge_pages,
+            huge_pages: shared.huge_pages,
+            clip: shared.clip,
             ..spec.config()
         };
         let mut opt = spec.build_with_config(config, params)?;
@@ -120,6 +122,7 @@ pub fn time_methods(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optim::HugePages;
 
     #[test]
     fn all_names_every_method_but_the_regularised_ones() {
@@ -178,11 +181,35 @@ mod tests {
                 Ok((1.0, [0.0; 2]))
             };
         let before = params.get("w").unwrap().as_slice().to_vec();
-        let t = time_methods(&names, &mut params, &grads, HugePages::Off, 1, 2, median).unwrap();
+        let t = time_methods(
+            &names,
+            &mut params,
+            &grads,
+            &OptimConfig {
+                huge_pages: HugePages::Off,
+                ..OptimConfig::default()
+            },
+            1,
+            2,
+            median,
+        )
+        .unwrap();
         assert_eq!(t.len(), names.len());
         assert!(t.iter().all(|m| m.ns == 1.0 && m.describe.contains('+')));
         assert_ne!(params.get("w").unwrap().as_slice(), &before[..]);
-        let e = time_methods(&names, &mut params, &[], HugePages::Off, 1, 2, median).unwrap_err();
+        let e = time_methods(
+            &names,
+            &mut params,
+            &[],
+            &OptimConfig {
+                huge_pages: HugePages::Off,
+                ..OptimConfig::default()
+            },
+            1,
+            2,
+            median,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("no gradients"), "{e}");
     }
 }

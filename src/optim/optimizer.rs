@@ -24,6 +24,7 @@
 //! exact, so results are identical for any thread count.
 
 mod fused;
+mod mapped;
 mod random_draw;
 mod rooted;
 
@@ -40,11 +41,11 @@ use super::partition::Partition;
 use super::schedule::Schedule;
 use super::select::{selection_count, Cut, Decider, TopK};
 use super::stats::{key_to_f64, BlockStats, StepPhases, StepStats};
-use super::transform::{Clip, GradPrep, Pull};
+use super::transform::{Clip, GradMap, GradPrep, Pull};
 use super::OptimError;
 use crate::kernels::huge_pages::{collapse_runs, huge_zeroed_vec};
 use crate::kernels::prefetch;
-use crate::kernels::reduce::all_finite_wide;
+use crate::kernels::reduce::{all_finite_wide, clamped_sum_squares_wide};
 use crate::kernels::simd::{wide_simd_call, wide_simd_fn};
 use crate::{ParamError, ParamStore, Scalar};
 use std::time::Instant;
@@ -570,21 +571,22 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             .par_iter()
             .map(|&(ti, start)| {
                 let g = &grads[ti][start..(start + CHUNK).min(grads[ti].len())];
-                // The branch-free check first; the search only on a bad chunk.
-                let bad = (!wide_simd_call!(all_finite / all_finite_wide(g)))
+                // The branch-free check first (with the norm's sum of
+                // squares when clipping by norm: one read); the search only
+                // on a bad chunk.
+                let (finite, ss) = if want_norm {
+                    let c = prep.clip_value.unwrap_or_else(T::infinity);
+                    match wide_simd_call!(clamped_sum_squares / clamped_sum_squares_wide(g, c)) {
+                        Some(ss) => (true, ss),
+                        None => (false, 0.0),
+                    }
+                } else {
+                    (wide_simd_call!(all_finite / all_finite_wide(g)), 0.0)
+                };
+                let bad = (!finite)
                     .then(|| g.iter().position(|x| !x.is_finite()))
                     .flatten()
                     .map(|i| start + i);
-                let ss = if want_norm && bad.is_none() {
-                    g.iter()
-                        .map(|&x| {
-                            let x = prep.clip(x).as_f64();
-                            x * x
-                        })
-                        .sum()
-                } else {
-                    0.0
-                };
                 (bad, ss)
             })
             .collect();
@@ -696,7 +698,10 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         // every block before any block changes; else they are scanned here.
         // (A base whose step does not split, Lion, runs pass 0 and pass 1
         // but not the single pass; a rooted filter needs the split. The
-        // random filter's fused step is `random_draw`.)
+        // random filter's fused step is `random_draw`.) Under clipping the
+        // fused kernels take the clipped gradients chunk by chunk
+        // (`optimizer/mapped.rs`), checked here first (with the norm).
+        let clipping = self.config.clip.max_value.is_some() || self.config.clip.max_norm.is_some();
         let fused = (B::SPLITS || !F::ROOTED)
             && self.config.selection_path == SelectionPath::Fused
             && matches!(
@@ -704,14 +709,17 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
                 FilterMode::Scored | FilterMode::Random { .. }
             )
             && !self.config.track_selection
-            && self.config.clip.max_value.is_none()
-            && self.config.clip.max_norm.is_none()
             && self.config.pull.is_none();
         let started = Instant::now();
-        let (bad, sumsq) = if fused || (known_finite && self.config.clip.max_norm.is_none()) {
-            (None, 0.0)
+        let scanned = if known_finite {
+            self.config.clip.max_norm.is_some()
         } else {
+            !fused || clipping
+        };
+        let (bad, sumsq) = if scanned {
             self.scan_grads(&gslices, &prep)
+        } else {
+            (None, 0.0)
         };
         if let Some((ti, index)) = bad {
             return self.non_finite(ti, index);
@@ -746,7 +754,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             .map(|(g, &lr)| self.base.coef::<T>(t, lr, g.weight_decay, &scalars))
             .collect();
         let modes = self.block_modes(t);
-        debug_assert!(!fused || prep.is_identity());
+        debug_assert!(!fused || prep.pull.is_none());
         let ctx = Ctx {
             filter: &self.filter,
             base: &self.base,
@@ -756,7 +764,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
             scope_all: self.config.decay_scope == DecayScope::All,
             track: self.config.track_selection,
             fused,
-            known_finite,
+            known_finite: known_finite || scanned,
             t,
         };
 
@@ -796,7 +804,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
         if fused {
             let filter_mode = self.filter.mode();
             let (found, finite): (Vec<_>, Vec<bool>) = views
-                .par_iter()
+                .par_iter_mut()
                 .zip(self.runtime.par_iter_mut())
                 .zip(modes.par_iter())
                 .enumerate()
@@ -807,7 +815,7 @@ impl<F: Filter, B: Base, T: Scalar> Optimizer<F, B, T> {
                             if info.len <= u32::MAX as usize =>
                         {
                             let (drawn, finite) =
-                                random_draw::draw(&ctx, seed, bi, info.len, k, rt, chunks);
+                                random_draw::draw(&ctx, seed, bi, info.len, k, rt, &*chunks);
                             (drawn.map(fused::Plan::Drawn), finite)
                         }
                         (BlockMode::Cut(k), _) if info.len <= u32::MAX as usize => {
@@ -1329,6 +1337,79 @@ fn for_each_entry_marked<const LINES: usize, T: Scalar>(
     }
 }
 
+/// The apply loops without a pull or tracking: the base's update on every
+/// entry (`full`), a frozen block's state step, or a scored selection by a
+/// decider's rule without decay of the rest, each taking `map(g)` (the
+/// clipping's map of g, or the identity); `None` when none of them applies.
+#[inline(always)]
+fn hot_paths<F: Filter, B: Base, T: Scalar>(
+    ctx: &Ctx<'_, F, B, T>,
+    c: B::Coef<T>,
+    v: &mut View<'_, T>,
+    keys: &[u64],
+    dec: Option<Decider>,
+    full: bool,
+    map: impl Fn(T) -> T + Copy,
+) -> Option<(usize, usize, usize)> {
+    let c = &c;
+    let used = ctx.used;
+    let base = ctx.base;
+    if dec.is_none() && full {
+        // Hot path: the base's update on every entry. The closure owns
+        // a copy of the constants: borrowing them (their address also
+        // reaches the other paths' calls) left every flag of the base
+        // (decoupled, AMSGrad, lerp's form) loaded and applied as a
+        // mask per entry, with a masked gather for AMSGrad's slot; owned,
+        // the loop is the plain update (AdamW's update pass on 3.8M
+        // entries, 1 thread: 1.7 -> 1.1 ms; docs/performance.md).
+        let c = *c;
+        if B::ROOTED {
+            rooted::update_chunk(base, c, v, used, true, map);
+        } else {
+            for_each_entry(v, used, move |_, p, g, s| {
+                *p = base.update(&c, *p, map(g), s)
+            });
+        }
+        return Some((v.len(), 0, 0));
+    }
+    if dec.is_none() && !ctx.scope_all {
+        // Frozen block: state only (the constants owned, as above).
+        let c = *c;
+        if B::ROOTED {
+            rooted::update_chunk(base, c, v, used, false, map);
+        } else {
+            for_each_entry(v, used, move |_, p, g, s| {
+                base.update(&c, *p, map(g), s);
+            });
+        }
+        return Some((0, 0, 0));
+    }
+    if !ctx.scope_all {
+        if let Some(d) = dec {
+            // Scored selection without a pull, tracking or decay of the
+            // unselected entries: a small loop body the compiler inlines
+            // (the general loop below is not inlined into every buffer
+            // pattern), with a branch-free select of the new value.
+            // The decider as a rule on (index, key): no count carried
+            // from entry to entry, so the loop vectorises.
+            let keys = &keys[..v.len()];
+            let rule = d.index_rule(keys);
+            let c = *c;
+            let mut selected = 0usize;
+            for_each_entry(v, used, |i, p, g, s| {
+                let pn = base.update(&c, *p, map(g), s);
+                // `get`, not an index: the bounds check's panic
+                // branch kept this loop one entry at a time.
+                let sel = keys.get(i).is_some_and(|&key| rule.take(i, key));
+                selected += sel as usize;
+                *p = if sel { pn } else { *p };
+            });
+            return Some((selected, 0, 0));
+        }
+    }
+    None
+}
+
 wide_simd_fn! {
     fn apply_chunk / apply_chunk_wide [F: Filter, B: Base, T: Scalar] (
         ctx: &Ctx<'_, F, B, T>,
@@ -1339,62 +1420,25 @@ wide_simd_fn! {
         full: bool,
         track: &mut [u8],
     ) -> (usize, usize, usize) {
-            let mut dec = dec;
+        let mut dec = dec;
+        // Without a pull or tracking, the transform is a map of g alone,
+        // taken in registers by the hot loops (one instance per kind of
+        // map, so the identity's loops are what they were without it).
+        if v.pre.is_empty() && !ctx.track {
+            let hot = match ctx.prep.map() {
+                None => hot_paths(ctx, c, v, keys, dec, full, |g| g),
+                Some(GradMap::Scale(s)) => hot_paths(ctx, c, v, keys, dec, full, move |g| g * s),
+                Some(GradMap::ClampScale(cl, s)) => {
+                    hot_paths(ctx, c, v, keys, dec, full, move |g: T| g.max(-cl).min(cl) * s)
+                }
+            };
+            if let Some(counts) = hot {
+                return counts;
+            }
+        }
         let c = &c;
         let used = ctx.used;
         let base = ctx.base;
-        let plain = v.pre.is_empty() && !ctx.track && ctx.prep.is_identity();
-        if plain && dec.is_none() && full {
-            // Hot path: the base's update on every entry. The closure owns
-            // a copy of the constants: borrowing them (their address also
-            // reaches the other paths' calls) left every flag of the base
-            // (decoupled, AMSGrad, lerp's form) loaded and applied as a
-            // mask per entry, with a masked gather for AMSGrad's slot; owned,
-            // the loop is the plain update (AdamW's update pass on 3.8M
-            // entries, 1 thread: 1.7 -> 1.1 ms; docs/performance.md).
-            let c = *c;
-            if B::ROOTED {
-                rooted::update_chunk(base, c, v, used, true);
-            } else {
-                for_each_entry(v, used, move |_, p, g, s| *p = base.update(&c, *p, g, s));
-            }
-            return (v.len(), 0, 0);
-        }
-        if plain && dec.is_none() && !ctx.scope_all {
-            // Frozen block: state only (the constants owned, as above).
-            let c = *c;
-            if B::ROOTED {
-                rooted::update_chunk(base, c, v, used, false);
-            } else {
-                for_each_entry(v, used, move |_, p, g, s| {
-                    base.update(&c, *p, g, s);
-                });
-            }
-            return (0, 0, 0);
-        }
-        if plain && !ctx.scope_all {
-            if let Some(d) = dec {
-                // Scored selection without transforms, tracking or decay of the
-                // unselected entries: a small loop body the compiler inlines
-                // (the general loop below is not inlined into every buffer
-                // pattern), with a branch-free select of the new value.
-                // The decider as a rule on (index, key): no count carried
-                // from entry to entry, so the loop vectorises.
-                let keys = &keys[..v.len()];
-                let rule = d.index_rule(keys);
-                let c = *c;
-                let mut selected = 0usize;
-                for_each_entry(v, used, |i, p, g, s| {
-                    let pn = base.update(&c, *p, g, s);
-                    // `get`, not an index: the bounds check's panic
-                    // branch kept this loop one entry at a time.
-                    let sel = keys.get(i).is_some_and(|&key| rule.take(i, key));
-                    selected += sel as usize;
-                    *p = if sel { pn } else { *p };
-                });
-                return (selected, 0, 0);
-            }
-        }
         let pre = v.pre;
         let has_pre = !pre.is_empty();
         let scope_all = ctx.scope_all;

@@ -62,6 +62,19 @@ impl<T: Scalar> GradPrep<T> {
         self.clip_value.is_none() && self.scale.is_none() && self.pull.is_none()
     }
 
+    /// The transform as a map of g alone, when it has no pull (which reads
+    /// θ and θ_pre): `None` for the identity.
+    pub fn map(&self) -> Option<GradMap<T>> {
+        if self.pull.is_some() || (self.clip_value.is_none() && self.scale.is_none()) {
+            return None;
+        }
+        let scale = self.scale.unwrap_or_else(T::one);
+        Some(match self.clip_value {
+            Some(c) => GradMap::ClampScale(c, scale),
+            None => GradMap::Scale(scale),
+        })
+    }
+
     #[inline(always)]
     pub fn clip(&self, g: T) -> T {
         match self.clip_value {
@@ -92,5 +105,64 @@ impl<T: Scalar> GradPrep<T> {
             };
         }
         g
+    }
+}
+
+/// Clipping as a map of the gradient alone (no pull), for the update loops
+/// that take it per entry in registers; equal to [`GradPrep::apply`] bit for
+/// bit on every finite gradient (a clamp and a product, or the product
+/// alone; `g · 1` is `g`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum GradMap<T> {
+    /// `g · s` (clip by norm).
+    Scale(T),
+    /// `clamp(g, −c, c) · s` (clip by value, and by norm when `s ≠ 1`).
+    ClampScale(T, T),
+}
+
+impl<T: Scalar> GradMap<T> {
+    /// The mapped gradient (the loops that take the map match on its kind
+    /// once and inline the arithmetic; this is their definition, for
+    /// tests).
+    #[cfg(test)]
+    pub fn apply(self, g: T) -> T {
+        match self {
+            GradMap::Scale(s) => g * s,
+            GradMap::ClampScale(c, s) => g.max(-c).min(c) * s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_map_is_the_transform_bit_for_bit() {
+        let gs: Vec<f32> = (0..2001).map(|i| (i as f32 - 1000.0) * 1.3e-3).collect();
+        for clip_value in [None, Some(0.4f32)] {
+            for scale in [None, Some(0.37f32)] {
+                let prep = GradPrep {
+                    clip_value,
+                    scale,
+                    pull: None,
+                };
+                match prep.map() {
+                    None => assert!(prep.is_identity()),
+                    Some(map) => {
+                        for &g in &gs {
+                            let want = prep.apply(g, 0.0, 0.0);
+                            assert_eq!(map.apply(g).to_bits(), want.to_bits(), "{prep:?} {g}");
+                        }
+                    }
+                }
+            }
+        }
+        let pulled = GradPrep {
+            clip_value: None,
+            scale: Some(0.5f64),
+            pull: Some((false, 0.1)),
+        };
+        assert_eq!(pulled.map(), None, "a pull reads θ: not a map of g");
     }
 }

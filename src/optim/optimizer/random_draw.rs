@@ -42,6 +42,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::mapped::with_mapped;
 use super::{mix_seed, per_chunk, BlockRuntime, Ctx, View};
 use crate::kernels::chacha8::ChaCha8Keys;
 use crate::kernels::reduce::all_finite_wide;
@@ -223,9 +224,12 @@ pub(crate) fn process_block<F: Filter, B: Base, T: Scalar>(
     drawn: Drawn,
 ) -> BlockStats {
     let mask = &rt.mask;
+    let map = ctx.prep.map();
     chunks.par_iter_mut().for_each(|ch| {
         let m = &mask[ch.off..ch.off + ch.len()];
-        wide_simd_call!(update_chunk / update_chunk_wide(ctx, *c, ch, m));
+        with_mapped(map, ch, |ch| {
+            wide_simd_call!(update_chunk / update_chunk_wide(ctx, *c, ch, m))
+        });
     });
     BlockStats {
         selected: k,

@@ -233,7 +233,8 @@ pub(super) fn for_each_line<T: Scalar, M: Copy + Default>(
 
 /// RMSprop's update over a chunk (a `Base::ROOTED` base): `base.update`
 /// on every entry, its roots a line at a time; `apply` false is a frozen
-/// block's step (the state only, θ kept).
+/// block's step (the state only, θ kept). Each gradient is taken as
+/// `map(g)` (the clipping's map, or the identity).
 #[inline(always)]
 pub(super) fn update_chunk<B: Base, T: Scalar>(
     base: &B,
@@ -241,13 +242,14 @@ pub(super) fn update_chunk<B: Base, T: Scalar>(
     v: &mut View<'_, T>,
     used: [bool; 3],
     apply: bool,
+    map: impl Fn(T) -> T + Copy,
 ) {
     for_each_line_mut(
         v,
         used,
         apply,
-        |p, g, s| base.root_arg(&c, p, g, s),
-        |p, g, s, root| *p = base.update_rooted(&c, *p, g, s, root),
+        |p, g, s| base.root_arg(&c, p, map(g), s),
+        |p, g, s, root| *p = base.update_rooted(&c, *p, map(g), s, root),
         |_, _, _: &[()]| {},
     );
 }
@@ -268,7 +270,7 @@ mod tests {
             used: [bool; 3],
             apply: bool,
         ) {
-            update_chunk(base, c, v, used, apply)
+            update_chunk(base, c, v, used, apply, |g| g)
         }
     }
 
