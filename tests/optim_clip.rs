@@ -6,11 +6,12 @@
 //! from the clipped step's statistics and checked against a plain f64 sum.
 //! Every base, the scored, random, half-fine-tuning and no filters, both
 //! decay scopes, both selection paths, f32 and f64; the result does not
-//! depend on the thread count.
+//! depend on the thread count, nor on whether the caller checked the
+//! gradients (`Optimizer::step_finite`).
 
 use mofo::optim::{
-    Adam, Base, Clip, DecayScope, Filter, Gradient, HalfFineTuning, Lion, Momentum, Mv, NAdam,
-    NoFilter, OptimConfig, Optimizer, Random, RmsProp, SelectionPath, Sgd,
+    Adam, Base, Clip, DecayScope, Filter, FiniteGrads, Gradient, HalfFineTuning, Lion, Momentum,
+    Mv, NAdam, NoFilter, OptimConfig, Optimizer, Random, RmsProp, SelectionPath, Sgd,
 };
 use mofo::{ParamStore, Scalar};
 use rand::{Rng, SeedableRng};
@@ -68,6 +69,23 @@ fn clipped<T: Scalar>(g: &ParamStore<T>, clip: Clip, norm: Option<f64>) -> (Para
 
 const STEPS: u64 = 5;
 
+/// Clipping by norm, by value, and both (the norm is about 77 for the
+/// large gradients of [`run`] and [`drifting`], so the norm clips).
+const CLIPS: [Clip; 3] = [
+    Clip {
+        max_norm: Some(10.0),
+        max_value: None,
+    },
+    Clip {
+        max_norm: None,
+        max_value: Some(0.3),
+    },
+    Clip {
+        max_norm: Some(5.0),
+        max_value: Some(0.3),
+    },
+];
+
 /// Steps a clipped optimizer and an unclipped one fed the clipped
 /// gradients on `threads` threads; returns the clipped run's parameters
 /// and reported norms (as bits), after asserting that both runs agree.
@@ -85,7 +103,10 @@ fn run<F: Filter + Clone, B: Base + Clone, T: Scalar>(
     pool.install(|| {
         let mut pa = store::<T>(1, 0.5);
         let mut pb = pa.clone();
+        let mut pc = pa.clone();
         let mut a = Optimizer::new(filter.clone(), base.clone(), config.clone(), &pa).unwrap();
+        // The same clipped steps on gradients the caller has checked.
+        let mut c = Optimizer::new(filter.clone(), base.clone(), config.clone(), &pc).unwrap();
         let plain_config = OptimConfig {
             clip: Clip::default(),
             ..config.clone()
@@ -108,27 +129,18 @@ fn run<F: Filter + Clone, B: Base + Clone, T: Scalar>(
             let plain_stats = b.step(&mut pb, &gc).unwrap();
             assert_eq!(stats.selected, plain_stats.selected, "{label}, step {t}");
             assert_eq!(bits(&pa), bits(&pb), "{label}, step {t}: parameters");
+            let checked = c
+                .step_finite(&mut pc, FiniteGrads::check(&g).unwrap())
+                .unwrap();
+            assert_eq!(checked.grad_norm, stats.grad_norm, "{label}, step {t}");
+            assert_eq!(bits(&pc), bits(&pa), "{label}, step {t}: step_finite");
         }
         (bits(&pa), norms)
     })
 }
 
 fn check<F: Filter + Clone, B: Base + Clone>(filter: F, base: B) {
-    let clips = [
-        Clip {
-            max_norm: Some(10.0),
-            max_value: None,
-        },
-        Clip {
-            max_norm: None,
-            max_value: Some(0.3),
-        },
-        Clip {
-            max_norm: Some(5.0),
-            max_value: Some(0.3),
-        },
-    ];
-    for clip in clips {
+    for clip in CLIPS {
         for scope in [DecayScope::Selected, DecayScope::All] {
             for path in [SelectionPath::Fused, SelectionPath::Keys] {
                 let config = OptimConfig {
@@ -263,17 +275,46 @@ fn single_pass_under_clipping<T: Scalar>(clip: Clip) {
 
 #[test]
 fn the_single_pass_takes_the_clipped_gradients() {
-    for clip in [
-        Clip {
-            max_norm: Some(10.0),
-            max_value: None,
-        },
-        Clip {
-            max_norm: Some(5.0),
-            max_value: Some(0.3),
-        },
-    ] {
+    for clip in [CLIPS[0], CLIPS[2]] {
         single_pass_under_clipping::<f32>(clip);
         single_pass_under_clipping::<f64>(clip);
+    }
+}
+
+/// A NaN or ±∞ gradient under clipping (by value too, which would clamp
+/// ±∞ to ±c and NaN to −c) is reported at its first position and changes
+/// nothing, on both paths.
+#[test]
+fn non_finite_gradients_under_clipping_change_nothing() {
+    for clip in [CLIPS[0], CLIPS[1]] {
+        for path in [SelectionPath::Fused, SelectionPath::Keys] {
+            let config = OptimConfig {
+                clip,
+                selection_path: path,
+                ..OptimConfig::default()
+            };
+            let mut p = store::<f32>(1, 0.5);
+            let mut opt =
+                Optimizer::new(Momentum::new(0.1), Adam::adamw(1e-2), config, &p).unwrap();
+            // Settle the forecast first, so that the single pass is next.
+            for t in 0..12 {
+                opt.step(&mut p, &drifting::<f32>(t)).unwrap();
+            }
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut g = drifting::<f32>(12);
+                let e = g.get_mut("embed.weight").unwrap().as_slice_mut();
+                e[40_000] = bad;
+                e[60_000] = bad;
+                let before = bits(&p);
+                let err = opt.step(&mut p, &g).unwrap_err().to_string();
+                assert!(
+                    err.contains("embed.weight") && err.contains("40000"),
+                    "{clip:?} {path:?} {bad}: {err}"
+                );
+                assert_eq!(bits(&p), before, "{clip:?} {path:?} {bad}");
+            }
+            // The step after goes on as if the bad one had not been tried.
+            opt.step(&mut p, &drifting::<f32>(12)).unwrap();
+        }
     }
 }

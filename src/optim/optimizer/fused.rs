@@ -59,8 +59,8 @@
 //! wobble the next step missed. Replayed on the thresholds recorded from a
 //! `mofo train` run of a 6-layer model, from `bench optim`'s
 //! changing-gradient workload, and from MoFO-Lion on it, that rule
-//! bracketed 81%, 84% and 85% of the block steps; this one 94%, 100% and
-//! 99%, with spreads 1.01, 0.81 and 1.39 times as wide; on the steady
+//! bracketed 81%, 84% and 85% of the block steps; this one 93%, 100% and
+//! 99%, with spreads 0.99, 0.81 and 1.38 times as wide; on the steady
 //! headline workload both bracket every step with the same spread. The
 //! largest of the last six errors, unshrunk, bracketed 97%, 100% and 100%
 //! but with spreads 1.29, 0.99 and 1.73 times as wide, and one outlier
