@@ -600,14 +600,16 @@ fn single_pass<F: Filter, B: Base, T: Scalar>(
         .map(|(ch, (cands, undo))| {
             cands.clear();
             undo.clear();
-            with_mapped(map, ch, |ch| {
-                single_adam_avx512::try_single_chunk(ctx, c, ch, band, cap, cands, undo)
-                    .unwrap_or_else(|| {
+            // The hand-written pass takes the map itself, in registers.
+            single_adam_avx512::try_single_chunk(ctx, c, ch, band, cap, cands, undo).unwrap_or_else(
+                || {
+                    with_mapped(map, ch, |ch| {
                         wide_simd_call!(
                             single_chunk / single_chunk_wide(ctx, *c, ch, band, cap, cands, undo)
                         )
                     })
-            })
+                },
+            )
         })
         .reduce(|| true, |a, b| a & b);
     // Every entry above the band was updated and logged, every one in it

@@ -4,6 +4,7 @@
 //! down. Per sixteen entries (one cache line of each buffer):
 //!
 //! ```text
+//! g ← clamp(g, −c, c)·s               (under clipping: `GradMap`)
 //! m ← lerp(m, g, w1)                  v ← v·b2 + (omb2·g)·g        (stored)
 //! key = bits(m) & 0x7fff_ffff          (|m|'s key, a signed 32-bit compare)
 //! above = key > hi                     band = lo ≤ key ≤ hi
@@ -37,8 +38,13 @@
 //! 1.043–1.048 against 1.054–1.060 at 73 GB/s and 1.061–1.085 against
 //! 1.089–1.110 at 117–134 GB/s (docs/performance.md).
 //!
+//! Under clipping (a map of g alone, no pull) the map is taken in
+//! registers as g is loaded, rather than through the L2 buffer of
+//! `mapped.rs` that the generic kernels read (twenty-fifth sitting).
+//!
 //! [`try_single_chunk`] runs it when the CPU has AVX-512, `T` is `f32`, the
-//! filter is [`Momentum`] and the base a plain [`Adam`];
+//! filter is [`Momentum`], the base a plain [`Adam`] and the gradients'
+//! transform the identity or a map of g alone;
 //! `MOFO_GENERIC_SINGLE_PASS=1` turns it off, to compare. Its test runs both
 //! on the same inputs and compares θ, m, v, the log, the candidates and the
 //! completion flag bit for bit.
@@ -49,6 +55,7 @@ use super::{Band, Candidate, UndoLog};
 use crate::optim::base::{Adam, AdamCoef, Base, PlainAdamF32};
 use crate::optim::filter::{Filter, Momentum};
 use crate::optim::optimizer::{Ctx, View};
+use crate::optim::transform::{GradMap, GradPrep};
 use crate::Scalar;
 
 /// Entries between two checks of the log's capacity (eight groups of 32).
@@ -80,10 +87,12 @@ pub(super) fn try_single_chunk<F: Filter, B: Base, T: Scalar>(
         return None;
     }
     let k = plain_adam_f32(ctx, c)?;
+    let map = clamp_scale_f32(ctx.prep)?;
     let n = v.p.len();
     let [a, b, _] = &mut v.s;
     Some(run_f32(
         &k,
+        map,
         as_f32_mut(v.p)?,
         as_f32(&v.g[..n])?,
         as_f32_mut(&mut a[..n])?,
@@ -114,6 +123,23 @@ fn plain_adam_f32<F: Filter, B: Base, T: Scalar>(
     c.plain()
 }
 
+/// The gradients' map as the kernel takes it: `Some(None)` for the
+/// identity, `Some(Some((c, s)))` for `clamp(g, −c, c)·s` (c = +∞ for the
+/// scale alone: the clamp then leaves every finite g as it is), `None`
+/// when the transform is not a map of g alone (a pull) or `T` is not f32.
+fn clamp_scale_f32<T: Scalar>(prep: GradPrep<T>) -> Option<Option<(f32, f32)>> {
+    if TypeId::of::<T>() != TypeId::of::<f32>() {
+        return None;
+    }
+    // `T` is f32: the conversions are exact.
+    let f = |x: T| x.as_f64() as f32;
+    match prep.map() {
+        None => prep.is_identity().then_some(None),
+        Some(GradMap::Scale(s)) => Some(Some((f32::INFINITY, f(s)))),
+        Some(GradMap::ClampScale(c, s)) => Some(Some((f(c), f(s)))),
+    }
+}
+
 /// `s` as `&mut [f32]` when `T` is `f32`.
 fn as_f32_mut<T: Scalar>(s: &mut [T]) -> Option<&mut [f32]> {
     (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| {
@@ -139,11 +165,13 @@ fn undo_f32<T: Scalar>(u: &mut UndoLog<T>) -> Option<&mut UndoLog<f32>> {
 }
 
 /// The pass over one chunk of f32 entries on a CPU with AVX-512 (checked
-/// by the caller). Returns false when the chunk recorded more than `cap`
+/// by the caller), its gradients mapped by `map` (`clamp_scale_f32`) as
+/// they are loaded. Returns false when the chunk recorded more than `cap`
 /// candidates and stopped recording, as [`super::single_chunk`].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_f32(
     k: &PlainAdamF32,
+    map: Option<(f32, f32)>,
     p: &mut [f32],
     g: &[f32],
     m: &mut [f32],
@@ -162,21 +190,26 @@ pub(super) fn run_f32(
     {
         let keys = (band.lo as u32 as i32, band.hi as u32 as i32);
         let hint = crate::kernels::prefetch::enabled();
-        // The two loop-invariant choices, made once for the chunk
-        // (`avx512::sixteen`'s `NEAR`, `DECOUPLED`).
-        let pass = match (k.w1 < 0.5, k.decoupled) {
-            (true, true) => avx512::pass_with::<true, true>,
-            (true, false) => avx512::pass_with::<true, false>,
-            (false, true) => avx512::pass_with::<false, true>,
-            (false, false) => avx512::pass_with::<false, false>,
+        // The three loop-invariant choices, made once for the chunk
+        // (`avx512::sixteen`'s `NEAR`, `DECOUPLED`, `MAPPED`).
+        let pass = match (k.w1 < 0.5, k.decoupled, map.is_some()) {
+            (true, true, false) => avx512::pass_with::<true, true, false>,
+            (true, false, false) => avx512::pass_with::<true, false, false>,
+            (false, true, false) => avx512::pass_with::<false, true, false>,
+            (false, false, false) => avx512::pass_with::<false, false, false>,
+            (true, true, true) => avx512::pass_with::<true, true, true>,
+            (true, false, true) => avx512::pass_with::<true, false, true>,
+            (false, true, true) => avx512::pass_with::<false, true, true>,
+            (false, false, true) => avx512::pass_with::<false, false, true>,
         };
+        let map = map.unwrap_or((f32::INFINITY, 1.0));
         // SAFETY: the CPU has AVX-512 F/BW/DQ/VL and POPCNT (asserted just
         // above); the slices have the same length `n` (asserted).
-        unsafe { pass(k, p, g, m, v, keys, scope_all, hint, cap, cands, undo) }
+        unsafe { pass(k, map, p, g, m, v, keys, scope_all, hint, cap, cands, undo) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (k, band, scope_all, cap, cands, undo);
+        let _ = (k, map, band, scope_all, cap, cands, undo);
         unreachable!("has_avx512 is false off x86-64")
     }
 }
@@ -198,6 +231,10 @@ mod avx512 {
         bc2s: __m512,
         eps: __m512,
         decay: __m512,
+        /// The gradients' map (`MAPPED`): −c, c and s of `clamp(g)·s`.
+        neg_clamp: __m512,
+        clamp: __m512,
+        scale: __m512,
         abs: __m512i,
         lo: __m512i,
         hi: __m512i,
@@ -282,15 +319,28 @@ mod avx512 {
         _mm512_and_si512(_mm512_castps_si512(m1), c.abs)
     }
 
+    /// The gradients' map, `clamp(g, −c, c)·s`, as `f32::max` and
+    /// `f32::min` then the product compute it (`GradMap`) on every finite
+    /// g: the clamp's operands in the order that returns g itself when g
+    /// equals the bound (so a zero keeps its sign, as LLVM's lowering of
+    /// the scalar `max` and `min` keeps it).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn mapped(c: &Consts, g: __m512) -> __m512 {
+        let clamped = _mm512_min_ps(c.clamp, _mm512_max_ps(c.neg_clamp, g));
+        _mm512_mul_ps(clamped, c.scale)
+    }
+
     /// Sixteen entries at `i`, those of the mask `lanes` (all of them when
-    /// `full`): state stored, θ updated above the band.
+    /// `full`): state stored, θ updated above the band. `MAPPED`: the
+    /// gradients are taken through [`mapped`].
     ///
     /// # Safety
     /// The CPU has AVX-512 F; the lanes of `lanes` (all 16 when `full`)
     /// from `i` lie inside each buffer.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn sixteen<const NEAR: bool, const DECOUPLED: bool>(
+    unsafe fn sixteen<const NEAR: bool, const DECOUPLED: bool, const MAPPED: bool>(
         c: &Consts,
         ptrs: Ptrs,
         i: usize,
@@ -317,6 +367,7 @@ mod avx512 {
                 )
             }
         };
+        let g = if MAPPED { mapped(c, g) } else { g };
         let [m1, v1] = moments::<NEAR>(c, g, m0, v0);
         let key = keys(c, m1);
         let above = _mm512_mask_cmpgt_epi32_mask(lanes, key, c.hi);
@@ -461,15 +512,18 @@ mod avx512 {
     }
 
     /// The chunk's pass (see `run_f32`) for one choice of `NEAR`,
-    /// `DECOUPLED`. `keys` = the band's (lo, hi) as signed 32-bit keys.
+    /// `DECOUPLED`, `MAPPED` (`map` = the clamp's c and the scale, read
+    /// only when `MAPPED`). `keys` = the band's (lo, hi) as signed 32-bit
+    /// keys.
     ///
     /// # Safety
     /// The CPU has AVX-512 F/VL/BW/DQ, AVX2 and POPCNT; `p`, `g`, `m`, `v`
     /// have the same length.
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq,popcnt")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn pass_with<const NEAR: bool, const DECOUPLED: bool>(
+    pub(super) unsafe fn pass_with<const NEAR: bool, const DECOUPLED: bool, const MAPPED: bool>(
         k: &PlainAdamF32,
+        map: (f32, f32),
         p: &mut [f32],
         g: &[f32],
         m: &mut [f32],
@@ -491,6 +545,9 @@ mod avx512 {
             bc2s: _mm512_set1_ps(k.bc2_sqrt),
             eps: _mm512_set1_ps(k.eps),
             decay: _mm512_set1_ps(k.decay),
+            neg_clamp: _mm512_set1_ps(-map.0),
+            clamp: _mm512_set1_ps(map.0),
+            scale: _mm512_set1_ps(map.1),
             abs: _mm512_set1_epi32(0x7fff_ffff),
             lo: _mm512_set1_epi32(keys.0),
             hi: _mm512_set1_epi32(keys.1),
@@ -555,8 +612,8 @@ mod avx512 {
                             }
                         }
                         (
-                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, !0, true),
-                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, !0, true),
+                            sixteen::<NEAR, DECOUPLED, MAPPED>(&c, ptrs, lo, !0, true),
+                            sixteen::<NEAR, DECOUPLED, MAPPED>(&c, ptrs, lo + 16, !0, true),
                         )
                     } else {
                         // The chunk's last, partial group.
@@ -566,9 +623,9 @@ mod avx512 {
                         } else {
                             0
                         };
-                        let s0 = sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo, m0, rem >= 16);
+                        let s0 = sixteen::<NEAR, DECOUPLED, MAPPED>(&c, ptrs, lo, m0, rem >= 16);
                         let s1 = if m1 != 0 {
-                            sixteen::<NEAR, DECOUPLED>(&c, ptrs, lo + 16, m1, false)
+                            sixteen::<NEAR, DECOUPLED, MAPPED>(&c, ptrs, lo + 16, m1, false)
                         } else {
                             Sixteen::none()
                         };
@@ -620,7 +677,7 @@ mod tests {
     use super::*;
     use crate::optim::base::lerp;
     use crate::optim::optimizer::fused::single_chunk_wide;
-    use crate::optim::transform::GradPrep;
+    use crate::optim::optimizer::mapped::with_mapped;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -635,8 +692,17 @@ mod tests {
                 })
                 .collect()
         };
-        let (p, g, m) = (normal(1.0), normal(0.1), normal(0.01));
+        let (p, g, mut m) = (normal(1.0), normal(0.1), normal(0.01));
         let v = normal(1e-3).iter().map(|x| x * x).collect();
+        // Zeros of both signs in m, where the sign of a zero g can show
+        // (lerp's second form gives −0 for g = −0 on m = −0, +0 for +0).
+        for (i, m) in m.iter_mut().enumerate() {
+            match i % 13 {
+                5 => *m = -0.0,
+                6 => *m = 0.0,
+                _ => {}
+            }
+        }
         [p, g, m, v]
     }
 
@@ -668,10 +734,12 @@ mod tests {
     /// Both passes on the same chunk: θ, m, v, the log, the candidates and
     /// the completion flag equal bit for bit. Returns that flag.
     fn compare(adam: &Adam, n: usize, seed: u64, cap: usize, scope_all: bool) -> bool {
-        compare_with(adam, n, seed, cap, scope_all, 30)
+        compare_with(adam, n, seed, cap, scope_all, 30, GradPrep::identity())
     }
 
-    /// [`compare`] with the band `n/width` wide.
+    /// [`compare`] with the band `n/width` wide and the gradients'
+    /// transform `prep` (the generic pass reads them mapped by
+    /// `with_mapped`, as the fused step runs it).
     fn compare_with(
         adam: &Adam,
         n: usize,
@@ -679,17 +747,22 @@ mod tests {
         cap: usize,
         scope_all: bool,
         width: usize,
+        prep: GradPrep<f32>,
     ) -> bool {
         let t = 7;
         let c = adam.coef::<f32>(t, adam.lr, adam.weight_decay, &Default::default());
         let [p, g, m, v] = chunk(n, seed);
-        let band = band_for(adam, &g, &m, width);
+        let mapped: Vec<f32> = match prep.map() {
+            Some(map) => g.iter().map(|&x| map.apply(x)).collect(),
+            None => g.clone(),
+        };
+        let band = band_for(adam, &mapped, &m, width);
         let filter = Momentum::new(0.1);
         let ctx = Ctx {
             filter: &filter,
             base: adam,
             coefs: std::slice::from_ref(&c),
-            prep: GradPrep::identity(),
+            prep,
             used: [true, true, false],
             scope_all,
             track: false,
@@ -712,7 +785,9 @@ mod tests {
                 try_single_chunk(&ctx, &c, &mut view, band, cap, &mut cands, &mut undo)
                     .expect("the kernel applies")
             } else {
-                single_chunk_wide(&ctx, c, &mut view, band, cap, &mut cands, &mut undo)
+                with_mapped(prep.map(), &mut view, |view| {
+                    single_chunk_wide(&ctx, c, view, band, cap, &mut cands, &mut undo)
+                })
             };
             let lines: Vec<(u32, u32)> = undo.logged_lines().collect();
             let olds: Vec<u32> = undo.logged_olds().iter().map(|x| x.to_bits()).collect();
@@ -724,8 +799,9 @@ mod tests {
             (bits(&p), bits(&m), bits(&v), lines, olds, cands, complete)
         };
         let (hand, generic) = (run(true), run(false));
-        let what =
-            format!("n {n} seed {seed} cap {cap} scope_all {scope_all} width {width} {adam:?}");
+        let what = format!(
+            "n {n} seed {seed} cap {cap} scope_all {scope_all} width {width} {adam:?} {prep:?}"
+        );
         assert_eq!(hand.0, generic.0, "θ, {what}");
         assert_eq!(hand.1, generic.1, "m, {what}");
         assert_eq!(hand.2, generic.2, "v, {what}");
@@ -765,12 +841,68 @@ mod tests {
         }
         // A band of a third of the entries: many of them staged per batch.
         for s in 0..4 {
-            assert!(compare_with(&adamw, 4099, 200 + s, usize::MAX, false, 3));
-            assert!(compare_with(&adam, 4099, 300 + s, usize::MAX, true, 3));
+            let id = GradPrep::identity();
+            assert!(compare_with(
+                &adamw,
+                4099,
+                200 + s,
+                usize::MAX,
+                false,
+                3,
+                id
+            ));
+            assert!(compare_with(&adam, 4099, 300 + s, usize::MAX, true, 3, id));
         }
         // A cap the band overflows: recording stops at the same entry.
         assert!(!compare(&adamw, 20_000, 5, 30, false));
         assert!(!compare(&adamw, 20_000, 6, 0, false));
+    }
+
+    #[test]
+    fn hand_written_pass_maps_the_gradients_as_the_generic_one() {
+        if !crate::kernels::simd::has_avx512() || !enabled() {
+            eprintln!("skipped: this CPU has no AVX-512 (or MOFO_GENERIC_SINGLE_PASS is set)");
+            return;
+        }
+        let adamw = Adam::adamw(3e-3);
+        let far = Adam {
+            betas: (0.3, 0.99),
+            ..Adam::new(1e-2)
+        };
+        // g's scale is 0.1 (cubed uniforms): a clamp at 0.01 clips about
+        // half of them; c = 0 maps every g to a zero of g's sign.
+        let preps = [
+            (None, Some(0.37)),
+            (Some(0.01), None),
+            (Some(0.01), Some(0.37)),
+            (Some(0.0), None),
+            (Some(0.0), Some(2.0)),
+        ]
+        .map(|(clip_value, scale)| GradPrep {
+            clip_value,
+            scale,
+            pull: None,
+        });
+        for (s, prep) in preps.into_iter().enumerate() {
+            for (j, &n) in [1usize, 17, 33, 300, 4099].iter().enumerate() {
+                let seed = (10 * s + j) as u64;
+                for base in [&adamw, &far] {
+                    assert!(compare_with(base, n, seed, usize::MAX, false, 30, prep));
+                    assert!(compare_with(base, n, seed + 500, usize::MAX, true, 3, prep));
+                }
+            }
+            assert!(!compare_with(&adamw, 20_000, 7, 30, false, 30, prep));
+        }
+        // A pull (a transform reading θ) is not a map: the kernel declines.
+        assert_eq!(
+            clamp_scale_f32(GradPrep::<f32> {
+                pull: Some((false, 0.1)),
+                ..GradPrep::identity()
+            }),
+            None
+        );
+        assert_eq!(clamp_scale_f32(GradPrep::<f64>::identity()), None);
+        assert_eq!(clamp_scale_f32(GradPrep::<f32>::identity()), Some(None));
     }
 
     #[test]
