@@ -357,8 +357,14 @@ fn run_optim(a: OptimArgs) -> CliResult {
         );
     }
     for m in &methods {
+        let (hits, misses, crowded) = m.thresholds;
+        let paths = if hits + misses + crowded > 0 {
+            format!("  thresholds {hits} forecast, {misses} histogram or redone, {crowded} crowded")
+        } else {
+            String::new()
+        };
         println!(
-            "    {:<11} {:<17} {:8.1} ms  {:8.3} ns/param  {:6.2}× AdamW",
+            "    {:<11} {:<17} {:8.1} ms  {:8.3} ns/param  {:6.2}× AdamW{paths}",
             m.name,
             m.describe,
             m.ns / 1e6,
@@ -367,6 +373,23 @@ fn run_optim(a: OptimArgs) -> CliResult {
         );
     }
     if let Some(p) = &a.json {
+        // Outside the object below: one more nesting passes json!'s
+        // recursion limit.
+        let methods_json: Vec<_> = methods
+            .iter()
+            .map(|m| {
+                json!({
+                    "method": m.name,
+                    "optimizer": m.describe,
+                    "ms": m.ns / 1e6,
+                    "ns_per_param": m.ns / n as f64,
+                    "ratio_to_adamw": m.ns / adam_ns,
+                    "thresholds_forecast": m.thresholds.0,
+                    "thresholds_histogram_or_redone": m.thresholds.1,
+                    "thresholds_crowded": m.thresholds.2,
+                })
+            })
+            .collect::<Vec<_>>();
         let j = json!({
             "params": n,
             "threads": threads,
@@ -401,13 +424,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "huge_page_bytes": huge_bytes,
             "step_buffer_bytes": step_bytes,
             "vector_width": crate::kernels::simd::vector_width_name(),
-            "methods": methods.iter().map(|m| json!({
-                "method": m.name,
-                "optimizer": m.describe,
-                "ms": m.ns / 1e6,
-                "ns_per_param": m.ns / n as f64,
-                "ratio_to_adamw": m.ns / adam_ns,
-            })).collect::<Vec<_>>(),
+            "methods": methods_json,
         });
         crate::io::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
     }

@@ -48,6 +48,11 @@ pub struct MethodTiming {
     pub describe: String,
     /// Median wall-clock ns of one step.
     pub ns: f64,
+    /// How the fused step located its thresholds in the timed steps,
+    /// summed over blocks (`Optimizer::fused_path_counts`): forecast hits,
+    /// histogram passes or redone single passes, crowded bands. All zero
+    /// for a method without a cut (no filter, or HFT's fixed halves).
+    pub thresholds: (u64, u64, u64),
 }
 
 /// The method names of a `--methods` value: a comma-separated list of
@@ -101,8 +106,14 @@ pub fn time_methods(
         };
         let mut opt = spec.build_with_config(config, params)?;
         let mut j = 0;
+        // The counts when the timed steps start (`median_ns` runs at least
+        // one untimed step).
+        let mut at_warmup = (0, 0, 0);
         let (ns, _) = median_ns(
             &mut || {
+                if j == warmup.max(1) {
+                    at_warmup = opt.fused_path_counts();
+                }
                 opt.step(params, &grads[j % grads.len()])?;
                 j += 1;
                 Ok(StepPhases::default())
@@ -110,10 +121,16 @@ pub fn time_methods(
             warmup,
             reps,
         )?;
+        let now = opt.fused_path_counts();
         out.push(MethodTiming {
             name: name.clone(),
             describe: opt.describe(),
             ns,
+            thresholds: (
+                now.0 - at_warmup.0,
+                now.1 - at_warmup.1,
+                now.2 - at_warmup.2,
+            ),
         });
     }
     Ok(out)
@@ -196,6 +213,12 @@ mod tests {
         .unwrap();
         assert_eq!(t.len(), names.len());
         assert!(t.iter().all(|m| m.ns == 1.0 && m.describe.contains('+')));
+        // The cut's block steps of the 2 timed steps (one block), none for
+        // AdamW's.
+        let of = |name: &str| t.iter().find(|m| m.name == name).unwrap().thresholds;
+        let (h, m, c) = of("mofo");
+        assert_eq!(h + m + c, 2, "{:?}", of("mofo"));
+        assert_eq!(of("adamw"), (0, 0, 0));
         assert_ne!(params.get("w").unwrap().as_slice(), &before[..]);
         let e = time_methods(
             &names,

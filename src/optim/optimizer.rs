@@ -915,7 +915,7 @@ fn process_block<F: Filter, B: Base, T: Scalar>(
         let ct = rt.topk.cut(&rt.keys, k);
         threshold = Some(key_to_f64::<T>(ct.threshold_key));
         if ctx.fused {
-            rt.forecast.observe(ct.threshold_key);
+            rt.forecast.observe::<T>(ct.threshold_key);
         }
         let keys = &rt.keys;
         deciders = Some(chunk_deciders(

@@ -446,6 +446,9 @@ pub trait DynOptimizer<T: Scalar>: Send {
     fn reset_reference(&mut self);
     /// "filter+base", e.g. "momentum+adamw".
     fn describe(&self) -> String;
+    /// How the fused step located its thresholds so far (see
+    /// [`Optimizer::fused_path_counts`]).
+    fn fused_path_counts(&self) -> (u64, u64, u64);
     /// Saves the state to a file (atomic write).
     fn save(&self, path: &Path) -> Result<(), OptimError>;
     /// Loads the state from a file written by the same kind of optimizer.
@@ -481,6 +484,9 @@ impl<F: Filter, B: Base, T: Scalar> DynOptimizer<T> for Optimizer<F, B, T> {
     }
     fn describe(&self) -> String {
         format!("{}+{}", self.filter.name(), self.base.name())
+    }
+    fn fused_path_counts(&self) -> (u64, u64, u64) {
+        Optimizer::fused_path_counts(self)
     }
     fn save(&self, path: &Path) -> Result<(), OptimError> {
         Optimizer::save(self, path)
