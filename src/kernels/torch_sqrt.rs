@@ -90,6 +90,35 @@ pub fn torch_sqrt_f32_16(x: &mut [f32; 16]) {
     }
 }
 
+/// [`torch_sqrt_f32`] of the sixteen lanes of an AVX-512 register, bit for
+/// bit, for the hand-written kernels: the estimates from AVX's `vrsqrtps`
+/// on each 256-bit half (lane for lane the `rsqrtss` estimate; AVX-512's
+/// own `vrsqrt14ps` is a finer estimate and would not match), the
+/// correction of [`refine`] in separately rounded products and sums (no
+/// fused multiply-add), and the IEEE root on the lanes outside MKL's fast
+/// path.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,avx512f,avx512dq")]
+#[inline]
+pub(crate) fn torch_sqrt_f32x16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let lo = _mm256_rsqrt_ps(_mm512_castps512_ps256(x));
+    let hi = _mm256_rsqrt_ps(_mm512_extractf32x8_ps::<1>(x));
+    let y = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
+    let half = _mm512_set1_ps(0.5);
+    let s = _mm512_mul_ps(x, y);
+    let h = _mm512_mul_ps(y, half);
+    let r = _mm512_sub_ps(half, _mm512_mul_ps(s, h));
+    let s1 = _mm512_add_ps(_mm512_mul_ps(s, r), s);
+    let h1 = _mm512_add_ps(_mm512_mul_ps(h, r), h);
+    let d = _mm512_sub_ps(x, _mm512_mul_ps(s1, s1));
+    let refined = _mm512_add_ps(_mm512_mul_ps(d, h1), s1);
+    let bits = _mm512_castps_si512(x);
+    let fast = _mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(FAST_MIN_BITS as i32))
+        & _mm512_cmple_epu32_mask(bits, _mm512_set1_epi32(FAST_MAX_BITS as i32));
+    _mm512_mask_blend_ps(fast, _mm512_sqrt_ps(x), refined)
+}
+
 /// The packed estimate `rsqrtps` of four values (`y[i] ≈ 1/√x[i]`).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -237,6 +266,71 @@ mod tests {
                     y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
                     "sqrt({x:e}): {y:e} against {want:e}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_avx512_register_form_is_the_scalar_root_bit_for_bit() {
+        if !crate::kernels::simd::has_avx512() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm512_loadu_ps, _mm512_storeu_ps};
+            let mut state = 0x2545_f491_4f6c_dd1du64;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let specials = [
+                0.0f32,
+                -0.0,
+                f32::from_bits(1),
+                f32::MIN_POSITIVE,
+                f32::from_bits(FAST_MAX_BITS),
+                f32::from_bits(FAST_MAX_BITS + 1),
+                f32::MAX,
+                f32::INFINITY,
+                -1.0,
+                f32::NAN,
+                1.0,
+                4.0,
+                2.0,
+                1e-30,
+                1e30,
+                f32::from_bits(FAST_MIN_BITS - 1),
+            ];
+            let mut lines = vec![specials];
+            for j in 0..40_000 {
+                lines.push(std::array::from_fn(|_| {
+                    let bits = (next() >> 32) as u32;
+                    // Half the lines every pattern, half normal positives.
+                    if j % 2 == 0 {
+                        f32::from_bits(bits)
+                    } else {
+                        f32::from_bits(bits % (FAST_MAX_BITS - FAST_MIN_BITS) + FAST_MIN_BITS)
+                    }
+                }));
+            }
+            for line in lines {
+                let mut out = [0f32; 16];
+                // SAFETY: the CPU has AVX-512 (checked above, with DQ and
+                // AVX); the loads and stores touch the two 16-float arrays.
+                unsafe {
+                    let y = torch_sqrt_f32x16(_mm512_loadu_ps(line.as_ptr()));
+                    _mm512_storeu_ps(out.as_mut_ptr(), y);
+                }
+                for (x, y) in line.iter().zip(out) {
+                    let want = torch_sqrt_f32(*x);
+                    assert!(
+                        y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
+                        "sqrt({x:e}): {y:e} against {want:e}"
+                    );
+                }
             }
         }
     }

@@ -88,7 +88,9 @@ pub struct AdamCoef<T> {
 /// (`None` otherwise), as the hand-written AVX-512 single pass of MoFO-Adam
 /// (`optim::optimizer::fused::single_adam_avx512`) reads them:
 /// `m ← lerp(m, g, w1)`, `v ← v·b2 + (omb2·g)·g`,
-/// `θ ← θ·decay (decoupled) + (neg_step_size·m) / (√v / bc2_sqrt + eps)`.
+/// `θ ← θ·decay (decoupled) + (neg_step_size·m) / (√v / bc2_sqrt + eps)`;
+/// the mv and gv scores' `bc1`, `bc2` (`|m / bc1|` or `|g|` over
+/// `torch_sqrt(v / bc2) + eps`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct PlainAdamF32 {
     pub(crate) w1: f32,
@@ -96,6 +98,8 @@ pub(crate) struct PlainAdamF32 {
     pub(crate) b2: f32,
     pub(crate) omb2: f32,
     pub(crate) neg_step_size: f32,
+    pub(crate) bc1: f32,
+    pub(crate) bc2: f32,
     pub(crate) bc2_sqrt: f32,
     pub(crate) eps: f32,
     pub(crate) decay: f32,
@@ -112,6 +116,8 @@ impl AdamCoef<f32> {
             b2: self.b2,
             omb2: self.omb2,
             neg_step_size: self.neg_step_size,
+            bc1: self.bc1,
+            bc2: self.bc2,
             bc2_sqrt: self.bc2_sqrt,
             eps: self.eps,
             decay: self.decay,

@@ -584,18 +584,28 @@ fn pass_1<F: Filter, B: Base, T: Scalar>(
         rt.forecast.misses += 1;
     }
 
-    // Pass 1: the update, and the candidates in the band.
+    // Pass 1: the update, and the candidates in the band. Under scope
+    // `Selected` (an entry below the band keeps θ) that is the single pass
+    // with a band known to hold K, which the hand-written kernel runs where
+    // it applies (its log, in the block's undo buffers, goes unread).
     rt.candidates.resize_with(chunks.len(), Vec::new);
+    rt.undo.resize_with(chunks.len(), UndoLog::default);
     let map = ctx.prep.map();
     chunks
         .par_iter_mut()
-        .zip(rt.candidates.par_iter_mut())
+        .zip(rt.candidates.par_iter_mut().zip(rt.undo.par_iter_mut()))
         .with_min_len(per_job)
-        .for_each(|(ch, cands)| {
+        .for_each(|(ch, (cands, undo))| {
             cands.clear();
-            with_mapped(map, ch, |ch| {
-                wide_simd_call!(update_chunk / update_chunk_wide(ctx, *c, ch, band, cands))
-            });
+            undo.clear();
+            let hand = !ctx.scope_all
+                && single_adam_avx512::try_single_chunk(ctx, c, ch, band, usize::MAX, cands, undo)
+                    .is_some();
+            if !hand {
+                with_mapped(map, ch, |ch| {
+                    wide_simd_call!(update_chunk / update_chunk_wide(ctx, *c, ch, band, cands))
+                });
+            }
         });
     select_candidates(ctx, len, k, rt, chunks, band, located.spans)
 }

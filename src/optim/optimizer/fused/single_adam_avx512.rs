@@ -1,12 +1,16 @@
-//! The single pass of MoFO on f32 Adam(W) (momentum filter, no AMSGrad, no
-//! coupled L2 term), written with AVX-512 intrinsics: the same pass as the
-//! generic [`super::single_chunk`], bit for bit, with its bookkeeping cut
-//! down. Per sixteen entries (one cache line of each buffer):
+//! The single pass on f32 Adam(W) (no AMSGrad, no coupled L2 term) with the
+//! momentum filter (MoFO), or the mv or gv filter, written with AVX-512
+//! intrinsics: the same pass as the generic [`super::single_chunk`], bit
+//! for bit, with its bookkeeping cut down. Per sixteen entries (one cache
+//! line of each buffer):
 //!
 //! ```text
 //! g ← clamp(g, −c, c)·s               (under clipping: `GradMap`)
 //! m ← lerp(m, g, w1)                  v ← v·b2 + (omb2·g)·g        (stored)
-//! key = bits(m) & 0x7fff_ffff          (|m|'s key, a signed 32-bit compare)
+//! key = bits(score) & 0x7fff_ffff      (a signed 32-bit compare), score =
+//!       m                              (momentum)
+//!       |m / bc1| / (√(v / bc2) + eps) (mv; √ as PyTorch's, `torch_sqrt_f32x16`)
+//!       |g| / (√(v / bc2) + eps)       (gv)
 //! above = key > hi                     band = lo ≤ key ≤ hi
 //! θ ← above ? θ·decay + (neg_step_size·m) / (√v / bc2_sqrt + eps) : θ
 //! log: old θ of `above` packed by vcompressps, gathered into whole
@@ -42,9 +46,15 @@
 //! registers as g is loaded, rather than through the L2 buffer of
 //! `mapped.rs` that the generic kernels read (twenty-fifth sitting).
 //!
+//! The mv and gv scores (twenty-fifth sitting): the generic rooted loop
+//! (`optimizer::rooted`, a line of 16 copied out and a sink called per
+//! line) took 41 ms for the single pass of mv on 40.6M parameters against
+//! 14.4 here (2 threads, Zen 5). Pass 1 under decay scope `Selected` is
+//! the single pass with a band known to hold K, and runs this kernel too.
+//!
 //! [`try_single_chunk`] runs it when the CPU has AVX-512, `T` is `f32`, the
-//! filter is [`Momentum`], the base a plain [`Adam`] and the gradients'
-//! transform the identity or a map of g alone;
+//! filter is [`Momentum`], [`Mv`] or [`Gv`], the base a plain [`Adam`] and
+//! the gradients' transform the identity or a map of g alone;
 //! `MOFO_GENERIC_SINGLE_PASS=1` turns it off, to compare. Its test runs both
 //! on the same inputs and compares θ, m, v, the log, the candidates and the
 //! completion flag bit for bit.
@@ -53,7 +63,7 @@ use std::any::{Any, TypeId};
 
 use super::{Band, Candidate, UndoLog};
 use crate::optim::base::{Adam, AdamCoef, Base, PlainAdamF32};
-use crate::optim::filter::{Filter, Momentum};
+use crate::optim::filter::{Filter, Gv, Momentum, Mv};
 use crate::optim::optimizer::{Ctx, View};
 use crate::optim::transform::{GradMap, GradPrep};
 use crate::Scalar;
@@ -86,12 +96,13 @@ pub(super) fn try_single_chunk<F: Filter, B: Base, T: Scalar>(
     if !enabled() || !crate::kernels::simd::has_avx512() {
         return None;
     }
-    let k = plain_adam_f32(ctx, c)?;
+    let (k, score) = plain_adam_f32(ctx, c)?;
     let map = clamp_scale_f32(ctx.prep)?;
     let n = v.p.len();
     let [a, b, _] = &mut v.s;
     Some(run_f32(
         &k,
+        score,
         map,
         as_f32_mut(v.p)?,
         as_f32(&v.g[..n])?,
@@ -105,22 +116,42 @@ pub(super) fn try_single_chunk<F: Filter, B: Base, T: Scalar>(
     ))
 }
 
-/// The step's constants when the pass is MoFO on a plain f32 Adam(W) with
-/// m and v in use (and nothing else).
+/// The score of the selection: |m| (MoFO), |m̂| / (√v̂ + ε) (mv) or
+/// |g| / (√v̂ + ε) (gv), the square roots as [`torch_sqrt_f32`] takes them.
+///
+/// [`torch_sqrt_f32`]: crate::kernels::torch_sqrt::torch_sqrt_f32
+pub(super) const MOMENTUM: u8 = 0;
+/// See [`MOMENTUM`].
+pub(super) const MV: u8 = 1;
+/// See [`MOMENTUM`].
+pub(super) const GV: u8 = 2;
+
+/// The step's constants and its score ([`MOMENTUM`], [`MV`] or [`GV`]) when
+/// the pass is the momentum, mv or gv filter on a plain f32 Adam(W) with m
+/// and v in use (and nothing else).
 fn plain_adam_f32<F: Filter, B: Base, T: Scalar>(
     ctx: &Ctx<'_, F, B, T>,
     c: &B::Coef<T>,
-) -> Option<PlainAdamF32> {
+) -> Option<(PlainAdamF32, u8)> {
     if TypeId::of::<T>() != TypeId::of::<f32>() || ctx.used != [true, true, false] {
         return None;
     }
-    (ctx.filter as &dyn Any).downcast_ref::<Momentum>()?;
+    let filter = ctx.filter as &dyn Any;
+    let score = if filter.is::<Momentum>() {
+        MOMENTUM
+    } else if filter.is::<Mv>() {
+        MV
+    } else if filter.is::<Gv>() {
+        GV
+    } else {
+        return None;
+    };
     (ctx.base as &dyn Any).downcast_ref::<Adam>()?;
     // SAFETY: `B` is `Adam` (the downcast above succeeded, so their type
     // ids agree) and `T` is `f32` (checked above), so `B::Coef<T>` is
     // `AdamCoef<f32>`: the cast is to the reference's own type.
     let c = unsafe { &*(c as *const B::Coef<T>).cast::<AdamCoef<f32>>() };
-    c.plain()
+    Some((c.plain()?, score))
 }
 
 /// The gradients' map as the kernel takes it: `Some(None)` for the
@@ -171,6 +202,7 @@ fn undo_f32<T: Scalar>(u: &mut UndoLog<T>) -> Option<&mut UndoLog<f32>> {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_f32(
     k: &PlainAdamF32,
+    score: u8,
     map: Option<(f32, f32)>,
     p: &mut [f32],
     g: &[f32],
@@ -190,18 +222,9 @@ pub(super) fn run_f32(
     {
         let keys = (band.lo as u32 as i32, band.hi as u32 as i32);
         let hint = crate::kernels::prefetch::enabled();
-        // The three loop-invariant choices, made once for the chunk
-        // (`avx512::sixteen`'s `NEAR`, `DECOUPLED`, `MAPPED`).
-        let pass = match (k.w1 < 0.5, k.decoupled, map.is_some()) {
-            (true, true, false) => avx512::pass_with::<true, true, false>,
-            (true, false, false) => avx512::pass_with::<true, false, false>,
-            (false, true, false) => avx512::pass_with::<false, true, false>,
-            (false, false, false) => avx512::pass_with::<false, false, false>,
-            (true, true, true) => avx512::pass_with::<true, true, true>,
-            (true, false, true) => avx512::pass_with::<true, false, true>,
-            (false, true, true) => avx512::pass_with::<false, true, true>,
-            (false, false, true) => avx512::pass_with::<false, false, true>,
-        };
+        // The four loop-invariant choices, made once for the chunk
+        // (`avx512::sixteen`'s `NEAR`, `DECOUPLED`, `MAPPED`, `SCORE`).
+        let pass = avx512::pick(k.w1 < 0.5, k.decoupled, map.is_some(), score);
         let map = map.unwrap_or((f32::INFINITY, 1.0));
         // SAFETY: the CPU has AVX-512 F/BW/DQ/VL and POPCNT (asserted just
         // above); the slices have the same length `n` (asserted).
@@ -209,7 +232,7 @@ pub(super) fn run_f32(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (k, map, band, scope_all, cap, cands, undo);
+        let _ = (k, score, map, band, scope_all, cap, cands, undo);
         unreachable!("has_avx512 is false off x86-64")
     }
 }
@@ -218,8 +241,9 @@ pub(super) fn run_f32(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Candidate, PlainAdamF32, UndoLog, BATCH, GROUP};
+    use super::{Candidate, PlainAdamF32, UndoLog, BATCH, GROUP, GV, MOMENTUM, MV};
     use crate::kernels::prefetch::{prefetch_ptr, AHEAD};
+    use crate::kernels::torch_sqrt::torch_sqrt_f32x16;
 
     /// The arithmetic's constants, broadcast.
     struct Consts {
@@ -231,6 +255,8 @@ mod avx512 {
         bc2s: __m512,
         eps: __m512,
         decay: __m512,
+        bc1: __m512,
+        bc2: __m512,
         /// The gradients' map (`MAPPED`): −c, c and s of `clamp(g)·s`.
         neg_clamp: __m512,
         clamp: __m512,
@@ -312,11 +338,25 @@ mod avx512 {
         [decayed, new]
     }
 
-    /// |m|'s keys: m's bits without the sign, compared as signed 32-bit.
-    #[target_feature(enable = "avx512f")]
+    /// The scores' keys, their bits without the sign (compared as signed
+    /// 32-bit): |m| ([`MOMENTUM`]); |m / bc1| / (√(v / bc2) + eps) ([`MV`])
+    /// or |g| / (√(v / bc2) + eps) ([`GV`]), as the filters' rooted scores
+    /// compute them (the square root [`torch_sqrt_f32x16`]).
+    #[target_feature(enable = "avx,avx512f,avx512dq")]
     #[inline]
-    fn keys(c: &Consts, m1: __m512) -> __m512i {
-        _mm512_and_si512(_mm512_castps_si512(m1), c.abs)
+    fn keys<const SCORE: u8>(c: &Consts, g: __m512, m1: __m512, v1: __m512) -> __m512i {
+        if SCORE == MOMENTUM {
+            return _mm512_and_si512(_mm512_castps_si512(m1), c.abs);
+        }
+        let num = if SCORE == MV {
+            _mm512_div_ps(m1, c.bc1)
+        } else {
+            debug_assert_eq!(SCORE, GV);
+            g
+        };
+        let num = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(num), c.abs));
+        let denom = _mm512_add_ps(torch_sqrt_f32x16(_mm512_div_ps(v1, c.bc2)), c.eps);
+        _mm512_and_si512(_mm512_castps_si512(_mm512_div_ps(num, denom)), c.abs)
     }
 
     /// The gradients' map, `clamp(g, −c, c)·s`, as `f32::max` and
@@ -338,9 +378,14 @@ mod avx512 {
     /// # Safety
     /// The CPU has AVX-512 F; the lanes of `lanes` (all 16 when `full`)
     /// from `i` lie inside each buffer.
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx,avx512f,avx512dq")]
     #[inline]
-    unsafe fn sixteen<const NEAR: bool, const DECOUPLED: bool, const MAPPED: bool>(
+    unsafe fn sixteen<
+        const NEAR: bool,
+        const DECOUPLED: bool,
+        const MAPPED: bool,
+        const SCORE: u8,
+    >(
         c: &Consts,
         ptrs: Ptrs,
         i: usize,
@@ -369,7 +414,7 @@ mod avx512 {
         };
         let g = if MAPPED { mapped(c, g) } else { g };
         let [m1, v1] = moments::<NEAR>(c, g, m0, v0);
-        let key = keys(c, m1);
+        let key = keys::<SCORE>(c, g, m1, v1);
         let above = _mm512_mask_cmpgt_epi32_mask(lanes, key, c.hi);
         let inb = _mm512_mask_cmpge_epi32_mask(lanes, key, c.lo) & !above;
         let [decayed, new] = updated::<DECOUPLED>(c, p0, m1, v1);
@@ -521,7 +566,12 @@ mod avx512 {
     /// have the same length.
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq,popcnt")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn pass_with<const NEAR: bool, const DECOUPLED: bool, const MAPPED: bool>(
+    pub(super) unsafe fn pass_with<
+        const NEAR: bool,
+        const DECOUPLED: bool,
+        const MAPPED: bool,
+        const SCORE: u8,
+    >(
         k: &PlainAdamF32,
         map: (f32, f32),
         p: &mut [f32],
@@ -545,6 +595,8 @@ mod avx512 {
             bc2s: _mm512_set1_ps(k.bc2_sqrt),
             eps: _mm512_set1_ps(k.eps),
             decay: _mm512_set1_ps(k.decay),
+            bc1: _mm512_set1_ps(k.bc1),
+            bc2: _mm512_set1_ps(k.bc2),
             neg_clamp: _mm512_set1_ps(-map.0),
             clamp: _mm512_set1_ps(map.0),
             scale: _mm512_set1_ps(map.1),
@@ -612,8 +664,8 @@ mod avx512 {
                             }
                         }
                         (
-                            sixteen::<NEAR, DECOUPLED, MAPPED>(&c, ptrs, lo, !0, true),
-                            sixteen::<NEAR, DECOUPLED, MAPPED>(&c, ptrs, lo + 16, !0, true),
+                            sixteen::<NEAR, DECOUPLED, MAPPED, SCORE>(&c, ptrs, lo, !0, true),
+                            sixteen::<NEAR, DECOUPLED, MAPPED, SCORE>(&c, ptrs, lo + 16, !0, true),
                         )
                     } else {
                         // The chunk's last, partial group.
@@ -623,9 +675,10 @@ mod avx512 {
                         } else {
                             0
                         };
-                        let s0 = sixteen::<NEAR, DECOUPLED, MAPPED>(&c, ptrs, lo, m0, rem >= 16);
+                        let s0 =
+                            sixteen::<NEAR, DECOUPLED, MAPPED, SCORE>(&c, ptrs, lo, m0, rem >= 16);
                         let s1 = if m1 != 0 {
-                            sixteen::<NEAR, DECOUPLED, MAPPED>(&c, ptrs, lo + 16, m1, false)
+                            sixteen::<NEAR, DECOUPLED, MAPPED, SCORE>(&c, ptrs, lo + 16, m1, false)
                         } else {
                             Sixteen::none()
                         };
@@ -666,6 +719,46 @@ mod avx512 {
         complete
     }
 
+    /// [`pass_with`]'s signature.
+    pub(super) type Pass = unsafe fn(
+        &PlainAdamF32,
+        (f32, f32),
+        &mut [f32],
+        &[f32],
+        &mut [f32],
+        &mut [f32],
+        (i32, i32),
+        bool,
+        bool,
+        usize,
+        &mut Vec<Candidate>,
+        &mut UndoLog<f32>,
+    ) -> bool;
+
+    /// The instance of [`pass_with`] for the chunk's choices.
+    pub(super) fn pick(near: bool, decoupled: bool, mapped: bool, score: u8) -> Pass {
+        fn by_score<const N: bool, const D: bool, const M: bool>(score: u8) -> Pass {
+            match score {
+                MOMENTUM => pass_with::<N, D, M, MOMENTUM>,
+                MV => pass_with::<N, D, M, MV>,
+                _ => pass_with::<N, D, M, GV>,
+            }
+        }
+        fn by_map<const N: bool, const D: bool>(mapped: bool, score: u8) -> Pass {
+            if mapped {
+                by_score::<N, D, true>(score)
+            } else {
+                by_score::<N, D, false>(score)
+            }
+        }
+        match (near, decoupled) {
+            (true, true) => by_map::<true, true>(mapped, score),
+            (true, false) => by_map::<true, false>(mapped, score),
+            (false, true) => by_map::<false, true>(mapped, score),
+            (false, false) => by_map::<false, false>(mapped, score),
+        }
+    }
+
     /// Entries from `ptr` to the next 64-byte boundary (0 to 15).
     fn align_lead(ptr: *const f32) -> usize {
         (64 - ptr as usize % 64) % 64 / 4
@@ -675,7 +768,8 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optim::base::lerp;
+    use crate::optim::base::AdamCoef;
+    use crate::optim::optimizer::fused::key_after_update;
     use crate::optim::optimizer::fused::single_chunk_wide;
     use crate::optim::optimizer::mapped::with_mapped;
     use rand::{Rng, SeedableRng};
@@ -706,15 +800,18 @@ mod tests {
         [p, g, m, v]
     }
 
-    /// The band holding the keys of ranks `n/10 .. n/10 + n/width` (after
-    /// the update of m), as the single pass gets it: (lo, hi].
-    fn band_for(adam: &Adam, g: &[f32], m: &[f32], width: usize) -> Band {
-        let w1 = (1.0 - adam.betas.0) as f32;
-        let omw1 = (1.0 - (1.0 - adam.betas.0)) as f32;
-        let mut keys: Vec<u64> = g
-            .iter()
-            .zip(m)
-            .map(|(&g, &m)| lerp(m, g, w1, omw1).abs_key())
+    /// The band holding the keys of ranks `n/10 .. n/10 + n/width` (the
+    /// filter's keys after the state's update), as the single pass gets
+    /// it: (lo, hi].
+    fn band_for<F: Filter>(
+        filter: &F,
+        adam: &Adam,
+        c: &AdamCoef<f32>,
+        [p, g, m, v]: [&[f32]; 4],
+        width: usize,
+    ) -> Band {
+        let mut keys: Vec<u64> = (0..p.len())
+            .map(|i| key_after_update(filter, adam, c, p[i], g[i], &[m[i], v[i], 0.0]))
             .collect();
         keys.sort_unstable_by(|a, b| b.cmp(a));
         let n = keys.len();
@@ -734,13 +831,25 @@ mod tests {
     /// Both passes on the same chunk: θ, m, v, the log, the candidates and
     /// the completion flag equal bit for bit. Returns that flag.
     fn compare(adam: &Adam, n: usize, seed: u64, cap: usize, scope_all: bool) -> bool {
-        compare_with(adam, n, seed, cap, scope_all, 30, GradPrep::identity())
+        let momentum = Momentum::new(0.1);
+        compare_with(
+            &momentum,
+            adam,
+            n,
+            seed,
+            cap,
+            scope_all,
+            30,
+            GradPrep::identity(),
+        )
     }
 
     /// [`compare`] with the band `n/width` wide and the gradients'
     /// transform `prep` (the generic pass reads them mapped by
-    /// `with_mapped`, as the fused step runs it).
-    fn compare_with(
+    /// `with_mapped`, as the fused step runs it), for the filter `filter`.
+    #[allow(clippy::too_many_arguments)]
+    fn compare_with<F: Filter>(
+        filter: &F,
         adam: &Adam,
         n: usize,
         seed: u64,
@@ -756,10 +865,9 @@ mod tests {
             Some(map) => g.iter().map(|&x| map.apply(x)).collect(),
             None => g.clone(),
         };
-        let band = band_for(adam, &mapped, &m, width);
-        let filter = Momentum::new(0.1);
+        let band = band_for(filter, adam, &c, [&p, &mapped, &m, &v], width);
         let ctx = Ctx {
-            filter: &filter,
+            filter,
             base: adam,
             coefs: std::slice::from_ref(&c),
             prep,
@@ -789,7 +897,16 @@ mod tests {
                     single_chunk_wide(&ctx, c, view, band, cap, &mut cands, &mut undo)
                 })
             };
-            let lines: Vec<(u32, u32)> = undo.logged_lines().collect();
+            // The logged entries, whatever lines hold them (the rooted
+            // generic pass logs lines of 16, the others of 32).
+            let lines: Vec<u32> = undo
+                .logged_lines()
+                .flat_map(|(lo, mask)| {
+                    (0..32)
+                        .filter(move |j| mask >> j & 1 == 1)
+                        .map(move |j| lo + j)
+                })
+                .collect();
             let olds: Vec<u32> = undo.logged_olds().iter().map(|x| x.to_bits()).collect();
             let cands: Vec<(u32, u64, u64, u64)> = cands
                 .iter()
@@ -800,12 +917,13 @@ mod tests {
         };
         let (hand, generic) = (run(true), run(false));
         let what = format!(
-            "n {n} seed {seed} cap {cap} scope_all {scope_all} width {width} {adam:?} {prep:?}"
+            "{} n {n} seed {seed} cap {cap} scope_all {scope_all} width {width} {adam:?} {prep:?}",
+            filter.name()
         );
         assert_eq!(hand.0, generic.0, "θ, {what}");
         assert_eq!(hand.1, generic.1, "m, {what}");
         assert_eq!(hand.2, generic.2, "v, {what}");
-        assert_eq!(hand.3, generic.3, "log lines, {what}");
+        assert_eq!(hand.3, generic.3, "logged entries, {what}");
         assert_eq!(hand.4, generic.4, "log olds, {what}");
         assert_eq!(hand.5, generic.5, "candidates, {what}");
         assert_eq!(hand.6, generic.6, "complete, {what}");
@@ -841,8 +959,9 @@ mod tests {
         }
         // A band of a third of the entries: many of them staged per batch.
         for s in 0..4 {
-            let id = GradPrep::identity();
+            let (id, f) = (GradPrep::identity(), &Momentum::new(0.1));
             assert!(compare_with(
+                f,
                 &adamw,
                 4099,
                 200 + s,
@@ -851,7 +970,16 @@ mod tests {
                 3,
                 id
             ));
-            assert!(compare_with(&adam, 4099, 300 + s, usize::MAX, true, 3, id));
+            assert!(compare_with(
+                f,
+                &adam,
+                4099,
+                300 + s,
+                usize::MAX,
+                true,
+                3,
+                id
+            ));
         }
         // A cap the band overflows: recording stops at the same entry.
         assert!(!compare(&adamw, 20_000, 5, 30, false));
@@ -883,15 +1011,25 @@ mod tests {
             scale,
             pull: None,
         });
+        let f = &Momentum::new(0.1);
         for (s, prep) in preps.into_iter().enumerate() {
             for (j, &n) in [1usize, 17, 33, 300, 4099].iter().enumerate() {
                 let seed = (10 * s + j) as u64;
                 for base in [&adamw, &far] {
-                    assert!(compare_with(base, n, seed, usize::MAX, false, 30, prep));
-                    assert!(compare_with(base, n, seed + 500, usize::MAX, true, 3, prep));
+                    assert!(compare_with(f, base, n, seed, usize::MAX, false, 30, prep));
+                    assert!(compare_with(
+                        f,
+                        base,
+                        n,
+                        seed + 500,
+                        usize::MAX,
+                        true,
+                        3,
+                        prep
+                    ));
                 }
             }
-            assert!(!compare_with(&adamw, 20_000, 7, 30, false, 30, prep));
+            assert!(!compare_with(f, &adamw, 20_000, 7, 30, false, 30, prep));
         }
         // A pull (a transform reading θ) is not a map: the kernel declines.
         assert_eq!(
@@ -903,6 +1041,79 @@ mod tests {
         );
         assert_eq!(clamp_scale_f32(GradPrep::<f64>::identity()), None);
         assert_eq!(clamp_scale_f32(GradPrep::<f32>::identity()), Some(None));
+    }
+
+    /// The mv and gv filters' scores (a square root as PyTorch's, two or
+    /// one divisions) in the same pass, with and without clipping.
+    #[test]
+    fn hand_written_pass_scores_mv_and_gv_as_the_generic_one() {
+        if !crate::kernels::simd::has_avx512() || !enabled() {
+            eprintln!("skipped: this CPU has no AVX-512 (or MOFO_GENERIC_SINGLE_PASS is set)");
+            return;
+        }
+        let (mv, gv) = (Mv::new(0.1), Gv::new(0.1));
+        let adamw = Adam::adamw(3e-3);
+        let adam = Adam::new(1e-3);
+        let far = Adam {
+            betas: (0.3, 0.99),
+            ..Adam::adamw(1e-2)
+        };
+        let clipped = GradPrep {
+            clip_value: Some(0.01),
+            scale: Some(0.37),
+            pull: None,
+        };
+        let lens = [1usize, 15, 16, 17, 33, 63, 257, 300, 1000, 4099];
+        for (s, &n) in lens.iter().enumerate() {
+            for base in [&adamw, &adam, &far] {
+                for prep in [GradPrep::identity(), clipped] {
+                    let seed = 1000 + 10 * s as u64;
+                    assert!(compare_with(
+                        &mv,
+                        base,
+                        n,
+                        seed,
+                        usize::MAX,
+                        false,
+                        30,
+                        prep
+                    ));
+                    assert!(compare_with(
+                        &gv,
+                        base,
+                        n,
+                        seed + 1,
+                        usize::MAX,
+                        false,
+                        30,
+                        prep
+                    ));
+                    assert!(compare_with(
+                        &mv,
+                        base,
+                        n,
+                        seed + 2,
+                        usize::MAX,
+                        true,
+                        3,
+                        prep
+                    ));
+                    assert!(compare_with(
+                        &gv,
+                        base,
+                        n,
+                        seed + 3,
+                        usize::MAX,
+                        true,
+                        3,
+                        prep
+                    ));
+                }
+            }
+        }
+        let id = GradPrep::identity();
+        assert!(!compare_with(&mv, &adamw, 20_000, 8, 30, false, 30, id));
+        assert!(!compare_with(&gv, &adamw, 20_000, 9, 30, false, 30, id));
     }
 
     #[test]
