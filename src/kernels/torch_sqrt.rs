@@ -213,9 +213,11 @@ mod tests {
         assert!(torch_sqrt_f32(f32::NAN).is_nan());
     }
 
-    #[test]
-    fn sixteen_at_once_are_the_scalar_roots_bit_for_bit() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    /// Lines of 16 inputs: the special values, then `n` lines of random
+    /// bit patterns (negative and non-finite included), every other one of
+    /// normal positives only when `normals`.
+    fn lines(seed: u64, n: usize, normals: bool) -> Vec<[f32; 16]> {
+        let mut state = seed;
         let mut next = || {
             state ^= state << 13;
             state ^= state >> 7;
@@ -238,15 +240,25 @@ mod tests {
             2.0,
             1e-30,
             1e30,
-            0.5,
+            f32::from_bits(FAST_MIN_BITS - 1),
         ];
         let mut lines = vec![specials];
-        for _ in 0..20_000 {
-            // Every bit pattern is possible, negative and non-finite included.
+        for j in 0..n {
             lines.push(std::array::from_fn(|_| {
-                f32::from_bits((next() >> 32) as u32)
+                let bits = (next() >> 32) as u32;
+                if normals && j % 2 == 1 {
+                    f32::from_bits(bits % (FAST_MAX_BITS - FAST_MIN_BITS) + FAST_MIN_BITS)
+                } else {
+                    f32::from_bits(bits)
+                }
             }));
         }
+        lines
+    }
+
+    #[test]
+    fn sixteen_at_once_are_the_scalar_roots_bit_for_bit() {
+        let lines = lines(0x9e37_79b9_7f4a_7c15, 20_000, false);
         crate::kernels::simd::wide_simd_fn! {
             /// The line kernel as the optimizer's loops compile it: inlined
             /// into an AVX-512 (or AVX2) function where the CPU has one.
@@ -279,43 +291,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm512_loadu_ps, _mm512_storeu_ps};
-            let mut state = 0x2545_f491_4f6c_dd1du64;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state
-            };
-            let specials = [
-                0.0f32,
-                -0.0,
-                f32::from_bits(1),
-                f32::MIN_POSITIVE,
-                f32::from_bits(FAST_MAX_BITS),
-                f32::from_bits(FAST_MAX_BITS + 1),
-                f32::MAX,
-                f32::INFINITY,
-                -1.0,
-                f32::NAN,
-                1.0,
-                4.0,
-                2.0,
-                1e-30,
-                1e30,
-                f32::from_bits(FAST_MIN_BITS - 1),
-            ];
-            let mut lines = vec![specials];
-            for j in 0..40_000 {
-                lines.push(std::array::from_fn(|_| {
-                    let bits = (next() >> 32) as u32;
-                    // Half the lines every pattern, half normal positives.
-                    if j % 2 == 0 {
-                        f32::from_bits(bits)
-                    } else {
-                        f32::from_bits(bits % (FAST_MAX_BITS - FAST_MIN_BITS) + FAST_MIN_BITS)
-                    }
-                }));
-            }
+            let lines = lines(0x2545_f491_4f6c_dd1d, 40_000, true);
             for line in lines {
                 let mut out = [0f32; 16];
                 // SAFETY: the CPU has AVX-512 (checked above, with DQ and
