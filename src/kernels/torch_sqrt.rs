@@ -96,7 +96,7 @@ pub fn torch_sqrt_f32_16(x: &mut [f32; 16]) {
 /// own `vrsqrt14ps` is a finer estimate and would not match), the
 /// correction of [`refine`] in separately rounded products and sums (no
 /// fused multiply-add), and the IEEE root on the lanes outside MKL's fast
-/// path.
+/// path (computed only when there are such lanes).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx,avx512f,avx512dq")]
 #[inline]
@@ -116,7 +116,14 @@ pub(crate) fn torch_sqrt_f32x16(x: std::arch::x86_64::__m512) -> std::arch::x86_
     let bits = _mm512_castps_si512(x);
     let fast = _mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(FAST_MIN_BITS as i32))
         & _mm512_cmple_epu32_mask(bits, _mm512_set1_epi32(FAST_MAX_BITS as i32));
-    _mm512_mask_blend_ps(fast, _mm512_sqrt_ps(x), refined)
+    // The IEEE root only when a lane needs it: `vsqrtps` shares the
+    // divider with the callers' divisions, and positive normal inputs (the
+    // common case) never take it.
+    if fast == 0xffff {
+        refined
+    } else {
+        _mm512_mask_blend_ps(fast, _mm512_sqrt_ps(x), refined)
+    }
 }
 
 /// The packed estimate `rsqrtps` of four values (`y[i] ≈ 1/√x[i]`).

@@ -119,6 +119,7 @@
 //! all zero) goes to the general step instead: its candidate list would be
 //! larger than the general step's key array.
 
+mod probe_adam_avx512;
 mod single_adam_avx512;
 
 use rayon::prelude::*;
@@ -446,11 +447,14 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
                 .fold(
                     || (vec![0u32; BUCKETS], true),
                     |(mut h, ok), ch| {
-                        let f = with_mapped(map, ch, |ch| {
-                            wide_simd_call!(
-                                count_chunk / count_chunk_wide(ctx, *c, ch, &mut h, reads)
-                            )
-                        });
+                        let f = probe_adam_avx512::try_count_chunk(ctx, c, ch, &mut h)
+                            .unwrap_or_else(|| {
+                                with_mapped(map, ch, |ch| {
+                                    wide_simd_call!(
+                                        count_chunk / count_chunk_wide(ctx, *c, ch, &mut h, reads)
+                                    )
+                                })
+                            });
                         (h, ok & f)
                     },
                 )
@@ -524,8 +528,11 @@ fn band_by_probes<F: Filter, B: Base, T: Scalar, const N: usize>(
         .par_iter_mut()
         .with_min_len(per_job)
         .map(|ch| {
-            with_mapped(map, ch, |ch| {
-                wide_simd_call!(probe_chunk / probe_chunk_wide(ctx, *c, ch, &probes, reads))
+            // The hand-written pass takes the map itself, in registers.
+            probe_adam_avx512::try_probe_chunk(ctx, c, ch, &probes).unwrap_or_else(|| {
+                with_mapped(map, ch, |ch| {
+                    wide_simd_call!(probe_chunk / probe_chunk_wide(ctx, *c, ch, &probes, reads))
+                })
             })
         })
         .reduce(
