@@ -34,6 +34,11 @@
 //! approximate scores, as the single pass does (`approx_scores`). That
 //! variant was tried and dropped: no faster here, 11.0–11.8 ms.
 //!
+//! Under clipping the gradients were checked before this pass (the norm
+//! reads them), so no NaN reaches it. Were one to, the kernel's clamp
+//! would keep it and report the chunk not finite, where the generic map
+//! (`f32::max`) turns it into −c.
+//!
 //! MoFO (the momentum filter) keeps the generic pass 0: its key is |m|
 //! after the update, a loop the compiler vectorises without square roots,
 //! bound by reading g and m.
