@@ -37,7 +37,7 @@
 //! Under clipping the gradients were checked before this pass (the norm
 //! reads them), so no NaN reaches it. Were one to, the kernel's clamp
 //! would keep it and report the chunk not finite, where the generic map
-//! (`f32::max`) turns it into −c.
+//! (`f32::max`) turns it into −c·s.
 //!
 //! MoFO (the momentum filter) keeps the generic pass 0: its key is |m|
 //! after the update, a loop the compiler vectorises without square roots,
