@@ -56,9 +56,8 @@
 //! it, or has a zero score, those decisions are the exact keys' ones, and
 //! no exact key is computed (no lane is in the band). Otherwise (a lane
 //! near a bound or in the band, or an intermediate out of range) the exact
-//! keys decide, as before. The mv
-//! single pass on 40.6M parameters went from 14.8 to 12.2–12.4 ms (2
-//! threads, Zen 5). The test `approximate_scores_stay_within_their_bound`
+//! keys decide, as before. The mv single pass on 40.6M parameters went
+//! from 14.8 to 12.2–12.4 ms (2 threads, Zen 5). The test `approximate_scores_stay_within_their_bound`
 //! measures the estimate's worst error on millions of lanes, 9.2·10⁻⁵
 //! (2⁻¹³·⁴) against the margin's 4.9·10⁻⁴. With the margin cut to 2⁻²⁰,
 //! the bit-for-bit tests fail.
