@@ -18,7 +18,8 @@
 //!     key_i ← abs_key(score_updated(θ_i, g_i, s'_i))
 //!   forecast known:  c_j += [key_i > t_j]  for the probes t_0 < … < t_{N−1}
 //!                    (a compare and an add per probe, vectorised; N = 2
-//!                    once the forecast has settled, else 4)
+//!                    once the forecast has settled, else 4, or 6 for the
+//!                    mv and gv filters)
 //!   the band:        the j with c_j ≥ k > c_{j+1}:  K ∈ (t_j, t_{j+1}],
 //!                    above = c_{j+1},  band = (t_j, t_{j+1}]
 //!   otherwise:       hist[top BUCKET_BITS bits of key_i] += 1, and b* the
@@ -161,6 +162,16 @@ const NARROW_PROBES: usize = 2;
 /// and `forecast_path_is_exact_over_many_steps` had 27 forecast hits of
 /// 48 against at least 30).
 const WIDE_PROBES: usize = 4;
+/// The wide probes of the mv and gv filters (`Filter::ROOTED`): six, so
+/// the band is a fifth of the probes' range. Their pass 1 computes the
+/// exact key of every group of sixteen that holds a band entry
+/// (`single_adam_avx512`), so a narrower band saves more there than the
+/// probes' compares cost in pass 0. gv on the bench's 40.6M parameters
+/// with fresh gradients every step (2 threads, Zen 5, median of 20 steps;
+/// 2026-12-05, twenty-sixth sitting), pass 0 and pass 1: 4 probes 9.5 and
+/// 18.3–18.6 ms (89 of 1940 block steps also ran the histogram), 6 probes
+/// 10.7 and 15.2–15.3 (2 of 1940), 8 probes 13.4 and 13.8–13.9.
+const ROOTED_PROBES: usize = 6;
 /// The probes' half-spread is at least one histogram bucket shifted right
 /// by this (1/1024 octave for f32), however small the forecast errors.
 /// A whole bucket, as before, made the band hold so many candidates that
@@ -252,7 +263,8 @@ pub(crate) struct Forecast {
     pub(crate) candidates: u64,
     /// Whether the next step counts [`NARROW_PROBES`] (the last band,
     /// widened to the whole range of two probes, held at most half of
-    /// [`loose_band`]) rather than [`WIDE_PROBES`]. Speed only.
+    /// [`loose_band`]) rather than [`WIDE_PROBES`] ([`ROOTED_PROBES`]).
+    /// Speed only.
     narrow: bool,
 }
 
@@ -430,6 +442,10 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
         let found =
             band_by_probes::<_, _, _, NARROW_PROBES>(ctx, c, len, k64, forecast, chunks, reads);
         (NARROW_PROBES as u64 - 1, found)
+    } else if F::ROOTED {
+        let found =
+            band_by_probes::<_, _, _, ROOTED_PROBES>(ctx, c, len, k64, forecast, chunks, reads);
+        (ROOTED_PROBES as u64 - 1, found)
     } else {
         let found =
             band_by_probes::<_, _, _, WIDE_PROBES>(ctx, c, len, k64, forecast, chunks, reads);
@@ -1557,6 +1573,8 @@ mod tests {
                     check_probes(&keys, &narrow, k, &check);
                     let wide: [u64; WIDE_PROBES] = probes_below(kth + shift, width);
                     check_probes(&keys, &wide, k, &check);
+                    let rooted: [u64; ROOTED_PROBES] = probes_below(kth + shift, width);
+                    check_probes(&keys, &rooted, k, &check);
                 }
             }
         }
@@ -1620,6 +1638,7 @@ mod tests {
     fn forecast_extrapolates_and_widens_with_its_error() {
         forecast_probes_extrapolate_and_widen::<NARROW_PROBES>();
         forecast_probes_extrapolate_and_widen::<WIDE_PROBES>();
+        forecast_probes_extrapolate_and_widen::<ROOTED_PROBES>();
     }
 
     fn forecast_probes_extrapolate_and_widen<const N: usize>() {

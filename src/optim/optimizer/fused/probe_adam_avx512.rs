@@ -419,16 +419,16 @@ mod tests {
         [g, m, v]
     }
 
-    /// Probes around the keys of ranks n/10 and n/5 (and two more), as
+    /// Probes on the keys of ranks n/10 to 19n/20 (six), as
     /// the generic pass sees them, so that each count is neither 0 nor n.
-    fn probes_for(keys: &mut [u64]) -> [u64; 4] {
+    fn probes_for(keys: &mut [u64]) -> [u64; 6] {
         keys.sort_unstable();
         let n = keys.len();
         if n == 0 {
-            return [0, 1, 2, 3];
+            return [0, 1, 2, 3, 4, 5];
         }
-        let at = |q: usize| keys[(n * q / 10).min(n - 1)];
-        [at(1), at(5), at(8), at(9) + 1]
+        let at = |q: usize| keys[(n * q / 20).min(n - 1)];
+        [at(2), at(6), at(10), at(16), at(18), at(19) + 1]
     }
 
     /// The step's context for `filter` on `adam` (m and v in use, scope
@@ -454,7 +454,7 @@ mod tests {
     }
 
     /// The kernel's pass 0 and the generic one on the same chunk: probe
-    /// counts (2 and 4 probes), histogram and finiteness equal.
+    /// counts (2, 4 and 6 probes), histogram and finiteness equal.
     fn compare<F: Filter>(filter: &F, adam: &Adam, prep: GradPrep<f32>, n: usize, seed: u64) {
         let t = 9;
         let c = adam.coef::<f32>(t, adam.lr, adam.weight_decay, &Default::default());
@@ -498,24 +498,28 @@ mod tests {
                 )
             })
             .collect();
-        let four = probes_for(&mut keys);
-        let two = [four[0], four[2]];
+        let six = probes_for(&mut keys);
+        let four = [six[0], six[2], six[3], six[5]];
+        let two = [six[0], six[3]];
         let generic4 = with_mapped(prep.map(), &mut view, |view| {
             probe_chunk_wide(&ctx, c, view, &four, reads)
         });
-        let generic2 = with_mapped(prep.map(), &mut view, |view| {
-            probe_chunk_wide(&ctx, c, view, &two, reads)
-        });
-        assert_eq!(
-            try_probe_chunk(&ctx, &c, &view, &four),
-            Some(generic4),
-            "4 probes, {what}"
+        let generic = (
+            with_mapped(prep.map(), &mut view, |view| {
+                probe_chunk_wide(&ctx, c, view, &two, reads)
+            }),
+            with_mapped(prep.map(), &mut view, |view| {
+                probe_chunk_wide(&ctx, c, view, &six, reads)
+            }),
         );
-        assert_eq!(
+        let hand = (
             try_probe_chunk(&ctx, &c, &view, &two),
-            Some(generic2),
-            "2 probes, {what}"
+            try_probe_chunk(&ctx, &c, &view, &four),
+            try_probe_chunk(&ctx, &c, &view, &six),
         );
+        assert_eq!(hand.0, Some(generic.0), "2 probes, {what}");
+        assert_eq!(hand.1, Some(generic4), "4 probes, {what}");
+        assert_eq!(hand.2, Some(generic.1), "6 probes, {what}");
         if n >= 100 {
             assert!(
                 generic4.0[0] > 0 && generic4.0[3] < n as u64,
