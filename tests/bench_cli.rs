@@ -72,6 +72,50 @@ fn bench_optim_writes_its_figures() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// The digests of θ after the steps (AdamW and MoFO, then the family's)
+/// are the same on one thread and on two, and the family's steps move θ.
+#[test]
+fn bench_optim_digests_ignore_threads() {
+    let d = temp_dir("optim-digest");
+    let digests = |threads: &str| {
+        let json = d.join(format!("optim{threads}.json"));
+        let j = run_json(
+            &[
+                "bench",
+                "optim",
+                "--params",
+                "300000",
+                "--threads",
+                threads,
+                "--reps",
+                "2",
+                "--warmup",
+                "3",
+                "--pairs",
+                "2",
+                "--methods",
+                "all",
+            ],
+            &json,
+        );
+        let digest = |key: &str| {
+            let s = j[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{key} missing in {j}"));
+            assert_eq!(s.len(), 16, "{key} = {s}");
+            s.to_owned()
+        };
+        (
+            digest("params_digest"),
+            digest("params_digest_after_methods"),
+        )
+    };
+    let (one, two) = (digests("1"), digests("2"));
+    assert_eq!(one, two, "digests on 1 thread, then on 2");
+    assert_ne!(one.0, one.1, "the family's steps left θ as it was");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// `--grad-clip` times the clipped steps (the family's too) and records
 /// the norm; a norm that is not positive and finite is refused.
 #[test]

@@ -3,7 +3,10 @@
 //! parameters by default), reported as ns/parameter, GB/s (28 bytes per
 //! parameter for Adam: read θ, g, m, v, write θ, m, v) and the MoFO/Adam ratio;
 //! with `--methods`, the rest of the family too (`bench_methods.rs`); with
-//! `--device cuda`, the GPU optimizer's steps (`bench_gpu.rs`).
+//! `--device cuda`, the GPU optimizer's steps (`bench_gpu.rs`). It ends with
+//! a digest of θ after every step it ran (FNV-1a 64 of the values' bits),
+//! the same for any `--threads`: the results' thread-count invariance,
+//! checked by comparing two runs.
 //! `mofo bench train` is in `bench_train.rs`.
 
 use std::path::PathBuf;
@@ -266,6 +269,10 @@ fn run_optim(a: OptimArgs) -> CliResult {
     let mofo_alternated_steps = 2 * a.pairs.max(1) as u64;
     let warm_single_share = (mofo.fused_single_pass_candidates().1 - cands_of) as f64
         / (n as u64 * mofo_alternated_steps) as f64;
+    // Every step above ran on the same θ: its digest after them is the
+    // same for any thread count (the selection and the sums are fixed by
+    // the data alone), which two runs with different `--threads` show.
+    let digest = crate::bench::values_digest(&params);
     drop(adam);
     drop(mofo);
     let methods = match &method_names {
@@ -285,6 +292,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
             Vec::new()
         }
     };
+    let methods_digest = (!methods.is_empty()).then(|| crate::bench::values_digest(&params));
     drop(params);
     let stream = crate::bench::bandwidth::measure_stream_bandwidth(n, a.reps);
     let adam_pp = adam_ns / n as f64;
@@ -351,6 +359,9 @@ fn run_optim(a: OptimArgs) -> CliResult {
         100.0 * gbs(adam_ns) / stream,
         100.0 * gbs(adam_finite_ns) / stream
     );
+    println!(
+        "  θ after every AdamW and MoFO step above: FNV-1a 64 {digest:016x} (bit for bit the same for any --threads)"
+    );
     if !methods.is_empty() {
         println!(
             "  the family (α = 0.1) on gradients that change every step ({GRADIENT_SETS} seeded draws in turn), median ms/step and ratio to the AdamW above:"
@@ -370,6 +381,11 @@ fn run_optim(a: OptimArgs) -> CliResult {
             m.ns / 1e6,
             m.ns / n as f64,
             m.ns / adam_ns
+        );
+    }
+    if let Some(d) = methods_digest {
+        println!(
+            "  θ after the family's steps too: FNV-1a 64 {d:016x} (the same for any --threads)"
         );
     }
     if let Some(p) = &a.json {
@@ -425,6 +441,8 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "step_buffer_bytes": step_bytes,
             "vector_width": crate::kernels::simd::vector_width_name(),
             "methods": methods_json,
+            "params_digest": format!("{digest:016x}"),
+            "params_digest_after_methods": methods_digest.map(|d| format!("{d:016x}")),
         });
         crate::io::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())?;
     }
