@@ -21,7 +21,9 @@
 //! parameters, 2 threads); on AVX-512 this computes sixteen, one block per
 //! lane of each of sixteen registers (a register per state word), with a
 //! single-instruction rotate, then transposes the 16 × 16 words into block
-//! order with 64 shuffles. Without AVX-512 it defers to `rand_chacha`.
+//! order with 64 shuffles (`blocks16_regs!`, which leaves the blocks in
+//! registers for a caller that compares them there, as the random
+//! filter's draw pass does). Without AVX-512 it defers to `rand_chacha`.
 //! [`chacha8_block_reference`] is the plain version the tests compare both
 //! against, and `rand_chacha` itself.
 
@@ -38,7 +40,19 @@ const LANES: usize = 16;
 const BUF_WORDS: usize = BLOCK_WORDS * LANES;
 
 /// "expand 32-byte k".
-const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
+pub(crate) const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
+
+/// The key words of `seed` (its bytes read as eight little-endian `u32`).
+pub fn key_words(seed: &[u8; 32]) -> [u32; 8] {
+    std::array::from_fn(|i| {
+        u32::from_le_bytes([
+            seed[4 * i],
+            seed[4 * i + 1],
+            seed[4 * i + 2],
+            seed[4 * i + 3],
+        ])
+    })
+}
 
 /// The input words of block `counter` of the stream 0 of `key`.
 fn block_input(key: &[u32; 8], counter: u64) -> [u32; 16] {
@@ -116,14 +130,7 @@ impl ChaCha8Keys {
             rng.set_word_pos(u128::from(word_pos));
             return ChaCha8Keys(Source::Slow(rng));
         }
-        let key = std::array::from_fn(|i| {
-            u32::from_le_bytes([
-                seed[4 * i],
-                seed[4 * i + 1],
-                seed[4 * i + 2],
-                seed[4 * i + 3],
-            ])
-        });
+        let key = key_words(&seed);
         let block = word_pos / BLOCK_WORDS as u64;
         let mut fast = Fast {
             key,
@@ -180,9 +187,7 @@ impl Fast {
 }
 
 /// Blocks `counter .. counter + 16` of `key`'s stream into `out` (block
-/// `counter + l` at words `16·l ..`): register i holds word i of the sixteen
-/// blocks, one per lane; the rounds as in [`chacha8_block_reference`];
-/// then a 16 × 16 transpose (32-bit, 64-bit and two 128-bit interleaves).
+/// `counter + l` at words `16·l ..`), from [`blocks16_regs`].
 ///
 /// # Safety
 /// The CPU must have AVX-512 F.
@@ -190,85 +195,115 @@ impl Fast {
 #[target_feature(enable = "avx512f")]
 unsafe fn blocks16(key: &[u32; 8], counter: u64, out: &mut [u32; BUF_WORDS]) {
     use std::arch::x86_64::*;
-    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let lo = _mm512_set1_epi32(counter as u32 as i32);
-    let lo_l = _mm512_add_epi32(lo, lane);
-    // A lane whose low word wrapped carries into the high word.
-    let carry = _mm512_cmplt_epu32_mask(lo_l, lo);
-    let hi = _mm512_set1_epi32((counter >> 32) as u32 as i32);
-    let hi_l = _mm512_mask_add_epi32(hi, carry, hi, _mm512_set1_epi32(1));
-    let mut input = [_mm512_setzero_si512(); 16];
-    for (i, &s) in SIGMA.iter().enumerate() {
-        input[i] = _mm512_set1_epi32(s as i32);
-    }
-    for (i, &k) in key.iter().enumerate() {
-        input[4 + i] = _mm512_set1_epi32(k as i32);
-    }
-    input[12] = lo_l;
-    input[13] = hi_l;
-    let mut x = input;
-    macro_rules! qr {
-        ($a:expr, $b:expr, $c:expr, $d:expr) => {
-            x[$a] = _mm512_add_epi32(x[$a], x[$b]);
-            x[$d] = _mm512_rol_epi32::<16>(_mm512_xor_si512(x[$d], x[$a]));
-            x[$c] = _mm512_add_epi32(x[$c], x[$d]);
-            x[$b] = _mm512_rol_epi32::<12>(_mm512_xor_si512(x[$b], x[$c]));
-            x[$a] = _mm512_add_epi32(x[$a], x[$b]);
-            x[$d] = _mm512_rol_epi32::<8>(_mm512_xor_si512(x[$d], x[$a]));
-            x[$c] = _mm512_add_epi32(x[$c], x[$d]);
-            x[$b] = _mm512_rol_epi32::<7>(_mm512_xor_si512(x[$b], x[$c]));
-        };
-    }
-    for _ in 0..4 {
-        qr!(0, 4, 8, 12);
-        qr!(1, 5, 9, 13);
-        qr!(2, 6, 10, 14);
-        qr!(3, 7, 11, 15);
-        qr!(0, 5, 10, 15);
-        qr!(1, 6, 11, 12);
-        qr!(2, 7, 8, 13);
-        qr!(3, 4, 9, 14);
-    }
-    let r: [__m512i; 16] = std::array::from_fn(|i| _mm512_add_epi32(x[i], input[i]));
-    // r[i] lane l: word i of block l. Interleave words, then pairs: u[4q + c]
-    // lane group g (128 bits) holds words 4q..4q+3 of block 4g + c.
-    let t: [__m512i; 16] = std::array::from_fn(|j| {
-        let (a, b) = (r[j & !1], r[j | 1]);
-        if j % 2 == 0 {
-            _mm512_unpacklo_epi32(a, b)
-        } else {
-            _mm512_unpackhi_epi32(a, b)
-        }
-    });
-    let mut u = [_mm512_setzero_si512(); 16];
-    for q in 0..4 {
-        let (t0, t1, t2, t3) = (t[4 * q], t[4 * q + 1], t[4 * q + 2], t[4 * q + 3]);
-        u[4 * q] = _mm512_unpacklo_epi64(t0, t2);
-        u[4 * q + 1] = _mm512_unpackhi_epi64(t0, t2);
-        u[4 * q + 2] = _mm512_unpacklo_epi64(t1, t3);
-        u[4 * q + 3] = _mm512_unpackhi_epi64(t1, t3);
-    }
+    let blocks = blocks16_regs!(key, counter);
     let dst = out.as_mut_ptr();
-    for c in 0..4 {
-        // Groups 0, 1 of words 0–3 and 4–7, then of words 8–11 and 12–15.
-        let v0 = _mm512_shuffle_i32x4::<0x44>(u[c], u[4 + c]);
-        let v1 = _mm512_shuffle_i32x4::<0xEE>(u[c], u[4 + c]);
-        let v2 = _mm512_shuffle_i32x4::<0x44>(u[8 + c], u[12 + c]);
-        let v3 = _mm512_shuffle_i32x4::<0xEE>(u[8 + c], u[12 + c]);
-        let blocks = [
-            _mm512_shuffle_i32x4::<0x88>(v0, v2),
-            _mm512_shuffle_i32x4::<0xDD>(v0, v2),
-            _mm512_shuffle_i32x4::<0x88>(v1, v3),
-            _mm512_shuffle_i32x4::<0xDD>(v1, v3),
-        ];
-        for (g, b) in blocks.into_iter().enumerate() {
-            let block = 4 * g + c;
-            // SAFETY: block < 16, so the 16 words at 16·block lie in `out`
-            // (256 words); the store is unaligned.
-            _mm512_storeu_si512(dst.add(BLOCK_WORDS * block).cast(), b);
-        }
+    for (l, b) in blocks.into_iter().enumerate() {
+        // SAFETY: l < 16, so the 16 words at 16·l lie in `out` (256
+        // words); the store is unaligned.
+        unsafe { _mm512_storeu_si512(dst.add(BLOCK_WORDS * l).cast(), b) };
     }
 }
+
+/// Blocks `counter .. counter + 16` of `key`'s stream in registers, as an
+/// expression of type `[__m512i; 16]`: block `counter + l` in register
+/// `l`, its words in order (so its `u64` lanes are the stream's eight
+/// `u64`s of that block). Register i holds word i of the sixteen blocks,
+/// one per lane, through the rounds as in [`chacha8_block_reference`];
+/// then a 16 × 16 transpose (32-bit, 64-bit and two 128-bit interleaves).
+/// A macro, so that the blocks stay in registers for the caller: a
+/// function was not inlined, returned them through the stack, and the
+/// draw pass's compares waited on those loads; `#[inline(always)]`
+/// without the target feature left the intrinsics as calls.
+///
+/// Expands to unsafe code: use it only inside a function compiled with
+/// AVX-512 F (`#[target_feature(enable = "avx512f")]`), on such a CPU.
+/// `key: &[u32; 8]`, `counter: u64`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! blocks16_regs {
+    ($key:expr, $counter:expr) => {{
+        use std::arch::x86_64::*;
+        let key: &[u32; 8] = $key;
+        let counter: u64 = $counter;
+        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let lo = _mm512_set1_epi32(counter as u32 as i32);
+        let lo_l = _mm512_add_epi32(lo, lane);
+        // A lane whose low word wrapped carries into the high word.
+        let carry = _mm512_cmplt_epu32_mask(lo_l, lo);
+        let hi = _mm512_set1_epi32((counter >> 32) as u32 as i32);
+        let hi_l = _mm512_mask_add_epi32(hi, carry, hi, _mm512_set1_epi32(1));
+        let mut input = [_mm512_setzero_si512(); 16];
+        for (i, &s) in $crate::kernels::chacha8::SIGMA.iter().enumerate() {
+            input[i] = _mm512_set1_epi32(s as i32);
+        }
+        for (i, &k) in key.iter().enumerate() {
+            input[4 + i] = _mm512_set1_epi32(k as i32);
+        }
+        input[12] = lo_l;
+        input[13] = hi_l;
+        let mut x = input;
+        macro_rules! qr {
+            ($a:expr, $b:expr, $c:expr, $d:expr) => {
+                x[$a] = _mm512_add_epi32(x[$a], x[$b]);
+                x[$d] = _mm512_rol_epi32::<16>(_mm512_xor_si512(x[$d], x[$a]));
+                x[$c] = _mm512_add_epi32(x[$c], x[$d]);
+                x[$b] = _mm512_rol_epi32::<12>(_mm512_xor_si512(x[$b], x[$c]));
+                x[$a] = _mm512_add_epi32(x[$a], x[$b]);
+                x[$d] = _mm512_rol_epi32::<8>(_mm512_xor_si512(x[$d], x[$a]));
+                x[$c] = _mm512_add_epi32(x[$c], x[$d]);
+                x[$b] = _mm512_rol_epi32::<7>(_mm512_xor_si512(x[$b], x[$c]));
+            };
+        }
+        for _ in 0..4 {
+            qr!(0, 4, 8, 12);
+            qr!(1, 5, 9, 13);
+            qr!(2, 6, 10, 14);
+            qr!(3, 7, 11, 15);
+            qr!(0, 5, 10, 15);
+            qr!(1, 6, 11, 12);
+            qr!(2, 7, 8, 13);
+            qr!(3, 4, 9, 14);
+        }
+        let r: [__m512i; 16] = std::array::from_fn(|i| _mm512_add_epi32(x[i], input[i]));
+        // r[i] lane l: word i of block l. Interleave words, then pairs: u[4q + c]
+        // lane group g (128 bits) holds words 4q..4q+3 of block 4g + c.
+        let t: [__m512i; 16] = std::array::from_fn(|j| {
+            let (a, b) = (r[j & !1], r[j | 1]);
+            if j % 2 == 0 {
+                _mm512_unpacklo_epi32(a, b)
+            } else {
+                _mm512_unpackhi_epi32(a, b)
+            }
+        });
+        let mut u = [_mm512_setzero_si512(); 16];
+        for q in 0..4 {
+            let (t0, t1, t2, t3) = (t[4 * q], t[4 * q + 1], t[4 * q + 2], t[4 * q + 3]);
+            u[4 * q] = _mm512_unpacklo_epi64(t0, t2);
+            u[4 * q + 1] = _mm512_unpackhi_epi64(t0, t2);
+            u[4 * q + 2] = _mm512_unpacklo_epi64(t1, t3);
+            u[4 * q + 3] = _mm512_unpackhi_epi64(t1, t3);
+        }
+        let mut out = [_mm512_setzero_si512(); 16];
+        for c in 0..4 {
+            // Groups 0, 1 of words 0–3 and 4–7, then of words 8–11 and 12–15.
+            let v0 = _mm512_shuffle_i32x4::<0x44>(u[c], u[4 + c]);
+            let v1 = _mm512_shuffle_i32x4::<0xEE>(u[c], u[4 + c]);
+            let v2 = _mm512_shuffle_i32x4::<0x44>(u[8 + c], u[12 + c]);
+            let v3 = _mm512_shuffle_i32x4::<0xEE>(u[8 + c], u[12 + c]);
+            let blocks = [
+                _mm512_shuffle_i32x4::<0x88>(v0, v2),
+                _mm512_shuffle_i32x4::<0xDD>(v0, v2),
+                _mm512_shuffle_i32x4::<0x88>(v1, v3),
+                _mm512_shuffle_i32x4::<0xDD>(v1, v3),
+            ];
+            for (g, b) in blocks.into_iter().enumerate() {
+                out[4 * g + c] = b;
+            }
+        }
+        out
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use blocks16_regs;
 
 #[cfg(test)]
 mod tests {
