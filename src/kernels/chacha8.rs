@@ -187,7 +187,7 @@ impl Fast {
 }
 
 /// Blocks `counter .. counter + 16` of `key`'s stream into `out` (block
-/// `counter + l` at words `16·l ..`), from [`blocks16_regs`].
+/// `counter + l` at words `16·l ..`), from `blocks16_regs!`.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F.

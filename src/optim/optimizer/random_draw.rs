@@ -253,7 +253,8 @@ unsafe fn draw_fast_avx512(
         for (l, &r) in regs.iter().enumerate() {
             bits[l / 8] |= u64::from(_mm512_cmpgt_epu64_mask(r, hi_v)) << (8 * (l % 8));
             // In the band: key − lo ≤ hi − lo, unsigned (a few keys in a
-            // thousand, so the branch is nearly never taken).
+            // thousand, so the branch is taken for about one register in
+            // thirty).
             let inb = _mm512_cmple_epu64_mask(_mm512_sub_epi64(r, lo_v), width);
             if inb != 0 {
                 let mut lanes = [0u64; 8];
