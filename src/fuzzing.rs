@@ -290,13 +290,6 @@ fn state_lion() -> Optimizer<Momentum, Lion, f32> {
     .expect("valid optimizer")
 }
 
-/// 64-bit FNV-1a, the optimizer state file's checksum.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// Loads state bytes into `opt`; on success takes one step, which must not
 /// panic whatever the loaded counters and buffers hold.
 fn load_and_step<F: Filter, B: Base>(mut opt: Optimizer<F, B, f32>, bytes: &[u8]) {
@@ -323,7 +316,8 @@ pub fn optim_state(data: &[u8]) {
     let mut bytes = rest.to_vec();
     if flag & 1 == 1 && bytes.len() >= 8 {
         let body = bytes.len() - 8;
-        let sum = fnv1a(&bytes[..body]);
+        // The optimizer state file's checksum.
+        let sum = crate::io::fnv::fnv1a64(&bytes[..body]);
         bytes[body..].copy_from_slice(&sum.to_le_bytes());
     }
     load_and_step(state_mofo(), &bytes);

@@ -6,6 +6,7 @@ pub mod bandwidth;
 pub mod peak;
 pub mod train;
 
+use crate::io::fnv::{fnv1a64_extend, FNV1A64_OFFSET};
 use crate::ParamStore;
 
 /// The median of a set of timings (the upper middle one for an even count);
@@ -23,13 +24,8 @@ pub fn median(times: &mut [f64]) -> f64 {
 /// values bit for bit (with overwhelming probability), so two runs of a
 /// benchmark on different thread counts can be compared by one number.
 pub fn values_digest(store: &ParamStore<f32>) -> u64 {
-    use crate::experiments::forgetting::{fnv1a64_extend, FNV1A64_OFFSET};
-    let mut bytes = Vec::with_capacity(4 * 4096);
-    store.iter().fold(FNV1A64_OFFSET, |h, t| {
-        t.as_slice().chunks(4096).fold(h, |h, values| {
-            bytes.clear();
-            bytes.extend(values.iter().flat_map(|x| x.to_le_bytes()));
-            fnv1a64_extend(h, &bytes)
-        })
-    })
+    store
+        .iter()
+        .flat_map(|t| t.as_slice())
+        .fold(FNV1A64_OFFSET, |h, x| fnv1a64_extend(h, &x.to_le_bytes()))
 }

@@ -323,24 +323,8 @@ pub fn score(model: &dyn TrainableModel, params: &ParamStore<f32>, data: &Prepar
     }
 }
 
-/// FNV-1a 64-bit hash (stable across runs and platforms).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    fnv1a64_extend(FNV1A64_OFFSET, bytes)
-}
-
-/// FNV-1a 64's starting state (its offset basis).
-pub const FNV1A64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a 64 continued from the state `h` over `bytes`: hashing a
-/// sequence piece by piece, `fnv1a64_extend(fnv1a64(a), b)` equals
-/// `fnv1a64` of `a` followed by `b`.
-pub fn fnv1a64_extend(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+/// FNV-1a 64-bit hash (stable across runs and platforms), `io::fnv`'s.
+pub use crate::io::fnv::fnv1a64;
 
 /// What determines the base model (the cache key is its hash).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::base::{Base, BaseScalars};
 use super::filter::Filter;
 use super::{OptimError, Optimizer};
+use crate::io::fnv::{fnv1a64_extend, FNV1A64_OFFSET};
 use crate::Scalar;
 
 const MAGIC: &[u8; 8] = b"MOFOST01";
@@ -55,17 +56,15 @@ struct Meta {
     ever: Vec<usize>,
 }
 
+/// The running checksum (`io::fnv`'s FNV-1a 64).
 struct Fnv(u64);
 
 impl Fnv {
     fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+        Fnv(FNV1A64_OFFSET)
     }
     fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= b as u64;
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0 = fnv1a64_extend(self.0, bytes);
     }
 }
 
