@@ -373,12 +373,22 @@ pub fn loss_and_grads_sharded<T: Scalar>(
     let denom = targets.iter().filter(|&&y| y != IGNORE_INDEX).count();
     let (b, t) = batch.input_ids.dim();
     let rows = shard_rows(b, shards);
+    // When the shards alone fill the threads, each shard's products run
+    // unsplit: a split would pack their other operand once per chunk, for
+    // parallelism the other shards already provide (results unchanged).
+    let unsplit = rows.len() >= rayon::current_num_threads();
     let parts: Vec<Result<ShardOutput<T>, ForwardError>> = rows
         .par_iter()
         .map(|r| {
             let ids = batch.input_ids.slice(s![r.clone(), ..]).to_owned();
             let targets = &targets[r.start * t..r.end * t];
-            shard_pass(cfg, params, &ids, targets, denom, trainable)
+            if unsplit {
+                crate::kernels::gemm::unsplit_products(|| {
+                    shard_pass(cfg, params, &ids, targets, denom, trainable)
+                })
+            } else {
+                shard_pass(cfg, params, &ids, targets, denom, trainable)
+            }
         })
         .collect();
     // The first error in shard order, whichever shard finished first.
