@@ -9,8 +9,9 @@ step. This script times, on the same tensors (GPT-2-small-shaped, scale
 
 - adamw_fused_ms: the fused step alone (no check; as torch_optim_bench.py);
 - adamw_fused_gradscaler_ms: torch.amp.GradScaler("cpu", init_scale=1.0)
-  around the fused step, PyTorch's own skip-on-inf path (scaler.step reads
-  the gradients for inf/NaN, then the fused kernel takes found_inf);
+  around the fused step, PyTorch's own skip-on-inf path (scaler.step checks
+  the gradients for inf/NaN in a pass of its own, then the fused kernel
+  takes found_inf and skips the step if it is set);
 - adamw_fused_normcheck_ms: torch.nn.utils.get_total_norm of the gradients,
   the step only when it is finite (clip_grad_norm_'s read without the clip).
 
@@ -69,9 +70,10 @@ def scaled_step():
 
 
 out["adamw_fused_gradscaler_ms"] = timeit(scaled_step)
-# A check that cannot find anything must not have skipped: the scale is
-# still 1.0 and the step count moved.
+# The check found nothing, so no step was skipped: the scale is still 1.0
+# and every call stepped (one untimed, then the timed ones).
 assert scaler.get_scale() == 1.0
+assert int(opt.state[params[0]]["step"]) == reps + 1
 
 opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
 
