@@ -7,10 +7,11 @@
 //! tiles ([`Tile`]) was timed faster than `matrixmultiply`'s kernel at the
 //! first product (`gemm_choice`; bitwise the same result either way),
 //! everything else to `matrixmultiply`'s `sgemm` / `dgemm`. [`gemm`] splits
-//! `C` into one chunk of rows (or columns) per thread computed in parallel;
-//! each output entry is computed by the same serial kernel over the same `k`
-//! order whatever the split, so the result does not depend on the number of
-//! threads (tested bitwise).
+//! `C` into one chunk of rows (or columns) per thread computed in parallel
+//! (not inside [`unsplit_products`], where other tasks already fill the
+//! threads); each output entry is computed by the same serial kernel over
+//! the same `k` order whatever the split, so the result does not depend on
+//! the number of threads (tested bitwise).
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
