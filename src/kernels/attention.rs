@@ -14,8 +14,13 @@
 //! ```
 //!
 //! Every product is a strided [`gemm_serial`] on views of the inputs (no copy
-//! of Q, K, V per head), done in causal blocks of [`BLOCK`] rows that skip
-//! the blocks above the diagonal. The forward runs one task per (batch, head); the
+//! of Q, K, V per head), done in causal blocks of [`BLOCK`] rows or columns
+//! that skip the blocks above the diagonal. The products over D (`Q_h K_gᵀ`,
+//! `dO_h V_gᵀ`) go by blocks of keys, so that each key's column of the
+//! transposed operand is packed once, not once per block of rows after it;
+//! the products over keys (`P V_g`, `dS K_g`, and the transposed ones) go by
+//! blocks of their output's rows, so that each entry stays one sum over
+//! one block of k (the same bits as a single product). The forward runs one task per (batch, head); the
 //! backward one task per (batch, kv head), looping over that head's query
 //! heads in order, so gradients are summed in a fixed order. Each task
 //! writes its slices of O, dQ, dK, dV straight into the `[B, T, ·, D]`
@@ -31,8 +36,9 @@ use super::fresh::par_tasks_uninit;
 use super::gemm::gemm_serial;
 use crate::Scalar;
 
-/// Rows (and columns) per causal block: a block of query rows `r0..r1`
-/// multiplies only keys `0..r1`, so the upper triangle is skipped.
+/// Rows (or columns) per causal block: a block of query rows `r0..r1`
+/// meets only keys `0..r1`, and a block of keys `c0..c1` only queries
+/// `c0..`, so the upper triangle is skipped.
 pub const BLOCK: usize = 64;
 
 /// Shape of one attention call.
@@ -117,9 +123,9 @@ pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>
     // SAFETY: task bh writes block bh of p ([bh·t·t, (bh+1)·t·t)) and the
     // entries (bi, ·, hi, ·) of o, which no other task touches; together
     // the tasks cover both buffers. Every entry is written before it is
-    // read: P's block is zeroed first; the causal products (β = 0) write columns 0..r1
-    // of each block of rows r0..r1, which holds every live entry j ≤ i of
-    // its rows, the softmax reads only those and writes the dead ones
+    // read: P's block is zeroed first; the causal products (β = 0) write rows c0..t
+    // of each block of columns c0..c1, which holds every live entry j ≤ i
+    // of its columns, the softmax reads only those and writes the dead ones
     // (zeros), and the products into o (β = 0) write all its rows. Views
     // are in bounds: p's block is t×t at row stride t, o's slice t×d at
     // row stride h·d from (bi·t·h + hi)·d, whose last entry
@@ -137,15 +143,16 @@ pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>
             // blocks are 256 KiB, ran 2–7% slower per step).
             pp.fill_zero(bh * t * t, t * t);
             let mut pm = pp.rows(bh * t * t, t, t, t);
-            // Causal blocks: rows r0..r1 only need keys 0..r1.
-            for r0 in (0..t).step_by(BLOCK) {
-                let r1 = (r0 + BLOCK).min(t);
+            // Causal blocks by columns: keys c0..c1 only meet queries
+            // c0..t, and each key is packed (transposed) once.
+            for c0 in (0..t).step_by(BLOCK) {
+                let c1 = (c0 + BLOCK).min(t);
                 gemm_serial(
                     scale,
-                    qh.slice(s![r0..r1, ..]),
-                    kg.slice(s![0..r1, ..]).t(),
+                    qh.slice(s![c0..t, ..]),
+                    kg.slice(s![c0..c1, ..]).t(),
                     T::zero(),
-                    pm.slice_mut(s![r0..r1, 0..r1]),
+                    pm.slice_mut(s![c0..t, c0..c1]),
                 );
             }
             let pc = pm.into_slice().expect("contiguous block");
@@ -239,14 +246,14 @@ pub fn attention_backward<T: Scalar>(
                     {
                         let mut dsm =
                             ArrayViewMut2::from_shape((t, t), &mut ds[..]).expect("block size");
-                        for r0 in (0..t).step_by(BLOCK) {
-                            let r1 = (r0 + BLOCK).min(t);
+                        for c0 in (0..t).step_by(BLOCK) {
+                            let c1 = (c0 + BLOCK).min(t);
                             gemm_serial(
                                 T::one(),
-                                doh.slice(s![r0..r1, ..]),
-                                vg.slice(s![0..r1, ..]).t(),
+                                doh.slice(s![c0..t, ..]),
+                                vg.slice(s![c0..c1, ..]).t(),
                                 T::zero(),
-                                dsm.slice_mut(s![r0..r1, 0..r1]),
+                                dsm.slice_mut(s![c0..t, c0..c1]),
                             );
                         }
                     }

@@ -9,9 +9,11 @@
 //! The loops are zipped slice iterators (no bounds checks inside) processed
 //! in fixed chunks of [`CHUNK`] entries, in parallel for long inputs.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use super::fresh::{input_chunk, par_chunks_fresh};
+use super::fresh::{input_chunk, par_chunks_uninit};
 use super::simd::{wide_simd_call, wide_simd_fn};
 use crate::Scalar;
 
@@ -26,27 +28,29 @@ fn sigmoid<T: Scalar>(x: T) -> T {
 }
 
 wide_simd_fn! {
-    /// `o_i = silu(g_i)·u_i` over one chunk.
-    fn swiglu_chunk / swiglu_chunk_wide [T: Scalar] (o: &mut [T], g: &[T], u: &[T]) {
+    /// `o_i = silu(g_i)·u_i` over one chunk (every `o_i` written when the
+    /// three have one length).
+    fn swiglu_chunk / swiglu_chunk_wide [T: Scalar] (o: &mut [MaybeUninit<T>], g: &[T], u: &[T]) {
         for ((o, &gv), &uv) in o.iter_mut().zip(g).zip(u) {
-            *o = gv * sigmoid(gv) * uv;
+            o.write(gv * sigmoid(gv) * uv);
         }
     }
 }
 
 wide_simd_fn! {
-    /// The backward of [`swiglu_chunk`] over one chunk.
+    /// The backward of [`swiglu_chunk`] over one chunk (every `dg_i`,
+    /// `du_i` written when the five have one length).
     fn swiglu_backward_chunk / swiglu_backward_chunk_wide [T: Scalar] (
-        dg: &mut [T],
-        du: &mut [T],
+        dg: &mut [MaybeUninit<T>],
+        du: &mut [MaybeUninit<T>],
         g: &[T],
         u: &[T],
         dy: &[T],
     ) {
         for ((((a, b), &gv), &uv), &d) in dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u).zip(dy) {
             let s = sigmoid(gv);
-            *a = d * uv * s * (T::one() + gv * (T::one() - s));
-            *b = d * gv * s;
+            a.write(d * uv * s * (T::one() + gv * (T::one() - s)));
+            b.write(d * gv * s);
         }
     }
 }
@@ -91,25 +95,33 @@ pub fn add_assign<T: Scalar>(y: &mut [T], x: &[T]) {
 /// `out_i = x_i + s·y_i`, a new vector.
 pub fn add_scaled<T: Scalar>(x: &[T], y: &[T], s: T) -> Vec<T> {
     assert!(x.len() == y.len(), "add_scaled: lengths differ");
-    let [out] = par_chunks_fresh([x.len()], [CHUNK], |i, [oc]| {
-        for ((o, &a), &b) in oc
-            .iter_mut()
-            .zip(input_chunk(x, i, CHUNK))
-            .zip(input_chunk(y, i, CHUNK))
-        {
-            *o = a + s * b;
-        }
-    });
+    // SAFETY: chunk i of x and of y has the length of chunk i of out
+    // (the three have one length), so the zip writes every entry of it.
+    let [out] = unsafe {
+        par_chunks_uninit([x.len()], [CHUNK], |i, [oc]| {
+            for ((o, &a), &b) in oc
+                .iter_mut()
+                .zip(input_chunk(x, i, CHUNK))
+                .zip(input_chunk(y, i, CHUNK))
+            {
+                o.write(a + s * b);
+            }
+        })
+    };
     out
 }
 
 /// `out_i = silu(g_i)·u_i`, a new vector.
 pub fn swiglu<T: Scalar>(g: &[T], u: &[T]) -> Vec<T> {
     assert!(g.len() == u.len(), "swiglu: lengths differ");
-    let [out] = par_chunks_fresh([g.len()], [CHUNK], |i, [oc]| {
-        let (gc, uc) = (input_chunk(g, i, CHUNK), input_chunk(u, i, CHUNK));
-        wide_simd_call!(swiglu_chunk / swiglu_chunk_wide(oc, gc, uc));
-    });
+    // SAFETY: the chunks of g and u have the lengths of out's, so
+    // `swiglu_chunk` writes every entry.
+    let [out] = unsafe {
+        par_chunks_uninit([g.len()], [CHUNK], |i, [oc]| {
+            let (gc, uc) = (input_chunk(g, i, CHUNK), input_chunk(u, i, CHUNK));
+            wide_simd_call!(swiglu_chunk / swiglu_chunk_wide(oc, gc, uc));
+        })
+    };
     out
 }
 
@@ -121,14 +133,20 @@ pub fn swiglu_backward<T: Scalar>(g: &[T], u: &[T], dy: &[T]) -> (Vec<T>, Vec<T>
         u.len() == n && dy.len() == n,
         "swiglu_backward: lengths differ"
     );
-    let [dg, du] = par_chunks_fresh([n, n], [CHUNK, CHUNK], |i, [dgc, duc]| {
-        let (gc, uc, dc) = (
-            input_chunk(g, i, CHUNK),
-            input_chunk(u, i, CHUNK),
-            input_chunk(dy, i, CHUNK),
-        );
-        wide_simd_call!(swiglu_backward_chunk / swiglu_backward_chunk_wide(dgc, duc, gc, uc, dc));
-    });
+    // SAFETY: the five chunks i have one length, so
+    // `swiglu_backward_chunk` writes every entry of dg's and du's.
+    let [dg, du] = unsafe {
+        par_chunks_uninit([n, n], [CHUNK, CHUNK], |i, [dgc, duc]| {
+            let (gc, uc, dc) = (
+                input_chunk(g, i, CHUNK),
+                input_chunk(u, i, CHUNK),
+                input_chunk(dy, i, CHUNK),
+            );
+            wide_simd_call!(
+                swiglu_backward_chunk / swiglu_backward_chunk_wide(dgc, duc, gc, uc, dc)
+            );
+        })
+    };
     (dg, du)
 }
 
@@ -233,15 +251,20 @@ mod tests {
             assert!(close(du[i], wdu[i]), "{i}: {} {}", du[i], wdu[i]);
             assert!((dg[i] - wdg[i]).abs() <= 1e-5 * (1.0 + wdg[i].abs()), "{i}");
         }
-        let mut plain = vec![0.0f32; n];
+        // The plain loops, into buffers initialised with NaN.
+        let bits = |x: &[MaybeUninit<f32>]| -> Vec<u32> {
+            // SAFETY: every entry was initialised by `MaybeUninit::new`.
+            x.iter()
+                .map(|v| unsafe { v.assume_init() }.to_bits())
+                .collect()
+        };
+        let want_bits = |x: &[f32]| -> Vec<u32> { x.iter().map(|v| v.to_bits()).collect() };
+        let mut plain = vec![MaybeUninit::new(f32::NAN); n];
         swiglu_chunk(&mut plain, &g, &u);
-        assert!(plain
-            .iter()
-            .zip(&out)
-            .all(|(a, b)| a.to_bits() == b.to_bits()));
-        let (mut pdg, mut pdu) = (vec![0.0f32; n], vec![0.0f32; n]);
+        assert_eq!(bits(&plain), want_bits(&out));
+        let (mut pdg, mut pdu) = (plain.clone(), plain.clone());
         swiglu_backward_chunk(&mut pdg, &mut pdu, &g, &u, &dy);
-        assert!(pdg.iter().zip(&dg).all(|(a, b)| a.to_bits() == b.to_bits()));
-        assert!(pdu.iter().zip(&du).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_eq!(bits(&pdg), want_bits(&dg));
+        assert_eq!(bits(&pdu), want_bits(&du));
     }
 }

@@ -13,7 +13,7 @@
 //! weight gradient sums one partial per block in block order, so the result
 //! does not depend on the thread count.
 
-use super::fresh::{input_chunk, par_chunks_fresh};
+use super::fresh::{input_chunk, par_chunks_fresh, par_chunks_uninit};
 use super::reduce::{dot, sum_squares};
 use crate::Scalar;
 
@@ -32,24 +32,30 @@ pub fn rmsnorm<T: Scalar>(x: &[T], w: &[T], eps: T) -> (Vec<T>, Vec<T>) {
     );
     let rows = x.len() / h;
     let inv_h = T::one() / T::of(h as f64);
-    let [y, r] = par_chunks_fresh(
-        [x.len(), rows],
-        [h * ROW_BLOCK, ROW_BLOCK],
-        |bi, [yb, rb]| {
-            let xb = input_chunk(x, bi, h * ROW_BLOCK);
-            for ((yr, xr), ri) in yb
-                .chunks_exact_mut(h)
-                .zip(xb.chunks_exact(h))
-                .zip(rb.iter_mut())
-            {
-                let inv = T::one() / (sum_squares(xr) * inv_h + eps).sqrt();
-                *ri = inv;
-                for ((o, &v), &wv) in yr.iter_mut().zip(xr).zip(w) {
-                    *o = v * inv * wv;
+    // SAFETY: block bi holds rows bi·ROW_BLOCK.. of y (h entries each)
+    // and the same rows of r (one each), and x's chunk holds those rows
+    // too (x has as many entries as y), so every row of y and its r are
+    // written, each of its h entries zipped with x's row and w (h long).
+    let [y, r] = unsafe {
+        par_chunks_uninit(
+            [x.len(), rows],
+            [h * ROW_BLOCK, ROW_BLOCK],
+            |bi, [yb, rb]| {
+                let xb = input_chunk(x, bi, h * ROW_BLOCK);
+                for ((yr, xr), ri) in yb
+                    .chunks_exact_mut(h)
+                    .zip(xb.chunks_exact(h))
+                    .zip(rb.iter_mut())
+                {
+                    let inv = T::one() / (sum_squares(xr) * inv_h + eps).sqrt();
+                    ri.write(inv);
+                    for ((o, &v), &wv) in yr.iter_mut().zip(xr).zip(w) {
+                        o.write(v * inv * wv);
+                    }
                 }
-            }
-        },
-    );
+            },
+        )
+    };
     (y, r)
 }
 

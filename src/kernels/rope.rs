@@ -11,7 +11,7 @@
 //! The backward applies the inverse (transposed) rotation, angle `−a_i`.
 //! Data layout: row-major `[batch, seq, heads, d]`.
 
-use super::fresh::{input_chunk, par_chunks_fresh};
+use super::fresh::{input_chunk, par_chunks_uninit};
 
 use crate::Scalar;
 
@@ -74,34 +74,41 @@ pub fn rope<T: Scalar>(x: &[T], table: &RopeTable<T>, heads: usize, inverse: boo
     let d = table.head_dim;
     let half = d / 2;
     let row = heads * d;
+    assert!(d.is_multiple_of(2), "rope: head_dim {d} must be even");
     assert!(
         x.len().is_multiple_of(row * table.seq),
         "rope: {} entries do not fit [*, {}, {heads}, {d}]",
         x.len(),
         table.seq
     );
-    let [y] = par_chunks_fresh([x.len()], [row], |bt, [yr]| {
-        let xr = input_chunk(x, bt, row);
-        let t = bt % table.seq;
-        let c = &table.cos[t * half..(t + 1) * half];
-        let s = &table.sin[t * half..(t + 1) * half];
-        for (yh, xh) in yr.chunks_exact_mut(d).zip(xr.chunks_exact(d)) {
-            let (y1, y2) = yh.split_at_mut(half);
-            let (x1, x2) = xh.split_at(half);
-            for (((((a, b), &u), &v), &cv), &sv) in y1
-                .iter_mut()
-                .zip(y2.iter_mut())
-                .zip(x1)
-                .zip(x2)
-                .zip(c)
-                .zip(s)
-            {
-                let sv = if inverse { -sv } else { sv };
-                *a = u * cv - v * sv;
-                *b = v * cv + u * sv;
+    // SAFETY: x has as many entries as y, a multiple of the row, so chunk
+    // bt of x is a whole row like y's; d is even, so each head's two halves
+    // of y are d/2 long like x's and the angles' slices (exactly d/2, or
+    // the slicing panics), and the zip writes every entry of the row.
+    let [y] = unsafe {
+        par_chunks_uninit([x.len()], [row], |bt, [yr]| {
+            let xr = input_chunk(x, bt, row);
+            let t = bt % table.seq;
+            let c = &table.cos[t * half..(t + 1) * half];
+            let s = &table.sin[t * half..(t + 1) * half];
+            for (yh, xh) in yr.chunks_exact_mut(d).zip(xr.chunks_exact(d)) {
+                let (y1, y2) = yh.split_at_mut(half);
+                let (x1, x2) = xh.split_at(half);
+                for (((((a, b), &u), &v), &cv), &sv) in y1
+                    .iter_mut()
+                    .zip(y2.iter_mut())
+                    .zip(x1)
+                    .zip(x2)
+                    .zip(c)
+                    .zip(s)
+                {
+                    let sv = if inverse { -sv } else { sv };
+                    a.write(u * cv - v * sv);
+                    b.write(v * cv + u * sv);
+                }
             }
-        }
-    });
+        })
+    };
     y
 }
 
