@@ -74,6 +74,30 @@ wide_simd_fn! {
     }
 }
 
+wide_simd_fn! {
+    /// `y_i ← y_i + x_i` over one chunk.
+    fn add_chunk / add_chunk_wide [T: Scalar] (y: &mut [T], x: &[T]) {
+        for (a, &b) in y.iter_mut().zip(x) {
+            *a += b;
+        }
+    }
+}
+
+wide_simd_fn! {
+    /// `o_i = x_i + s·y_i` over one chunk (every `o_i` written when the
+    /// three have one length).
+    fn add_scaled_chunk / add_scaled_chunk_wide [T: Scalar] (
+        o: &mut [MaybeUninit<T>],
+        x: &[T],
+        y: &[T],
+        s: T,
+    ) {
+        for ((o, &a), &b) in o.iter_mut().zip(x).zip(y) {
+            o.write(a + s * b);
+        }
+    }
+}
+
 /// `y ← x + y`.
 pub fn add_assign<T: Scalar>(y: &mut [T], x: &[T]) {
     assert_eq!(
@@ -85,11 +109,7 @@ pub fn add_assign<T: Scalar>(y: &mut [T], x: &[T]) {
     );
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(yc, xc)| {
-            for (a, &b) in yc.iter_mut().zip(xc) {
-                *a += b;
-            }
-        });
+        .for_each(|(yc, xc)| wide_simd_call!(add_chunk / add_chunk_wide(yc, xc)));
 }
 
 /// `out_i = x_i + s·y_i`, a new vector.
@@ -99,13 +119,8 @@ pub fn add_scaled<T: Scalar>(x: &[T], y: &[T], s: T) -> Vec<T> {
     // (the three have one length), so the zip writes every entry of it.
     let [out] = unsafe {
         par_chunks_uninit([x.len()], [CHUNK], |i, [oc]| {
-            for ((o, &a), &b) in oc
-                .iter_mut()
-                .zip(input_chunk(x, i, CHUNK))
-                .zip(input_chunk(y, i, CHUNK))
-            {
-                o.write(a + s * b);
-            }
+            let (xc, yc) = (input_chunk(x, i, CHUNK), input_chunk(y, i, CHUNK));
+            wide_simd_call!(add_scaled_chunk / add_scaled_chunk_wide(oc, xc, yc, s));
         })
     };
     out

@@ -28,11 +28,13 @@ const FINITE_LANES: usize = 64;
 /// read stream.
 pub const SQUARE_LANES: usize = 32;
 
+#[inline(always)]
 fn fold_lanes<T: Scalar>(acc: [T; LANES]) -> T {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// `Σ_i x_i` with eight lanes.
+#[inline(always)]
 pub fn sum<T: Scalar>(x: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let chunks = x.chunks_exact(LANES);
@@ -50,6 +52,7 @@ pub fn sum<T: Scalar>(x: &[T]) -> T {
 }
 
 /// `Σ_i x_i·y_i` with eight lanes (panics if the lengths differ).
+#[inline(always)]
 pub fn dot<T: Scalar>(x: &[T], y: &[T]) -> T {
     assert_eq!(x.len(), y.len(), "dot: lengths {} and {}", x.len(), y.len());
     let mut acc = [T::zero(); LANES];
@@ -69,6 +72,7 @@ pub fn dot<T: Scalar>(x: &[T], y: &[T]) -> T {
 }
 
 /// `Σ_i x_i²` with eight lanes.
+#[inline(always)]
 pub fn sum_squares<T: Scalar>(x: &[T]) -> T {
     dot(x, x)
 }

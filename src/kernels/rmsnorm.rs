@@ -13,12 +13,78 @@
 //! weight gradient sums one partial per block in block order, so the result
 //! does not depend on the thread count.
 
+use std::mem::MaybeUninit;
+
 use super::fresh::{input_chunk, par_chunks_fresh, par_chunks_uninit};
 use super::reduce::{dot, sum_squares};
+use super::simd::{wide_simd_call, wide_simd_fn};
 use crate::Scalar;
 
 /// Rows per parallel task.
 pub const ROW_BLOCK: usize = 32;
+
+wide_simd_fn! {
+    /// Rows of [`rmsnorm`]: `y` and `x` hold whole rows of `w.len()`
+    /// entries, `r` one entry per row; every entry of `y` and `r` is
+    /// written.
+    fn rmsnorm_rows / rmsnorm_rows_wide [T: Scalar] (
+        y: &mut [MaybeUninit<T>],
+        r: &mut [MaybeUninit<T>],
+        x: &[T],
+        w: &[T],
+        inv_h: T,
+        eps: T,
+    ) {
+        let h = w.len();
+        for ((yr, xr), ri) in y.chunks_exact_mut(h).zip(x.chunks_exact(h)).zip(r.iter_mut()) {
+            let inv = T::one() / (sum_squares(xr) * inv_h + eps).sqrt();
+            ri.write(inv);
+            for ((o, &v), &wv) in yr.iter_mut().zip(xr).zip(w) {
+                o.write(v * inv * wv);
+            }
+        }
+    }
+}
+
+wide_simd_fn! {
+    /// Rows of [`rmsnorm_backward`]: writes `dx` and adds each row's
+    /// `dy_j·x̂_j` to `dw`.
+    fn rmsnorm_backward_rows / rmsnorm_backward_rows_wide [T: Scalar] (
+        dx: &mut [T],
+        dw: &mut [T],
+        x: &[T],
+        dy: &[T],
+        r: &[T],
+        w: &[T],
+        inv_h: T,
+    ) {
+        let h = w.len();
+        let mut xhat = vec![T::zero(); h];
+        let mut dhat = vec![T::zero(); h];
+        for (((dxr, xr), dyr), &ri) in dx
+            .chunks_exact_mut(h)
+            .zip(x.chunks_exact(h))
+            .zip(dy.chunks_exact(h))
+            .zip(r)
+        {
+            for ((((xh, dh), acc), &v), (&d, &wv)) in xhat
+                .iter_mut()
+                .zip(dhat.iter_mut())
+                .zip(dw.iter_mut())
+                .zip(xr)
+                .zip(dyr.iter().zip(w))
+            {
+                *xh = v * ri;
+                *dh = d * wv;
+                *acc += d * *xh;
+            }
+            let m = dot(&dhat, &xhat) * inv_h;
+            for ((o, &dh), &xh) in dxr.iter_mut().zip(&dhat).zip(&xhat) {
+                *o = ri * (dh - xh * m);
+            }
+        }
+    }
+}
 
 /// Forward: returns new vectors `(y, r)` (`r` one per row, kept for the
 /// backward).
@@ -34,25 +100,16 @@ pub fn rmsnorm<T: Scalar>(x: &[T], w: &[T], eps: T) -> (Vec<T>, Vec<T>) {
     let inv_h = T::one() / T::of(h as f64);
     // SAFETY: block bi holds rows bi·ROW_BLOCK.. of y (h entries each)
     // and the same rows of r (one each), and x's chunk holds those rows
-    // too (x has as many entries as y), so every row of y and its r are
-    // written, each of its h entries zipped with x's row and w (h long).
+    // too (x has as many entries as y), so `rmsnorm_rows` writes every row
+    // of y and its r, each of its h entries zipped with x's row and w (h
+    // long).
     let [y, r] = unsafe {
         par_chunks_uninit(
             [x.len(), rows],
             [h * ROW_BLOCK, ROW_BLOCK],
             |bi, [yb, rb]| {
                 let xb = input_chunk(x, bi, h * ROW_BLOCK);
-                for ((yr, xr), ri) in yb
-                    .chunks_exact_mut(h)
-                    .zip(xb.chunks_exact(h))
-                    .zip(rb.iter_mut())
-                {
-                    let inv = T::one() / (sum_squares(xr) * inv_h + eps).sqrt();
-                    ri.write(inv);
-                    for ((o, &v), &wv) in yr.iter_mut().zip(xr).zip(w) {
-                        o.write(v * inv * wv);
-                    }
-                }
+                wide_simd_call!(rmsnorm_rows / rmsnorm_rows_wide(yb, rb, xb, w, inv_h, eps));
             },
         )
     };
@@ -79,30 +136,9 @@ pub fn rmsnorm_backward<T: Scalar>(x: &[T], w: &[T], r: &[T], dy: &[T]) -> (Vec<
                 input_chunk(dy, bi, h * ROW_BLOCK),
             );
             let rb = input_chunk(r, bi, ROW_BLOCK);
-            let mut xhat = vec![T::zero(); h];
-            let mut dhat = vec![T::zero(); h];
-            for (((dxr, xr), dyr), &ri) in dxb
-                .chunks_exact_mut(h)
-                .zip(xb.chunks_exact(h))
-                .zip(dyb.chunks_exact(h))
-                .zip(rb)
-            {
-                for ((((xh, dh), acc), &v), (&d, &wv)) in xhat
-                    .iter_mut()
-                    .zip(dhat.iter_mut())
-                    .zip(dw.iter_mut())
-                    .zip(xr)
-                    .zip(dyr.iter().zip(w))
-                {
-                    *xh = v * ri;
-                    *dh = d * wv;
-                    *acc += d * *xh;
-                }
-                let m = dot(&dhat, &xhat) * inv_h;
-                for ((o, &dh), &xh) in dxr.iter_mut().zip(&dhat).zip(&xhat) {
-                    *o = ri * (dh - xh * m);
-                }
-            }
+            wide_simd_call!(
+                rmsnorm_backward_rows / rmsnorm_backward_rows_wide(dxb, dw, xb, dyb, rb, w, inv_h)
+            );
         },
     );
     let mut dw = vec![T::zero(); h];

@@ -9,9 +9,14 @@
 //! ```
 //!
 //! The backward applies the inverse (transposed) rotation, angle `−a_i`.
-//! Data layout: row-major `[batch, seq, heads, d]`.
+//! Data layout: row-major `[batch, seq, heads, d]`. Parallel tasks take
+//! whole rows (positions), about 2^14 entries each, and run on the widest
+//! vector unit of the CPU (the same bits on any: no sums, no FMAs).
+
+use std::mem::MaybeUninit;
 
 use super::fresh::{input_chunk, par_chunks_uninit};
+use super::simd::{wide_simd_call, wide_simd_fn};
 
 use crate::Scalar;
 
@@ -68,27 +73,25 @@ impl<T: Scalar> RopeTable<T> {
     }
 }
 
-/// Rotates `x` (`[batch, seq, heads, d]`) into `y`; `inverse` rotates by the
-/// opposite angle (the backward).
-pub fn rope<T: Scalar>(x: &[T], table: &RopeTable<T>, heads: usize, inverse: bool) -> Vec<T> {
-    let d = table.head_dim;
-    let half = d / 2;
-    let row = heads * d;
-    assert!(d.is_multiple_of(2), "rope: head_dim {d} must be even");
-    assert!(
-        x.len().is_multiple_of(row * table.seq),
-        "rope: {} entries do not fit [*, {}, {heads}, {d}]",
-        x.len(),
-        table.seq
-    );
-    // SAFETY: x has as many entries as y, a multiple of the row, so chunk
-    // bt of x is a whole row like y's; d is even, so each head's two halves
-    // of y are d/2 long like x's and the angles' slices (exactly d/2, or
-    // the slicing panics), and the zip writes every entry of the row.
-    let [y] = unsafe {
-        par_chunks_uninit([x.len()], [row], |bt, [yr]| {
-            let xr = input_chunk(x, bt, row);
-            let t = bt % table.seq;
+/// Entries per parallel task (whole rows).
+const ROPE_CHUNK: usize = 1 << 14;
+
+wide_simd_fn! {
+    /// Whole rows of [`rope`] (`row` entries each: heads of `d` entries),
+    /// the first at position `first` of the table; every entry of `y` is
+    /// written when `x` has as many entries and `d` is even.
+    fn rope_rows / rope_rows_wide [T: Scalar] (
+        y: &mut [MaybeUninit<T>],
+        x: &[T],
+        table: &RopeTable<T>,
+        row: usize,
+        first: usize,
+        inverse: bool,
+    ) {
+        let d = table.head_dim;
+        let half = d / 2;
+        for (k, (yr, xr)) in y.chunks_exact_mut(row).zip(x.chunks_exact(row)).enumerate() {
+            let t = (first + k) % table.seq;
             let c = &table.cos[t * half..(t + 1) * half];
             let s = &table.sin[t * half..(t + 1) * half];
             for (yh, xh) in yr.chunks_exact_mut(d).zip(xr.chunks_exact(d)) {
@@ -107,6 +110,33 @@ pub fn rope<T: Scalar>(x: &[T], table: &RopeTable<T>, heads: usize, inverse: boo
                     b.write(v * cv + u * sv);
                 }
             }
+        }
+    }
+}
+
+/// Rotates `x` (`[batch, seq, heads, d]`) into `y`; `inverse` rotates by the
+/// opposite angle (the backward).
+pub fn rope<T: Scalar>(x: &[T], table: &RopeTable<T>, heads: usize, inverse: bool) -> Vec<T> {
+    let d = table.head_dim;
+    let row = heads * d;
+    assert!(d.is_multiple_of(2), "rope: head_dim {d} must be even");
+    assert!(
+        x.len().is_multiple_of(row * table.seq),
+        "rope: {} entries do not fit [*, {}, {heads}, {d}]",
+        x.len(),
+        table.seq
+    );
+    // Whole rows per task, about ROPE_CHUNK entries.
+    let rows = (ROPE_CHUNK / row).max(1);
+    // SAFETY: x has as many entries as y, a multiple of the row, so chunk
+    // i of x holds the same whole rows as y's; d is even, so each head's
+    // two halves of y are d/2 long like x's and the angles' slices (exactly
+    // d/2, or the slicing panics), and `rope_rows` writes every entry of
+    // every row.
+    let [y] = unsafe {
+        par_chunks_uninit([x.len()], [rows * row], |i, [yc]| {
+            let xc = input_chunk(x, i, rows * row);
+            wide_simd_call!(rope_rows / rope_rows_wide(yc, xc, table, row, i * rows, inverse));
         })
     };
     y
@@ -144,6 +174,23 @@ mod tests {
     #[test]
     fn matches_reference_and_inverts() {
         let (b, t, h, d) = (2, 5, 3, 8);
+        let x: Vec<f64> = (0..b * t * h * d)
+            .map(|i| ((i * 29 % 17) as f64 - 8.0) * 0.1)
+            .collect();
+        let table = RopeTable::<f64>::new(t, d, 10000.0);
+        let y = rope(&x, &table, h, false);
+        let want = rope_reference(&x, t, h, d, 10000.0);
+        assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
+        let back = rope(&y, &table, h, true);
+        assert!(back.iter().zip(&x).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
+
+    /// Several tasks of whole rows, the last one shorter, each starting
+    /// mid-sequence: every row still gets its own position's angles.
+    #[test]
+    fn tasks_of_many_rows_keep_each_rows_position() {
+        let (b, t, h, d) = (8, 37, 4, 32);
+        assert!(b * t * h * d > 2 * ROPE_CHUNK);
         let x: Vec<f64> = (0..b * t * h * d)
             .map(|i| ((i * 29 % 17) as f64 - 8.0) * 0.1)
             .collect();
