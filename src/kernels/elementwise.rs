@@ -277,7 +277,10 @@ mod tests {
         let mut plain = vec![MaybeUninit::new(f32::NAN); n];
         swiglu_chunk(&mut plain, &g, &u);
         assert_eq!(bits(&plain), want_bits(&out));
-        let (mut pdg, mut pdu) = (plain.clone(), plain.clone());
+        let (mut pdg, mut pdu) = (
+            vec![MaybeUninit::new(f32::NAN); n],
+            vec![MaybeUninit::new(f32::NAN); n],
+        );
         swiglu_backward_chunk(&mut pdg, &mut pdu, &g, &u, &dy);
         assert_eq!(bits(&pdg), want_bits(&dg));
         assert_eq!(bits(&pdu), want_bits(&du));

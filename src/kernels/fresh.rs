@@ -71,7 +71,7 @@ pub unsafe fn par_chunks_uninit<T: Scalar, const N: usize>(
 ) -> [Vec<T>; N] {
     assert!(
         chunks.iter().all(|&c| c > 0),
-        "par_chunks_fresh: zero chunk"
+        "par_chunks_uninit: zero chunk"
     );
     let tasks = if N == 0 {
         0
@@ -82,7 +82,7 @@ pub unsafe fn par_chunks_uninit<T: Scalar, const N: usize>(
         lens.iter()
             .zip(&chunks)
             .all(|(&n, &c)| n.div_ceil(c) == tasks),
-        "par_chunks_fresh: outputs {lens:?} in chunks {chunks:?} split differently"
+        "par_chunks_uninit: outputs {lens:?} in chunks {chunks:?} split differently"
     );
     let mut outs: [Vec<T>; N] = std::array::from_fn(|j| Vec::with_capacity(lens[j]));
     let ptrs: [OutPtr<T>; N] = std::array::from_fn(|j| OutPtr(outs[j].as_mut_ptr()));
@@ -123,13 +123,13 @@ fn zeroed<T: Scalar>(chunk: &mut [MaybeUninit<T>]) -> &mut [T] {
 }
 
 /// The start of a new output's buffer, shared by the parallel tasks of
-/// [`par_chunks_fresh`] and [`par_tasks_uninit`]: each task writes, or
+/// [`par_chunks_uninit`] and [`par_tasks_uninit`]: each task writes, or
 /// makes views of, its own entries only.
 #[derive(Clone, Copy)]
 pub struct OutPtr<T>(*mut T);
 
 // SAFETY: the tasks of both builders touch disjoint entries of the buffer
-// (`par_chunks_fresh`'s chunks; `par_tasks_uninit`'s caller's contract),
+// (`par_chunks_uninit`'s chunks; `par_tasks_uninit`'s caller's contract),
 // so sharing the pointer lets no two threads touch one element; `T: Send`
 // lets the values themselves cross threads.
 unsafe impl<T: Send> Send for OutPtr<T> {}

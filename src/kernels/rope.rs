@@ -173,16 +173,7 @@ mod tests {
 
     #[test]
     fn matches_reference_and_inverts() {
-        let (b, t, h, d) = (2, 5, 3, 8);
-        let x: Vec<f64> = (0..b * t * h * d)
-            .map(|i| ((i * 29 % 17) as f64 - 8.0) * 0.1)
-            .collect();
-        let table = RopeTable::<f64>::new(t, d, 10000.0);
-        let y = rope(&x, &table, h, false);
-        let want = rope_reference(&x, t, h, d, 10000.0);
-        assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
-        let back = rope(&y, &table, h, true);
-        assert!(back.iter().zip(&x).all(|(a, b)| (a - b).abs() < 1e-12));
+        check_against_reference(2, 5, 3, 8);
     }
 
     /// Several tasks of whole rows, the last one shorter, each starting
@@ -191,6 +182,11 @@ mod tests {
     fn tasks_of_many_rows_keep_each_rows_position() {
         let (b, t, h, d) = (8, 37, 4, 32);
         assert!(b * t * h * d > 2 * ROPE_CHUNK);
+        check_against_reference(b, t, h, d);
+    }
+
+    /// `rope` against `rope_reference` on `[b, t, h, d]`, and back.
+    fn check_against_reference(b: usize, t: usize, h: usize, d: usize) {
         let x: Vec<f64> = (0..b * t * h * d)
             .map(|i| ((i * 29 % 17) as f64 - 8.0) * 0.1)
             .collect();
