@@ -102,6 +102,26 @@ crate::kernels::simd::wide_simd_fn! {
     }
 }
 
+crate::kernels::simd::wide_simd_fn! {
+    /// The softmax's backward over causal rows of `t` entries, in place:
+    /// `ds` holds `dP` on entry and `dS = P ⊙ (dP − rowsum(dP ⊙ P))` on
+    /// return, with zeros at the dead entries `j > i`.
+    fn causal_softmax_backward_rows / causal_softmax_backward_rows_wide [T: Scalar] (
+        ds: &mut [T],
+        p: &[T],
+        t: usize,
+    ) {
+        for (i, (dsr, pr)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+            let live = i + 1;
+            let c = crate::kernels::reduce::dot(&dsr[..live], &pr[..live]);
+            for (x, &pp) in dsr[..live].iter_mut().zip(&pr[..live]) {
+                *x = pp * (*x - c);
+            }
+            dsr[live..].fill(T::zero());
+        }
+    }
+}
+
 /// Forward: returns `(o, p)` with `o: [B, T, H, D]` and the probabilities
 /// `p: [B, H, T, T]` (kept for the backward).
 pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>, Vec<T>) {
@@ -257,15 +277,10 @@ pub fn attention_backward<T: Scalar>(
                             );
                         }
                     }
-                    for (i, (dsr, pr)) in ds.chunks_exact_mut(t).zip(ph.chunks_exact(t)).enumerate()
-                    {
-                        let live = i + 1;
-                        let c = super::reduce::dot(&dsr[..live], &pr[..live]);
-                        for (x, &pp) in dsr[..live].iter_mut().zip(&pr[..live]) {
-                            *x = pp * (*x - c);
-                        }
-                        dsr[live..].fill(T::zero());
-                    }
+                    crate::kernels::simd::wide_simd_call!(
+                        causal_softmax_backward_rows
+                            / causal_softmax_backward_rows_wide(&mut ds, ph, t)
+                    );
                     let dsv = ArrayView2::from_shape((t, t), &ds[..]).expect("block size");
                     let mut dqm = qp.rows((bi * t * h + hi) * d, t, d, h * d);
                     for r0 in (0..t).step_by(BLOCK) {
