@@ -20,7 +20,8 @@
 //! Kernels that write every entry of their outputs skip the fill:
 //! [`par_chunks_uninit`] hands out the same chunks uninitialised (SwiGLU
 //! and its backward, RMSNorm, RoPE, `x + s·y`: on the Zen 4 of 2026-12-06
-//! a training step of M ran 1.7% faster without their fills), and
+//! a training step of M ran 1.7% faster without their fills; RMSNorm's
+//! backward zeroes only its partial weight gradients, with [`zeroed`]), and
 //! [`par_tasks_uninit`] lets each task write its entries wherever they lie
 //! in the output's layout (attention's products and softmax).
 
@@ -114,8 +115,9 @@ pub unsafe fn par_chunks_uninit<T: Scalar, const N: usize>(
     outs
 }
 
-/// Writes zeros over `chunk` and returns it initialised.
-fn zeroed<T: Scalar>(chunk: &mut [MaybeUninit<T>]) -> &mut [T] {
+/// Writes zeros over `chunk` and returns it initialised: for the parts of
+/// a [`par_chunks_uninit`] task's chunks that it accumulates into.
+pub fn zeroed<T: Scalar>(chunk: &mut [MaybeUninit<T>]) -> &mut [T] {
     chunk.fill(MaybeUninit::new(T::zero()));
     // SAFETY: every entry was just written; `MaybeUninit<T>` has the
     // layout of `T`.

@@ -15,7 +15,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::fresh::{input_chunk, par_chunks_fresh, par_chunks_uninit};
+use super::fresh::{input_chunk, par_chunks_uninit, zeroed};
 use super::reduce::{dot, sum_squares};
 use super::simd::{wide_simd_call, wide_simd_fn};
 use crate::Scalar;
@@ -47,10 +47,11 @@ wide_simd_fn! {
 }
 
 wide_simd_fn! {
-    /// Rows of [`rmsnorm_backward`]: writes `dx` and adds each row's
-    /// `dy_j·x̂_j` to `dw`.
+    /// Rows of [`rmsnorm_backward`]: writes every entry of `dx` (whole
+    /// rows of `w.len()` entries, one per row of `x` and `dy`) and adds
+    /// each row's `dy_j·x̂_j` to `dw`.
     fn rmsnorm_backward_rows / rmsnorm_backward_rows_wide [T: Scalar] (
-        dx: &mut [T],
+        dx: &mut [MaybeUninit<T>],
         dw: &mut [T],
         x: &[T],
         dy: &[T],
@@ -80,7 +81,7 @@ wide_simd_fn! {
             }
             let m = dot(&dhat, &xhat) * inv_h;
             for ((o, &dh), &xh) in dxr.iter_mut().zip(&dhat).zip(&xhat) {
-                *o = ri * (dh - xh * m);
+                o.write(ri * (dh - xh * m));
             }
         }
     }
@@ -127,20 +128,28 @@ pub fn rmsnorm_backward<T: Scalar>(x: &[T], w: &[T], r: &[T], dy: &[T]) -> (Vec<
     let inv_h = T::one() / T::of(h as f64);
     let blocks = rows.div_ceil(ROW_BLOCK);
     // dx, and one partial weight gradient of h entries per block of rows.
-    let [dx, partials] = par_chunks_fresh(
-        [x.len(), blocks * h],
-        [h * ROW_BLOCK, h],
-        |bi, [dxb, dw]| {
-            let (xb, dyb) = (
-                input_chunk(x, bi, h * ROW_BLOCK),
-                input_chunk(dy, bi, h * ROW_BLOCK),
-            );
-            let rb = input_chunk(r, bi, ROW_BLOCK);
-            wide_simd_call!(
-                rmsnorm_backward_rows / rmsnorm_backward_rows_wide(dxb, dw, xb, dyb, rb, w, inv_h)
-            );
-        },
-    );
+    // SAFETY: block bi's chunk of dx holds rows bi·ROW_BLOCK.. (h entries
+    // each), and x's and dy's chunks hold the same rows (both have dx's
+    // length), so `rmsnorm_backward_rows` writes every entry of it; the
+    // partial dw (h entries) is zeroed before the rows add to it.
+    let [dx, partials] = unsafe {
+        par_chunks_uninit(
+            [x.len(), blocks * h],
+            [h * ROW_BLOCK, h],
+            |bi, [dxb, dwb]| {
+                let dw = zeroed(dwb);
+                let (xb, dyb) = (
+                    input_chunk(x, bi, h * ROW_BLOCK),
+                    input_chunk(dy, bi, h * ROW_BLOCK),
+                );
+                let rb = input_chunk(r, bi, ROW_BLOCK);
+                wide_simd_call!(
+                    rmsnorm_backward_rows
+                        / rmsnorm_backward_rows_wide(dxb, dw, xb, dyb, rb, w, inv_h)
+                );
+            },
+        )
+    };
     let mut dw = vec![T::zero(); h];
     for p in partials.chunks_exact(h) {
         for (a, &b) in dw.iter_mut().zip(p) {

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use super::shard::{shard_rows, sum_in_order, SHARDS};
 use super::LlamaConfig;
-use crate::autodiff::{Tape, Var};
+use crate::autodiff::{Tape, Value, Var};
 use crate::kernels::cross_entropy::mean_over;
 use crate::params::ParamError;
 use crate::{ParamStore, Scalar};
@@ -170,6 +170,47 @@ fn check_config(cfg: &LlamaConfig) -> Result<(), ForwardError> {
     Ok(())
 }
 
+/// The model's parameters checked against `cfg` (names and shapes of
+/// `cfg.param_shapes()`) and copied once into shared values: every tape of
+/// a sharded step records the same copy ([`record_shared`]), where each
+/// shard used to copy the whole model (20 MB at M) for its own tape.
+#[derive(Clone, Debug)]
+pub struct SharedParams<T: Scalar> {
+    values: Vec<(String, Value<T>)>,
+}
+
+impl<T: Scalar> SharedParams<T> {
+    /// Checks `params` against `cfg` and copies it. The copies are made in
+    /// parallel, one tensor per task, since one thread copying the whole
+    /// model would keep the others waiting. (The copy is needed: the
+    /// optimizer updates the store in place while the values recorded on
+    /// a tape must stay as they were.)
+    pub fn new(cfg: &LlamaConfig, params: &ParamStore<T>) -> Result<Self, ForwardError> {
+        check_config(cfg)?;
+        let shapes = cfg.param_shapes();
+        let mut found = Vec::with_capacity(shapes.len());
+        for (name, shape) in &shapes {
+            let p = params
+                .get(name)
+                .ok_or_else(|| ParamError::Missing(name.to_string()))?;
+            if p.shape() != shape.as_slice() {
+                return Err(ParamError::Shape {
+                    name: name.to_string(),
+                    got: p.shape().to_vec(),
+                    expected: shape.to_vec(),
+                }
+                .into());
+            }
+            found.push((name, p));
+        }
+        let values = found
+            .par_iter()
+            .map(|(name, p)| (name.to_string(), p.value.clone().into_shared()))
+            .collect();
+        Ok(Self { values })
+    }
+}
+
 /// Records every parameter of `params` on `tape`: as a named variable when
 /// `trainable(name)`, else as a frozen constant. Checks names and shapes
 /// against `cfg.param_shapes()`.
@@ -179,37 +220,24 @@ pub fn record_params<T: Scalar>(
     params: &ParamStore<T>,
     trainable: &dyn Fn(&str) -> bool,
 ) -> Result<ModelVars, ForwardError> {
-    check_config(cfg)?;
-    let shapes = cfg.param_shapes();
-    let mut found = Vec::with_capacity(shapes.len());
-    for (name, shape) in &shapes {
-        let p = params
-            .get(name)
-            .ok_or_else(|| ParamError::Missing(name.to_string()))?;
-        if p.shape() != shape.as_slice() {
-            return Err(ParamError::Shape {
-                name: name.to_string(),
-                got: p.shape().to_vec(),
-                expected: shape.to_vec(),
-            }
-            .into());
-        }
-        found.push((name, p));
-    }
-    // The tape owns a copy of every parameter (the optimizer updates the
-    // store in place afterwards); the copies are made in parallel, one
-    // tensor per task, since one thread copying the whole model (20 MB at
-    // M) would keep the others waiting.
-    let values: Vec<_> = found
-        .par_iter()
-        .map(|(_, p)| p.value.clone().into_shared())
-        .collect();
+    let shared = SharedParams::new(cfg, params)?;
+    Ok(record_shared(tape, cfg, &shared, trainable))
+}
+
+/// [`record_params`] from values already checked and copied: each value is
+/// recorded as a shared clone (no copy of its entries).
+pub fn record_shared<T: Scalar>(
+    tape: &Tape<T>,
+    cfg: &LlamaConfig,
+    shared: &SharedParams<T>,
+    trainable: &dyn Fn(&str) -> bool,
+) -> ModelVars {
     let mut vars = std::collections::HashMap::new();
-    for ((name, _), value) in found.into_iter().zip(values) {
+    for (name, value) in &shared.values {
         let var = if trainable(name) {
-            tape.param(name.as_str(), value)
+            tape.param(name.as_str(), value.clone())
         } else {
-            tape.frozen(value)
+            tape.frozen(value.clone())
         };
         vars.insert(name.clone(), var);
     }
@@ -237,12 +265,12 @@ pub fn record_params<T: Scalar>(
     } else {
         v("lm_head.weight".into())
     };
-    Ok(ModelVars {
+    ModelVars {
         embed,
         layers,
         norm,
         lm_head,
-    })
+    }
 }
 
 fn check_ids(cfg: &LlamaConfig, ids: &Array2<u32>) -> Result<(), ForwardError> {
@@ -377,6 +405,7 @@ pub fn loss_and_grads_sharded<T: Scalar>(
     // unsplit: a split would pack their other operand once per chunk, for
     // parallelism the other shards already provide (results unchanged).
     let unsplit = rows.len() >= rayon::current_num_threads();
+    let shared = SharedParams::new(cfg, params)?;
     let parts: Vec<Result<ShardOutput<T>, ForwardError>> = rows
         .par_iter()
         .map(|r| {
@@ -384,10 +413,10 @@ pub fn loss_and_grads_sharded<T: Scalar>(
             let targets = &targets[r.start * t..r.end * t];
             if unsplit {
                 crate::kernels::gemm::unsplit_products(|| {
-                    shard_pass(cfg, params, &ids, targets, denom, trainable)
+                    shard_pass(cfg, params, &shared, &ids, targets, denom, trainable)
                 })
             } else {
-                shard_pass(cfg, params, &ids, targets, denom, trainable)
+                shard_pass(cfg, params, &shared, &ids, targets, denom, trainable)
             }
         })
         .collect();
@@ -419,18 +448,20 @@ struct ShardOutput<T> {
     grads: ParamStore<T>,
 }
 
-/// Forward and backward of one shard: `ids` its sequences, `targets` their
-/// shifted targets, `denom` the batch's counted targets.
+/// Forward and backward of one shard: `shared` the values of `params`,
+/// `ids` its sequences, `targets` their shifted targets, `denom` the
+/// batch's counted targets.
 fn shard_pass<T: Scalar>(
     cfg: &LlamaConfig,
     params: &ParamStore<T>,
+    shared: &SharedParams<T>,
     ids: &Array2<u32>,
     targets: &[i64],
     denom: usize,
     trainable: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<ShardOutput<T>, ForwardError> {
     let tape = Tape::new();
-    let vars = record_params(&tape, cfg, params, trainable)?;
+    let vars = record_shared(&tape, cfg, shared, trainable);
     let logits = record_logits(&tape, cfg, &vars, ids);
     let (loss, total) = tape.cross_entropy_share(logits, targets, denom);
     let logits_v = tape.value(logits);
