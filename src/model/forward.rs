@@ -176,6 +176,8 @@ fn check_config(cfg: &LlamaConfig) -> Result<(), ForwardError> {
 /// shard used to copy the whole model (20 MB at M) for its own tape.
 #[derive(Clone, Debug)]
 pub struct SharedParams<T: Scalar> {
+    /// The configuration they were checked against.
+    cfg: LlamaConfig,
     values: Vec<(String, Value<T>)>,
 }
 
@@ -207,7 +209,10 @@ impl<T: Scalar> SharedParams<T> {
             .par_iter()
             .map(|(name, p)| (name.to_string(), p.value.clone().into_shared()))
             .collect();
-        Ok(Self { values })
+        Ok(Self {
+            cfg: cfg.clone(),
+            values,
+        })
     }
 }
 
@@ -221,17 +226,18 @@ pub fn record_params<T: Scalar>(
     trainable: &dyn Fn(&str) -> bool,
 ) -> Result<ModelVars, ForwardError> {
     let shared = SharedParams::new(cfg, params)?;
-    Ok(record_shared(tape, cfg, &shared, trainable))
+    Ok(record_shared(tape, &shared, trainable))
 }
 
-/// [`record_params`] from values already checked and copied: each value is
-/// recorded as a shared clone (no copy of its entries).
+/// [`record_params`] from values already checked against their
+/// configuration and copied: each value is recorded as a shared clone (no
+/// copy of its entries).
 pub fn record_shared<T: Scalar>(
     tape: &Tape<T>,
-    cfg: &LlamaConfig,
     shared: &SharedParams<T>,
     trainable: &dyn Fn(&str) -> bool,
 ) -> ModelVars {
+    let cfg = &shared.cfg;
     let mut vars = std::collections::HashMap::new();
     for (name, value) in &shared.values {
         let var = if trainable(name) {
@@ -461,7 +467,7 @@ fn shard_pass<T: Scalar>(
     trainable: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<ShardOutput<T>, ForwardError> {
     let tape = Tape::new();
-    let vars = record_shared(&tape, cfg, shared, trainable);
+    let vars = record_shared(&tape, shared, trainable);
     let logits = record_logits(&tape, cfg, &vars, ids);
     let (loss, total) = tape.cross_entropy_share(logits, targets, denom);
     let logits_v = tape.value(logits);
@@ -556,6 +562,35 @@ mod tests {
         }
         let ids = Array2::from_shape_fn((3, 70), |_| rng.random_range(0..50u32));
         (cfg, params, Batch::new(ids))
+    }
+
+    #[test]
+    fn tapes_share_one_copy_of_the_parameters() {
+        let (cfg, mut params, _) = setup();
+        let shared = SharedParams::new(&cfg, &params).unwrap();
+        let (t1, t2) = (Tape::<f32>::new(), Tape::<f32>::new());
+        let (v1, v2) = (
+            record_shared(&t1, &shared, &|_| true),
+            record_shared(&t2, &shared, &|n| n != "model.norm.weight"),
+        );
+        let (a, b) = (t1.value(v1.layers[1].up), t2.value(v2.layers[1].up));
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one copy for both tapes");
+        let name = LlamaConfig::layer_param(1, "mlp.up_proj.weight");
+        assert_ne!(a.as_ptr(), params.get(&name).unwrap().value.as_ptr());
+        assert_eq!(a, params.get(&name).unwrap().value.clone().into_shared());
+        // The store may change afterwards; the recorded values do not.
+        let before = a.clone().into_owned();
+        params.get_mut(&name).unwrap().value.fill(7.0);
+        assert_eq!(t1.value(v1.layers[1].up).into_owned(), before);
+        assert_eq!(
+            t2.value(v2.norm),
+            shared
+                .values
+                .iter()
+                .find(|(n, _)| n == "model.norm.weight")
+                .unwrap()
+                .1
+        );
     }
 
     #[test]
