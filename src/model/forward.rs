@@ -419,10 +419,10 @@ pub fn loss_and_grads_sharded<T: Scalar>(
             let targets = &targets[r.start * t..r.end * t];
             if unsplit {
                 crate::kernels::gemm::unsplit_products(|| {
-                    shard_pass(cfg, params, &shared, &ids, targets, denom, trainable)
+                    shard_pass(params, &shared, &ids, targets, denom, trainable)
                 })
             } else {
-                shard_pass(cfg, params, &shared, &ids, targets, denom, trainable)
+                shard_pass(params, &shared, &ids, targets, denom, trainable)
             }
         })
         .collect();
@@ -454,11 +454,11 @@ struct ShardOutput<T> {
     grads: ParamStore<T>,
 }
 
-/// Forward and backward of one shard: `shared` the values of `params`,
+/// Forward and backward of one shard: `shared` the values of `params`
+/// (and the configuration they were checked against),
 /// `ids` its sequences, `targets` their shifted targets, `denom` the
 /// batch's counted targets.
 fn shard_pass<T: Scalar>(
-    cfg: &LlamaConfig,
     params: &ParamStore<T>,
     shared: &SharedParams<T>,
     ids: &Array2<u32>,
@@ -468,7 +468,7 @@ fn shard_pass<T: Scalar>(
 ) -> Result<ShardOutput<T>, ForwardError> {
     let tape = Tape::new();
     let vars = record_shared(&tape, shared, trainable);
-    let logits = record_logits(&tape, cfg, &vars, ids);
+    let logits = record_logits(&tape, &shared.cfg, &vars, ids);
     let (loss, total) = tape.cross_entropy_share(logits, targets, denom);
     let logits_v = tape.value(logits);
     let grads_by_var = tape.backward(loss);
