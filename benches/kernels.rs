@@ -99,7 +99,7 @@ fn attention_and_norm(c: &mut Criterion) {
             random(&mut rng, n),
         );
         group.bench_function(format!("{name}_causal_attention_fwd"), |b| {
-            b.iter(|| attention(&q, &k, &v, sh))
+            b.iter(|| attention(&q, &k, &v, sh, true))
         });
         let w = random(&mut rng, h);
         group.bench_function(format!("{name}_rmsnorm_fwd"), |b| {

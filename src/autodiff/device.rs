@@ -14,8 +14,9 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::kernels::{
-    attention, attention::AttnShape, cross_entropy, elementwise, embedding, gemm, reduce, rmsnorm,
-    rope,
+    attention,
+    attention::{AttnShape, CausalProbs},
+    cross_entropy, elementwise, embedding, gemm, reduce, rmsnorm, rope,
 };
 use crate::Scalar;
 
@@ -57,15 +58,23 @@ pub trait Kernels<T: Scalar>: Sync {
     fn silu_backward(&self, x: &[T], dy: &[T], dx: &mut [T]);
     /// Rotary embedding (or its inverse) of `[B, T, heads, d]`.
     fn rope(&self, x: &[T], table: &rope::RopeTable<T>, heads: usize, inverse: bool) -> Vec<T>;
-    /// Causal attention forward: `(o, p)`.
-    fn attention(&self, q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>, Vec<T>);
+    /// Causal attention forward: `o` and, with `keep_probs`, the
+    /// probabilities the backward needs.
+    fn attention(
+        &self,
+        q: &[T],
+        k: &[T],
+        v: &[T],
+        sh: AttnShape,
+        keep_probs: bool,
+    ) -> (Vec<T>, Option<CausalProbs<T>>);
     /// Causal attention backward: `(dq, dk, dv)`.
     fn attention_backward(
         &self,
         q: &[T],
         k: &[T],
         v: &[T],
-        p: &[T],
+        p: &CausalProbs<T>,
         d_o: &[T],
         sh: AttnShape,
     ) -> (Vec<T>, Vec<T>, Vec<T>);
@@ -131,15 +140,22 @@ impl<T: Scalar> Kernels<T> for Cpu {
     fn rope(&self, x: &[T], table: &rope::RopeTable<T>, heads: usize, inverse: bool) -> Vec<T> {
         rope::rope(x, table, heads, inverse)
     }
-    fn attention(&self, q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>, Vec<T>) {
-        attention::attention(q, k, v, sh)
+    fn attention(
+        &self,
+        q: &[T],
+        k: &[T],
+        v: &[T],
+        sh: AttnShape,
+        keep_probs: bool,
+    ) -> (Vec<T>, Option<CausalProbs<T>>) {
+        attention::attention(q, k, v, sh, keep_probs)
     }
     fn attention_backward(
         &self,
         q: &[T],
         k: &[T],
         v: &[T],
-        p: &[T],
+        p: &CausalProbs<T>,
         d_o: &[T],
         sh: AttnShape,
     ) -> (Vec<T>, Vec<T>, Vec<T>) {

@@ -20,20 +20,29 @@
 //! transposed operand is packed once, not once per block of rows after it;
 //! the products over keys (`P V_g`, `dS K_g`, and the transposed ones) go by
 //! blocks of their output's rows, so that each entry stays one sum over
-//! one block of k (the same bits as a single product). The forward runs one task per (batch, head); the
-//! backward one task per (batch, kv head), looping over that head's query
-//! heads in order, so gradients are summed in a fixed order. Each task
-//! writes its slices of O, dQ, dK, dV straight into the `[B, T, ·, D]`
-//! outputs (row stride `H·D` or `G·D`), allocated without a zero fill
-//! ([`par_tasks_uninit`]): every entry is written by a product with
-//! `β = 0` before anything reads it. Its block of P is zeroed by the task
-//! first (one `memset` in cache beats the line fetches of piecewise first
-//! stores).
+//! one block of k (the same bits as a single product). The forward runs
+//! one task per (batch, head); the backward one task per (batch, kv head),
+//! looping over that head's query heads in order, so gradients are summed
+//! in a fixed order. Each task writes its slices of O, dQ, dK, dV straight
+//! into the `[B, T, ·, D]` outputs (row stride `H·D` or `G·D`), allocated
+//! without a zero fill ([`par_tasks_uninit`]): every entry is written by a
+//! product with `β = 0` before anything reads it.
+//!
+//! A head's `T×T` blocks (S and P in the forward, P and dS in the
+//! backward) live in a scratch buffer of the thread's, reused from head to
+//! head and so still in the core's cache ([`with_scratch`]); the forward
+//! then keeps only P's blocks on and below the diagonal for the backward
+//! ([`CausalProbs`], written with streaming stores), and the backward
+//! copies them back into its scratch. Entries above the diagonal blocks
+//! are never read, so nothing writes them.
 
 use ndarray::{s, ArrayView2, ArrayView4, ArrayViewMut2};
 
-use super::fresh::par_tasks_uninit;
+pub use super::causal_probs::CausalProbs;
+use super::causal_probs::{head_len, store_head};
+use super::fresh::{par_tasks_uninit, OutPtr};
 use super::gemm::gemm_serial;
+use super::scratch::with_scratch;
 use crate::Scalar;
 
 /// Rows (or columns) per causal block: a block of query rows `r0..r1`
@@ -79,16 +88,24 @@ fn view4<T>(x: &[T], b: usize, t: usize, h: usize, d: usize) -> ArrayView4<'_, T
     ArrayView4::from_shape((b, t, h, d), x).expect("attention: size checked")
 }
 
+/// One past the last column of row `i`'s diagonal block, in rows of `t`.
+#[inline(always)]
+fn diagonal_block_end(i: usize, t: usize) -> usize {
+    ((i / BLOCK + 1) * BLOCK).min(t)
+}
+
 crate::kernels::simd::wide_simd_fn! {
     /// Causal softmax of the rows of a `T×T` score block, in place: per row
     /// i, `p_j = exp(x_j − max) / Σ exp(x_l − max)` over the live keys
-    /// j ≤ i, zeros after. The maximum in sixteen lanes
+    /// j ≤ i, zeros after them up to the end of the row's diagonal block
+    /// of [`BLOCK`] columns (the entries past it are neither read nor
+    /// written). The maximum in sixteen lanes
     /// ([`reduce::max`](crate::kernels::reduce::max)), the exponentials
     /// ([`Scalar::fast_exp`]) in one vectorised loop, their sum in eight
     /// fixed lanes ([`reduce::sum`](crate::kernels::reduce::sum)).
     fn causal_softmax_rows / causal_softmax_rows_wide [T: Scalar] (p: &mut [T], t: usize) {
         for (i, row) in p.chunks_exact_mut(t).enumerate() {
-            let (live, dead) = row.split_at_mut(i + 1);
+            let (live, dead) = row[..diagonal_block_end(i, t)].split_at_mut(i + 1);
             let m = crate::kernels::reduce::max(live);
             for x in live.iter_mut() {
                 *x = (*x - m).fast_exp();
@@ -105,7 +122,8 @@ crate::kernels::simd::wide_simd_fn! {
 crate::kernels::simd::wide_simd_fn! {
     /// The softmax's backward over causal rows of `t` entries, in place:
     /// `ds` holds `dP` on entry and `dS = P ⊙ (dP − rowsum(dP ⊙ P))` on
-    /// return, with zeros at the dead entries `j > i`.
+    /// return, with zeros at the dead entries `j > i` of the row's diagonal
+    /// block (the entries past it are neither read nor written).
     fn causal_softmax_backward_rows / causal_softmax_backward_rows_wide [T: Scalar] (
         ds: &mut [T],
         p: &[T],
@@ -117,14 +135,20 @@ crate::kernels::simd::wide_simd_fn! {
             for (x, &pp) in dsr[..live].iter_mut().zip(&pr[..live]) {
                 *x = pp * (*x - c);
             }
-            dsr[live..].fill(T::zero());
+            dsr[live..diagonal_block_end(i, t)].fill(T::zero());
         }
     }
 }
 
-/// Forward: returns `(o, p)` with `o: [B, T, H, D]` and the probabilities
-/// `p: [B, H, T, T]` (kept for the backward).
-pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>, Vec<T>) {
+/// Forward: returns `o: [B, T, H, D]` and, with `keep_probs`, the causal
+/// blocks of the probabilities `P` for the backward ([`CausalProbs`]).
+pub fn attention<T: Scalar>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    sh: AttnShape,
+    keep_probs: bool,
+) -> (Vec<T>, Option<CausalProbs<T>>) {
     sh.check(q.len(), k.len(), v.len());
     let AttnShape {
         batch: b,
@@ -140,68 +164,91 @@ pub fn attention<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> (Vec<T>
         view4(k, b, t, g, d),
         view4(v, b, t, g, d),
     );
-    // SAFETY: task bh writes block bh of p ([bh·t·t, (bh+1)·t·t)) and the
-    // entries (bi, ·, hi, ·) of o, which no other task touches; together
-    // the tasks cover both buffers. Every entry is written before it is
-    // read: P's block is zeroed first; the causal products (β = 0) write rows c0..t
-    // of each block of columns c0..c1, which holds every live entry j ≤ i
-    // of its columns, the softmax reads only those and writes the dead ones
-    // (zeros), and the products into o (β = 0) write all its rows. Views
-    // are in bounds: p's block is t×t at row stride t, o's slice t×d at
-    // row stride h·d from (bi·t·h + hi)·d, whose last entry
+    let p_len = if keep_probs {
+        CausalProbs::<T>::buffer_len(b * h, t)
+    } else {
+        0
+    };
+    let head = head_len(t);
+    // SAFETY: task bh writes the entries (bi, ·, hi, ·) of o, which no
+    // other task touches, and, with `keep_probs`, head bh's values of p
+    // ([start + bh·head, start + (bh+1)·head)) and (task 0) p's slack
+    // outside every head; together the tasks cover both buffers. The
+    // products into o (β = 0) write all its rows. The view of o is in
+    // bounds: t×d at row stride h·d from (bi·t·h + hi)·d, whose last entry
     // ((bi·t + t − 1)·h + hi)·d + d − 1 < b·t·h·d.
     let [p, o] = unsafe {
-        par_tasks_uninit([b * h * t * t, b * t * h * d], b * h, |bh, [pp, op]| {
+        par_tasks_uninit([p_len, b * t * h * d], b * h, |bh, [pp, op]| {
             let (bi, hi) = (bh / h, bh % h);
             let gi = hi / r;
             let qh = q4.slice(s![bi, .., hi, ..]);
             let kg = k4.slice(s![bi, .., gi, ..]);
             let vg = v4.slice(s![bi, .., gi, ..]);
-            // P's block is zeroed first, as `par_chunks_fresh` did: the
-            // products write it in pieces, and without the fill each of
-            // their first stores fetched its line from memory (M, whose
-            // blocks are 256 KiB, ran 2–7% slower per step).
-            pp.fill_zero(bh * t * t, t * t);
-            let mut pm = pp.rows(bh * t * t, t, t, t);
-            // Causal blocks by columns: keys c0..c1 only meet queries
-            // c0..t, and each key is packed (transposed) once.
-            for c0 in (0..t).step_by(BLOCK) {
-                let c1 = (c0 + BLOCK).min(t);
-                gemm_serial(
-                    scale,
-                    qh.slice(s![c0..t, ..]),
-                    kg.slice(s![c0..c1, ..]).t(),
-                    T::zero(),
-                    pm.slice_mut(s![c0..t, c0..c1]),
+            // The head's T×T block in this thread's scratch, still in cache
+            // from the previous head. Every entry read is written first:
+            // the causal products (β = 0) write rows c0..t of each block of
+            // columns c0..c1, which holds every live entry j ≤ i, the
+            // softmax reads only those and zeroes the dead ones of each
+            // row's diagonal block, and the products into o and the copy
+            // into p read only the blocks on and below the diagonal.
+            with_scratch(t * t, |pc: &mut [T]| {
+                let mut pm = ArrayViewMut2::from_shape((t, t), &mut *pc).expect("block size");
+                // Causal blocks by columns: keys c0..c1 only meet queries
+                // c0..t, and each key is packed (transposed) once.
+                for c0 in (0..t).step_by(BLOCK) {
+                    let c1 = (c0 + BLOCK).min(t);
+                    gemm_serial(
+                        scale,
+                        qh.slice(s![c0..t, ..]),
+                        kg.slice(s![c0..c1, ..]).t(),
+                        T::zero(),
+                        pm.slice_mut(s![c0..t, c0..c1]),
+                    );
+                }
+                crate::kernels::simd::wide_simd_call!(
+                    causal_softmax_rows / causal_softmax_rows_wide(pc, t)
                 );
-            }
-            let pc = pm.into_slice().expect("contiguous block");
-            crate::kernels::simd::wide_simd_call!(
-                causal_softmax_rows / causal_softmax_rows_wide(pc, t)
-            );
-            let pv = ArrayView2::from_shape((t, t), &*pc).expect("block size");
-            let mut om = op.rows((bi * t * h + hi) * d, t, d, h * d);
-            for r0 in (0..t).step_by(BLOCK) {
-                let r1 = (r0 + BLOCK).min(t);
-                gemm_serial(
-                    T::one(),
-                    pv.slice(s![r0..r1, 0..r1]),
-                    vg.slice(s![0..r1, ..]),
-                    T::zero(),
-                    om.slice_mut(s![r0..r1, ..]),
-                );
-            }
+                let pv = ArrayView2::from_shape((t, t), &*pc).expect("block size");
+                // o's view as above, exclusive to this task.
+                let mut om = op.rows((bi * t * h + hi) * d, t, d, h * d);
+                for r0 in (0..t).step_by(BLOCK) {
+                    let r1 = (r0 + BLOCK).min(t);
+                    gemm_serial(
+                        T::one(),
+                        pv.slice(s![r0..r1, 0..r1]),
+                        vg.slice(s![0..r1, ..]),
+                        T::zero(),
+                        om.slice_mut(s![r0..r1, ..]),
+                    );
+                }
+                if keep_probs {
+                    let start = CausalProbs::<T>::start_in(pp);
+                    // p holds buffer_len(b·h, t) values; head bh's `head`
+                    // values from start + bh·head and (task 0) the slack
+                    // are this task's alone.
+                    if bh == 0 {
+                        CausalProbs::<T>::zero_slack(pp, b * h, t);
+                    }
+                    store_head(pc, t, pp.as_mut_ptr().add(start + bh * head));
+                }
+            });
         })
     };
-    (o, p)
+    let probs = keep_probs.then(|| {
+        let mut p = p;
+        let start = CausalProbs::<T>::start_in(OutPtr::new(p.as_mut_ptr()));
+        CausalProbs::from_parts(p, start, b * h, t)
+    });
+    (o, probs)
 }
 
-/// Backward: returns `(dq, dk, dv)` in the layouts of `q`, `k`, `v`.
+/// Backward: returns `(dq, dk, dv)` in the layouts of `q`, `k`, `v`, from
+/// the probabilities the forward kept.
 pub fn attention_backward<T: Scalar>(
     q: &[T],
     k: &[T],
     v: &[T],
-    p: &[T],
+    p: &CausalProbs<T>,
     d_o: &[T],
     sh: AttnShape,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
@@ -214,8 +261,11 @@ pub fn attention_backward<T: Scalar>(
         head_dim: d,
     } = sh;
     assert!(
-        p.len() == b * h * t * t && d_o.len() == q.len(),
-        "attention_backward: p/dO sizes do not fit {sh:?}"
+        p.heads() == b * h && p.seq() == t && d_o.len() == q.len(),
+        "attention_backward: p ({} heads of {}) or dO ({}) do not fit {sh:?}",
+        p.heads(),
+        p.seq(),
+        d_o.len()
     );
     let r = h / g;
     let scale = sh.scale::<T>();
@@ -244,64 +294,75 @@ pub fn attention_backward<T: Scalar>(
                 let vg = v4.slice(s![bi, .., gi, ..]);
                 let mut dk = kp.rows((bi * t * g + gi) * d, t, d, g * d);
                 let mut dv = vp.rows((bi * t * g + gi) * d, t, d, g * d);
-                let mut ds = vec![T::zero(); t * t];
-                for j in 0..r {
-                    let hi = gi * r + j;
-                    let qh = q4.slice(s![bi, .., hi, ..]);
-                    let doh = do4.slice(s![bi, .., hi, ..]);
-                    let ph = &p[(bi * h + hi) * t * t..(bi * h + hi + 1) * t * t];
-                    let pv = ArrayView2::from_shape((t, t), ph).expect("block size");
-                    let beta = if j == 0 { T::zero() } else { T::one() };
-                    // dV[c0..c1] = P[c0.., c0..c1]ᵀ dO[c0..]   (P is zero above the diagonal)
-                    for c0 in (0..t).step_by(BLOCK) {
-                        let c1 = (c0 + BLOCK).min(t);
-                        gemm_serial(
-                            T::one(),
-                            pv.slice(s![c0..t, c0..c1]).t(),
-                            doh.slice(s![c0..t, ..]),
-                            beta,
-                            dv.slice_mut(s![c0..c1, ..]),
-                        );
-                    }
-                    {
-                        let mut dsm =
-                            ArrayViewMut2::from_shape((t, t), &mut ds[..]).expect("block size");
-                        for c0 in (0..t).step_by(BLOCK) {
+                // dS and P in this thread's scratch. Every entry read is
+                // written first: P's blocks on and below the diagonal by
+                // `load_head`, which hold every entry the softmax reads
+                // (the products read the kept blocks themselves); dS's by
+                // the products over D (β = 0) and the softmax, which
+                // zeroes the dead entries of each row's diagonal block,
+                // and the products over keys read only those blocks.
+                with_scratch(2 * t * t, |buf: &mut [T]| {
+                    let (ds, pd) = buf.split_at_mut(t * t);
+                    for j in 0..r {
+                        let hi = gi * r + j;
+                        let qh = q4.slice(s![bi, .., hi, ..]);
+                        let doh = do4.slice(s![bi, .., hi, ..]);
+                        let beta = if j == 0 { T::zero() } else { T::one() };
+                        // dV[c0..c1] = P[c0.., c0..c1]ᵀ dO[c0..]   (P is zero above the diagonal),
+                        // straight from the kept blocks: their reads from
+                        // memory overlap the products' arithmetic, and
+                        // leave them in cache for the copy below.
+                        for (c, c0) in (0..t).step_by(BLOCK).enumerate() {
                             let c1 = (c0 + BLOCK).min(t);
                             gemm_serial(
                                 T::one(),
+                                p.block(bi * h + hi, c).t(),
                                 doh.slice(s![c0..t, ..]),
-                                vg.slice(s![c0..c1, ..]).t(),
+                                beta,
+                                dv.slice_mut(s![c0..c1, ..]),
+                            );
+                        }
+                        p.load_head(bi * h + hi, pd);
+                        {
+                            let mut dsm =
+                                ArrayViewMut2::from_shape((t, t), &mut *ds).expect("block size");
+                            for c0 in (0..t).step_by(BLOCK) {
+                                let c1 = (c0 + BLOCK).min(t);
+                                gemm_serial(
+                                    T::one(),
+                                    doh.slice(s![c0..t, ..]),
+                                    vg.slice(s![c0..c1, ..]).t(),
+                                    T::zero(),
+                                    dsm.slice_mut(s![c0..t, c0..c1]),
+                                );
+                            }
+                        }
+                        crate::kernels::simd::wide_simd_call!(
+                            causal_softmax_backward_rows
+                                / causal_softmax_backward_rows_wide(ds, pd, t)
+                        );
+                        let dsv = ArrayView2::from_shape((t, t), &*ds).expect("block size");
+                        let mut dqm = qp.rows((bi * t * h + hi) * d, t, d, h * d);
+                        for r0 in (0..t).step_by(BLOCK) {
+                            let r1 = (r0 + BLOCK).min(t);
+                            gemm_serial(
+                                scale,
+                                dsv.slice(s![r0..r1, 0..r1]),
+                                kg.slice(s![0..r1, ..]),
                                 T::zero(),
-                                dsm.slice_mut(s![c0..t, c0..c1]),
+                                dqm.slice_mut(s![r0..r1, ..]),
+                            );
+                            // dK[r0..r1] = s · dS[r0.., r0..r1]ᵀ Q[r0..]
+                            gemm_serial(
+                                scale,
+                                dsv.slice(s![r0..t, r0..r1]).t(),
+                                qh.slice(s![r0..t, ..]),
+                                beta,
+                                dk.slice_mut(s![r0..r1, ..]),
                             );
                         }
                     }
-                    crate::kernels::simd::wide_simd_call!(
-                        causal_softmax_backward_rows
-                            / causal_softmax_backward_rows_wide(&mut ds, ph, t)
-                    );
-                    let dsv = ArrayView2::from_shape((t, t), &ds[..]).expect("block size");
-                    let mut dqm = qp.rows((bi * t * h + hi) * d, t, d, h * d);
-                    for r0 in (0..t).step_by(BLOCK) {
-                        let r1 = (r0 + BLOCK).min(t);
-                        gemm_serial(
-                            scale,
-                            dsv.slice(s![r0..r1, 0..r1]),
-                            kg.slice(s![0..r1, ..]),
-                            T::zero(),
-                            dqm.slice_mut(s![r0..r1, ..]),
-                        );
-                        // dK[r0..r1] = s · dS[r0.., r0..r1]ᵀ Q[r0..]
-                        gemm_serial(
-                            scale,
-                            dsv.slice(s![r0..t, r0..r1]).t(),
-                            qh.slice(s![r0..t, ..]),
-                            beta,
-                            dk.slice_mut(s![r0..r1, ..]),
-                        );
-                    }
-                }
+                });
             },
         )
     };
@@ -433,7 +494,8 @@ mod tests {
             .collect();
         let v: Vec<f64> = (0..nk).map(|i| ((i * 7 % 13) as f64 - 6.0) * 0.2).collect();
         let w: Vec<f64> = (0..nq).map(|i| ((i * 5 % 11) as f64 - 5.0) * 0.3).collect();
-        let (o, p) = attention(&q, &k, &v, sh);
+        let (o, p) = attention(&q, &k, &v, sh, true);
+        let p = p.expect("kept");
         let want = attention_reference(&q, &k, &v, sh);
         assert!(o.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
         let (dq, dk, dv) = attention_backward(&q, &k, &v, &p, &w, sh);
@@ -482,7 +544,8 @@ mod tests {
             .collect();
         let v: Vec<f64> = (0..nk).map(|i| ((i * 7 % 13) as f64 - 6.0) * 0.2).collect();
         let w: Vec<f64> = (0..nq).map(|i| ((i * 5 % 11) as f64 - 5.0) * 0.3).collect();
-        let (o, p) = attention(&q, &k, &v, sh);
+        let (o, p) = attention(&q, &k, &v, sh, true);
+        let p = p.expect("kept");
         let want = attention_reference(&q, &k, &v, sh);
         assert!(o.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
         let got = attention_backward(&q, &k, &v, &p, &w, sh);
@@ -514,14 +577,35 @@ mod tests {
             .map(|i| ((i * 17 % 19) as f32 - 9.0) * 0.2)
             .collect();
         let v: Vec<f32> = (0..nk).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.2).collect();
-        let (o, p) = attention(&q, &k, &v, sh);
+        let (o, p) = attention(&q, &k, &v, sh, true);
+        let p = p.expect("kept");
         let want = attention_reference(&q, &k, &v, sh);
         for (a, b) in o.iter().zip(&want) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }
-        for row in p.chunks_exact(sh.seq) {
-            let total: f64 = row.iter().map(|&x| x as f64).sum();
-            assert!((total - 1.0).abs() < 1e-5, "{total}");
+        for bh in 0..p.heads() {
+            for row in p.dense_head(bh).rows() {
+                let total: f64 = row.iter().map(|&x| x as f64).sum();
+                assert!((total - 1.0).abs() < 1e-5, "{total}");
+            }
         }
+        // The backward through the kept blocks (streaming stores on
+        // AVX-512) against the f64 reference.
+        let w: Vec<f32> = (0..nq).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.3).collect();
+        let wide = |x: &[f32]| x.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+        let got = attention_backward(&q, &k, &v, &p, &w, sh);
+        let want = attention_backward_reference(&wide(&q), &wide(&k), &wide(&v), &wide(&w), sh);
+        for (g, w) in [(&got.0, &want.0), (&got.1, &want.1), (&got.2, &want.2)] {
+            for (a, b) in g.iter().zip(w) {
+                assert!(
+                    (*a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{a} vs {b}"
+                );
+            }
+        }
+        // Without the probabilities, the same output.
+        let (o2, none) = attention(&q, &k, &v, sh, false);
+        assert!(none.is_none());
+        assert_eq!(o, o2);
     }
 }

@@ -139,6 +139,17 @@ unsafe impl<T: Send> Send for OutPtr<T> {}
 unsafe impl<T: Send> Sync for OutPtr<T> {}
 
 impl<T> OutPtr<T> {
+    /// The start of a buffer (for kernels and tests that lay out their
+    /// own; using it is as unsafe as any raw pointer).
+    pub(crate) fn new(start: *mut T) -> Self {
+        OutPtr(start)
+    }
+
+    /// The start of the buffer.
+    pub fn as_mut_ptr(self) -> *mut T {
+        self.0
+    }
+
     /// The `rows × cols` matrix of the buffer whose entry `(i, j)` is at
     /// `offset + i·row_stride + j`.
     ///

@@ -32,6 +32,10 @@
 //! - [`rmsnorm`]: `y = x · rsqrt(mean(x²) + ε) · w` and its backward.
 //! - [`rope`]: rotary position embedding in the rotate-half layout.
 //! - [`attention`]: fused causal softmax attention with grouped-query heads.
+//! - [`causal_probs`]: the attention probabilities kept for the backward,
+//!   only the blocks on and below the diagonal (streaming stores).
+//! - [`scratch`]: per-thread scratch buffers reused from call to call
+//!   (attention's `T×T` blocks, kept in the core's cache).
 //! - [`cross_entropy`]: row-wise log-softmax and mean cross-entropy.
 //! - [`chacha8`]: ChaCha8 key streams sixteen blocks at a time on AVX-512,
 //!   bit for bit `rand_chacha`'s (the random filter's draw pass).
@@ -46,6 +50,7 @@
 
 pub mod alloc;
 pub mod attention;
+pub mod causal_probs;
 pub mod chacha8;
 pub(crate) mod compress;
 pub mod cross_entropy;
@@ -65,5 +70,6 @@ pub mod prefetch;
 pub mod reduce;
 pub mod rmsnorm;
 pub mod rope;
+pub mod scratch;
 pub mod simd;
 pub mod torch_sqrt;

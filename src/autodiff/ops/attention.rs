@@ -35,11 +35,12 @@ impl<T: Scalar> Tape<T> {
             head_dim: qv.shape()[2] / heads,
         };
         let kern = self.kernels();
-        let (o, p) = kern.attention(flat(&qv), flat(&kv), flat(&vv), sh);
+        let keep = self.needs_grad(&[q, k, v]);
+        let (o, p) = kern.attention(flat(&qv), flat(&kv), flat(&vv), sh, keep);
         let y = from_vec(qv.shape(), o);
-        if !self.needs_grad(&[q, k, v]) {
+        let Some(p) = p.filter(|_| keep) else {
             return self.push_const_result(y);
-        }
+        };
         self.push_op(y, &[q, k, v], move |g, s| {
             let g = contiguous_owned(g);
             let (dq, dk, dv) = kern.attention_backward(
