@@ -183,6 +183,9 @@ fn bench_train_writes_its_figures_and_the_loss_ignores_threads() {
         );
         positive(&j, "tokens_per_s");
         positive(&j, "ms_per_step");
+        if std::path::Path::new("/proc/self/status").exists() {
+            positive(&j, "peak_rss_kb");
+        }
         assert_eq!(j["config"], "S");
         j["final_loss"].as_f64().unwrap()
     };

@@ -1,8 +1,10 @@
 //! Benchmarks behind `mofo bench`: training throughput of the S/M/L Llama
-//! configurations, the machine's peak f32 FLOP/s and its streaming bandwidth (the optimizer-step
+//! configurations and the process's peak resident memory, the machine's
+//! peak f32 FLOP/s and its streaming bandwidth (the optimizer-step
 //! benchmark lives with the optimizer, `crate::optim::workload`).
 
 pub mod bandwidth;
+pub mod memory;
 pub mod peak;
 pub mod train;
 

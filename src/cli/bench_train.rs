@@ -1,8 +1,9 @@
 //! `mofo bench train --config S|M|L [--threads T] [--steps N] [--shards K]
 //! [--json FILE]`:
 //! training throughput (forward + backward + AdamW) in tokens/s and GFLOP/s
-//! (6·N·tokens, as the PyTorch script counts), and the share of the
-//! machine's peak f32 FLOP/s measured in the same run (`crate::bench::peak`).
+//! (6·N·tokens, as the PyTorch script counts), the share of the
+//! machine's peak f32 FLOP/s measured in the same run (`crate::bench::peak`),
+//! and the process's peak resident memory (`crate::bench::memory`).
 
 use std::path::PathBuf;
 
@@ -45,6 +46,7 @@ pub fn run(a: TrainArgs) -> CliResult {
     super::init_threads(a.threads)?;
     let threads = rayon::current_num_threads();
     let r = run_train_bench(&cfg, 2, a.steps, 0, a.shards)?;
+    let rss_kb = crate::bench::memory::peak_resident_kb();
     let peak = (!a.no_peak).then(|| measure_peak_flops(threads, 3.0));
     println!(
         "train {}: {} parameters, {} tokens/step in {} shards, {threads} threads, median of {} steps",
@@ -59,6 +61,9 @@ pub fn run(a: TrainArgs) -> CliResult {
         r.ms_per_step, r.tokens_per_s, r.approx_gflops, r.last_loss
     );
     println!("  f32 products: {}", crate::kernels::gemm::f32_kernel());
+    if let Some(kb) = rss_kb {
+        println!("  peak resident memory {kb} kB (VmHWM, the whole process)");
+    }
     if let Some(p) = peak {
         println!(
             "  measured peak {:.1} GFLOP/s ({threads} threads of {}-wide FMA): {:.1}% reached",
@@ -82,6 +87,7 @@ pub fn run(a: TrainArgs) -> CliResult {
             "peak_fma_lanes": fma_lanes(),
             "final_loss": r.last_loss,
             "gemm_kernel": crate::kernels::gemm::f32_kernel(),
+            "peak_rss_kb": rss_kb,
         });
         crate::io::write_atomic(path, serde_json::to_string_pretty(&j)?.as_bytes())?;
     }
