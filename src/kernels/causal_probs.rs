@@ -37,13 +37,24 @@ pub const PAD: usize = 16;
 
 /// The causal blocks of `P` for every (batch, head) pair (see the module
 /// docs for the layout).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CausalProbs<T> {
     data: Vec<T>,
     /// Offset of head 0's first value (a 64-byte boundary of `data`).
     start: usize,
     heads: usize,
     seq: usize,
+}
+
+/// The shape, not the megabytes of values.
+impl<T> std::fmt::Debug for CausalProbs<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CausalProbs")
+            .field("heads", &self.heads)
+            .field("seq", &self.seq)
+            .field("values", &self.data.len())
+            .finish()
+    }
 }
 
 /// Block `c`'s columns `(c0, w, wp)`: its first key, its width and its
@@ -268,6 +279,12 @@ mod tests {
 
     #[test]
     fn layout_sizes() {
+        let probs =
+            CausalProbs::from_parts(vec![0f32; CausalProbs::<f32>::buffer_len(2, 3)], 0, 2, 3);
+        assert_eq!(
+            format!("{probs:?}"),
+            "CausalProbs { heads: 2, seq: 3, values: 112 }"
+        );
         assert_eq!(head_len(256), (256 + 192 + 128 + 64) * 64);
         assert_eq!(head_len(1), 16);
         assert_eq!(head_len(BLOCK + 5), BLOCK * (BLOCK + 5) + 5 * 16);
