@@ -23,7 +23,8 @@
 //! a training step of M ran 1.7% faster without their fills; RMSNorm's
 //! backward zeroes only its partial weight gradients, with [`zeroed`]), and
 //! [`par_tasks_uninit`] lets each task write its entries wherever they lie
-//! in the output's layout (attention's products and softmax).
+//! in the output's layout (attention: its output, and the probabilities
+//! it keeps).
 
 use std::mem::MaybeUninit;
 
