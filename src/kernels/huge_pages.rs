@@ -147,16 +147,7 @@ pub fn huge_zeroed_vec<T: num_traits::Zero + Clone>(n: usize) -> Vec<T> {
 /// Bytes of this process's anonymous memory on huge pages
 /// (`AnonHugePages` of `/proc/self/smaps_rollup`), where the kernel says.
 pub fn process_huge_page_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
-    let line = text.lines().find(|l| l.starts_with("AnonHugePages:"))?;
-    let kib: u64 = line
-        .trim_start_matches("AnonHugePages:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+    crate::io::proc_kb::read_kb("/proc/self/smaps_rollup", "AnonHugePages").map(|kib| kib * 1024)
 }
 
 #[cfg(test)]
