@@ -8,15 +8,14 @@
 //! first product (`gemm_choice`; bitwise the same result either way),
 //! everything else to `matrixmultiply`'s `sgemm` / `dgemm`. [`gemm`] splits
 //! `C` into one chunk of rows (or columns) per thread computed in parallel
-//! (not inside [`unsplit_products`], where other tasks already fill the
-//! threads); each output entry is computed by the same serial kernel over
+//! (unless tasks running side by side already fill the threads,
+//! [`super::side_by_side`]); each output entry is computed by the same serial kernel over
 //! the same `k` order whatever the split, so the result does not depend on
 //! the number of threads (tested bitwise).
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use std::any::TypeId;
-use std::cell::Cell;
 
 use crate::Scalar;
 
@@ -195,34 +194,9 @@ pub fn chunk_len(dim: usize) -> usize {
     per_task.max(MIN_CHUNK)
 }
 
-thread_local! {
-    /// Whether [`gemm`] calls made on this thread run unsplit
-    /// ([`unsplit_products`]).
-    static UNSPLIT: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `f` with every [`gemm`] it calls on this thread unsplit, for a
-/// caller whose work already runs side by side with as many other tasks as
-/// there are threads (the batch's shards): a split product packs its other
-/// operand once per chunk (see [`chunk_len`]), so there splitting repeats
-/// the packing for no parallelism. A product that `f`'s own parallel tasks
-/// run on other threads splits as before. The split never changes a
-/// result (module docs), only how many times an operand is packed.
-pub fn unsplit_products<R>(f: impl FnOnce() -> R) -> R {
-    /// Puts the previous state back, also when `f` panics.
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            UNSPLIT.with(|u| u.set(self.0));
-        }
-    }
-    let _restore = Restore(UNSPLIT.with(|u| u.replace(true)));
-    f()
-}
-
 /// `C ← α·A·B + β·C`, parallel over chunks of the larger of C's two
-/// dimensions (see [`chunk_len`]) when the product is large enough and the
-/// thread is not inside [`unsplit_products`].
+/// dimensions (see [`chunk_len`]) when the product is large enough and
+/// [`super::side_by_side::products_may_split`].
 pub fn gemm<T: Scalar>(
     alpha: T,
     a: ArrayView2<T>,
@@ -233,7 +207,7 @@ pub fn gemm<T: Scalar>(
     let (m, k, n) = check_shapes(&a, &b, &c);
     if m.max(n) <= MIN_CHUNK
         || m.saturating_mul(k).saturating_mul(n) < PARALLEL_MIN_FLOPS
-        || UNSPLIT.with(Cell::get)
+        || !super::side_by_side::products_may_split()
     {
         gemm_serial(alpha, a, b, beta, c);
         return;
@@ -540,7 +514,9 @@ mod tests {
     }
 
     #[test]
-    fn unsplit_products_give_the_same_result_and_end_with_their_scope() {
+    fn products_kept_whole_side_by_side_give_the_same_result() {
+        use crate::kernels::side_by_side::{products_may_split, SideBySide};
+        use std::sync::Barrier;
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let a = rand_mat(&mut rng, 300, 90).mapv(|x| x as f32);
         let b = rand_mat(&mut rng, 90, 200).mapv(|x| x as f32);
@@ -551,20 +527,21 @@ mod tests {
         pool.install(|| {
             let mut split = Array2::<f32>::zeros((300, 200));
             gemm(1.0, a.view(), b.view(), 0.0, split.view_mut());
-            let mut unsplit = Array2::<f32>::zeros((300, 200));
-            unsplit_products(|| {
-                assert!(UNSPLIT.with(Cell::get));
-                // Nested scopes keep the outer one's state on return.
-                unsplit_products(|| ());
-                assert!(UNSPLIT.with(Cell::get));
-                gemm(1.0, a.view(), b.view(), 0.0, unsplit.view_mut());
-            });
-            assert_eq!(unsplit, split);
-            assert!(!UNSPLIT.with(Cell::get));
-            // A panic inside the scope does not leave the thread unsplit.
-            let caught = std::panic::catch_unwind(|| unsplit_products(|| panic!("inside")));
-            assert!(caught.is_err());
-            assert!(!UNSPLIT.with(Cell::get));
+            // Two tasks on two threads: both products run whole.
+            let group = SideBySide::new();
+            let both_running = Barrier::new(2);
+            let whole = || {
+                group.run(|| {
+                    both_running.wait();
+                    assert!(!products_may_split());
+                    let mut c = Array2::<f32>::zeros((300, 200));
+                    gemm(1.0, a.view(), b.view(), 0.0, c.view_mut());
+                    c
+                })
+            };
+            let (c0, c1) = rayon::join(whole, whole);
+            assert_eq!(c0, split);
+            assert_eq!(c1, split);
         });
     }
 }

@@ -21,6 +21,9 @@
 //!   tiles, `matrixmultiply`'s) runs the products on this CPU, timed once
 //!   per process.
 //! - [`gemm_hints`]: the gemm's cache-line hints, spread over a tile's loop.
+//! - [`side_by_side`]: tasks run side by side (a batch's shards) keep their
+//!   products whole while they fill the threads, and split them once some
+//!   have finished.
 //! - [`elementwise`]: SiLU, SwiGLU and accumulation loops written as zipped
 //!   slice iterators (no bounds checks, vectorisable).
 //! - [`embedding`]: row gather and scatter-add.
@@ -71,5 +74,6 @@ pub mod reduce;
 pub mod rmsnorm;
 pub mod rope;
 pub mod scratch;
+pub mod side_by_side;
 pub mod simd;
 pub mod torch_sqrt;

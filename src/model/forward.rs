@@ -31,6 +31,7 @@ use super::shard::{shard_rows, sum_in_order, SHARDS};
 use super::LlamaConfig;
 use crate::autodiff::{Tape, Value, Var};
 use crate::kernels::cross_entropy::mean_over;
+use crate::kernels::side_by_side::SideBySide;
 use crate::params::ParamError;
 use crate::{ParamStore, Scalar};
 
@@ -407,23 +408,19 @@ pub fn loss_and_grads_sharded<T: Scalar>(
     let denom = targets.iter().filter(|&&y| y != IGNORE_INDEX).count();
     let (b, t) = batch.input_ids.dim();
     let rows = shard_rows(b, shards);
-    // When the shards alone fill the threads, each shard's products run
-    // unsplit: a split would pack their other operand once per chunk, for
-    // parallelism the other shards already provide (results unchanged).
-    let unsplit = rows.len() >= rayon::current_num_threads();
+    // The shards run side by side: while they fill the threads, each
+    // shard's products run whole (a split would pack their other operand
+    // once per chunk, for parallelism the other shards already provide);
+    // once a shard has finished, the others' products split again so its
+    // thread takes a share. Results unchanged either way.
+    let group = SideBySide::new();
     let shared = SharedParams::new(cfg, params)?;
     let parts: Vec<Result<ShardOutput<T>, ForwardError>> = rows
         .par_iter()
         .map(|r| {
             let ids = batch.input_ids.slice(s![r.clone(), ..]).to_owned();
             let targets = &targets[r.start * t..r.end * t];
-            if unsplit {
-                crate::kernels::gemm::unsplit_products(|| {
-                    shard_pass(params, &shared, &ids, targets, denom, trainable)
-                })
-            } else {
-                shard_pass(params, &shared, &ids, targets, denom, trainable)
-            }
+            group.run(|| shard_pass(params, &shared, &ids, targets, denom, trainable))
         })
         .collect();
     // The first error in shard order, whichever shard finished first.
