@@ -32,6 +32,33 @@ pub enum Tile {
     Square,
 }
 
+/// What a product may leave out, knowing which of `C`'s entries are wanted
+/// or where `A` holds zeros (attention's causal blocks). Only our f32
+/// kernel ([`super::gemm_avx512`]) leaves anything out; the others compute
+/// the whole product, which is why the zeros must really be there. A term
+/// left out is an exact zero at the head or the tail of an entry's sum,
+/// so every entry computed is the one the whole product gives (up to the
+/// sign of a sum that is exactly zero, for [`Skip::ATailZeros`]); only
+/// the work changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Every tile, every term.
+    None,
+    /// Only `C`'s entries on or below its diagonal (`j ≤ i`) are wanted:
+    /// register tiles wholly above it are neither computed nor written
+    /// (those entries keep what they held, or get the product's value).
+    AboveDiagonalOfC,
+    /// `A[i][p] = 0` for `p < i`: row `i`'s sum starts at its diagonal
+    /// (from the first row of each register tile).
+    AHeadZeros,
+    /// `A[i][p] = 0` for `p > i + offset`: row `i`'s sum stops after term
+    /// `i + offset` (at the last row of each register tile).
+    ATailZeros {
+        /// Where row 0's last nonzero term is.
+        offset: usize,
+    },
+}
+
 impl Tile {
     /// Both tiles.
     pub const ALL: [Tile; 2] = [Tile::Wide, Tile::Square];
@@ -78,7 +105,22 @@ pub fn gemm_serial<T: Scalar>(
     a: ArrayView2<T>,
     b: ArrayView2<T>,
     beta: T,
+    c: ArrayViewMut2<T>,
+) {
+    gemm_serial_skip(alpha, a, b, beta, c, Skip::None);
+}
+
+/// [`gemm_serial`] leaving out what `skip` says may be left out: the
+/// entries of `C` above its diagonal are then unspecified with
+/// [`Skip::AboveDiagonalOfC`], and the entries of `A` it names as zeros
+/// must be zeros.
+pub fn gemm_serial_skip<T: Scalar>(
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
     mut c: ArrayViewMut2<T>,
+    skip: Skip,
 ) {
     let (m, k, n) = check_shapes(&a, &b, &c);
     if m == 0 || n == 0 {
@@ -103,7 +145,7 @@ pub fn gemm_serial<T: Scalar>(
             // SAFETY: `T` is `f32` (checked through `TypeId`); the CPU has
             // AVX-512F (`own_kernel`); m, k, n > 0 (returned above
             // otherwise); `c` has unit column stride (checked).
-            unsafe { own_kernel_on(tile, alpha, &a, &b, beta, &mut c) };
+            unsafe { own_kernel_on(tile, alpha, &a, &b, beta, &mut c, skip) };
             return;
         }
     }
@@ -276,17 +318,31 @@ pub fn sgemm_own(
     a: ArrayView2<f32>,
     b: ArrayView2<f32>,
     beta: f32,
+    c: ArrayViewMut2<f32>,
+) {
+    sgemm_own_skip(tile, alpha, a, b, beta, c, Skip::None);
+}
+
+/// [`sgemm_own`] leaving out what `skip` says (as [`gemm_serial_skip`]),
+/// where our kernel runs; the whole product otherwise.
+pub fn sgemm_own_skip(
+    tile: Tile,
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
     mut c: ArrayViewMut2<f32>,
+    skip: Skip,
 ) {
     let (m, k, n) = check_shapes(&a, &b, &c);
     #[cfg(target_arch = "x86_64")]
     if m > 0 && k > 0 && n > 0 && c.strides()[1] == 1 && super::simd::has_avx512() {
         // SAFETY: `f32`; the CPU has AVX-512F, m, k, n > 0 and `c` has
         // unit column stride (all checked).
-        unsafe { own_kernel_on(tile, alpha, &a, &b, beta, &mut c) };
+        unsafe { own_kernel_on(tile, alpha, &a, &b, beta, &mut c, skip) };
         return;
     }
-    let _ = tile;
+    let _ = (tile, skip);
     sgemm_matrixmultiply(alpha, a, b, beta, c)
 }
 
@@ -304,6 +360,7 @@ unsafe fn own_kernel_on<T: Scalar>(
     b: &ArrayView2<T>,
     beta: T,
     c: &mut ArrayViewMut2<T>,
+    skip: Skip,
 ) {
     // SAFETY: `T` is `f32` (the caller's contract), so the pointer casts
     // do not change the element type; the CPU has AVX-512F and the
@@ -327,6 +384,7 @@ unsafe fn own_kernel_on<T: Scalar>(
             beta.as_f32(),
             c.as_mut_ptr() as *mut f32,
             c.strides()[0],
+            skip,
         )
     }
 }
@@ -543,5 +601,103 @@ mod tests {
             assert_eq!(c0, split);
             assert_eq!(c1, split);
         });
+    }
+
+    /// Every skip leaves each computed entry bitwise what the whole product
+    /// gives, for both tiles, transposed (copied) and in-place `A`, several
+    /// blocks of k, edge tiles and `β ≠ 0`; the zeros it skips are there.
+    #[test]
+    fn skips_change_no_computed_entry() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for &(m, k, n) in &[(64, 32, 64), (37, 300, 53), (70, 520, 100), (13, 9, 130)] {
+            for skip in [
+                Skip::AboveDiagonalOfC,
+                Skip::AHeadZeros,
+                Skip::ATailZeros { offset: 0 },
+                Skip::ATailZeros { offset: 40 },
+            ] {
+                let mut a = rand_mat(&mut rng, m, k).mapv(|x| x as f32);
+                for ((i, p), x) in a.indexed_iter_mut() {
+                    let zero = match skip {
+                        Skip::AHeadZeros => p < i,
+                        Skip::ATailZeros { offset } => p > i + offset,
+                        _ => false,
+                    };
+                    if zero {
+                        *x = 0.0;
+                    }
+                }
+                // Where our kernel reads nothing, with either tile (rows in
+                // blocks of 48, a multiple of both tiles' heights; a block
+                // of k wholly inside a row's zeros still has one term read):
+                // NaN there shows the skip really skips.
+                let mut a_own = a.clone();
+                if crate::kernels::simd::has_avx512() {
+                    for ((i, p), x) in a_own.indexed_iter_mut() {
+                        let first = i / 48 * 48;
+                        // p's block of k, and its length.
+                        let (pc, kc) = (p / 256 * 256, 256.min(k - p / 256 * 256));
+                        let unread = match skip {
+                            Skip::AHeadZeros => p < first && p - pc < kc - 1,
+                            Skip::ATailZeros { offset } => p > first + 47 + offset && p != pc,
+                            _ => false,
+                        };
+                        if unread {
+                            *x = f32::NAN;
+                        }
+                    }
+                }
+                let b = rand_mat(&mut rng, k, n).mapv(|x| x as f32);
+                let c0 = rand_mat(&mut rng, m, n).mapv(|x| x as f32);
+                let (at, at_own) = (a.t().to_owned(), a_own.t().to_owned());
+                for (a_view, a_own_view, how) in [
+                    (a.view(), a_own.view(), "in place"),
+                    (at.t(), at_own.t(), "transposed"),
+                ] {
+                    for tile in Tile::ALL {
+                        for beta in [0.0, 0.5] {
+                            let mut want = c0.clone();
+                            sgemm_matrixmultiply(0.7, a_view, b.view(), beta, want.view_mut());
+                            let mut got = c0.clone();
+                            if skip == Skip::AboveDiagonalOfC {
+                                for ((i, j), x) in got.indexed_iter_mut() {
+                                    if j > i {
+                                        *x = f32::NAN;
+                                    }
+                                }
+                            }
+                            sgemm_own_skip(
+                                tile,
+                                0.7,
+                                a_own_view,
+                                b.view(),
+                                beta,
+                                got.view_mut(),
+                                skip,
+                            );
+                            for ((i, j), w) in want.indexed_iter() {
+                                if skip == Skip::AboveDiagonalOfC && j > i {
+                                    continue;
+                                }
+                                assert_eq!(
+                                    w.to_bits(),
+                                    got[[i, j]].to_bits(),
+                                    "{m}x{k}x{n} {skip:?} {tile:?} {how} β {beta} at ({i}, {j})"
+                                );
+                            }
+                            // Tiles wholly above the diagonal are not written
+                            // (the NaN fill stays, on our kernel).
+                            if skip == Skip::AboveDiagonalOfC
+                                && crate::kernels::simd::has_avx512()
+                                && m >= 64
+                                && n >= 64
+                            {
+                                assert!(got[[0, n - 1]].is_nan(), "{m}x{k}x{n} {tile:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

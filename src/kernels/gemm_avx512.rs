@@ -36,6 +36,12 @@
 //!   `MOFO_NO_PREFETCH=1` turns them off, as for the optimizer's loops.
 //!   Every x86-64 CPU with AVX-512 has PREFETCHW.
 //!
+//! - with a [`Skip`] other than `None` (attention's diagonal blocks), the
+//!   register tiles wholly above C's diagonal are left out, or each row
+//!   tile's sums start at its first row's diagonal or stop after its last
+//!   row's last nonzero term of A: the terms left out are exact zeros at
+//!   the head or the tail of a sum, so no computed entry changes.
+//!
 //! Each entry is computed exactly as `matrixmultiply` computes it, so
 //! swapping the kernel changes no result anywhere:
 //!
@@ -58,7 +64,7 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-pub use super::gemm::Tile;
+pub use super::gemm::{Skip, Tile};
 use super::gemm_hints::{Hints, LineWalk};
 
 /// Depth of one block of k (`matrixmultiply`'s `S_KC`; the result depends
@@ -81,6 +87,8 @@ thread_local! {
 
 /// `C ← α·A·B + β·C`, `A` m×k at strides `(rsa, csa)`, `B` k×n at
 /// `(rsb, csb)`, `C` m×n at `(rsc, 1)`. With `β = 0`, `C` is not read.
+/// `skip` leaves out tiles of `C` or terms of the sums as [`Skip`] says:
+/// a term left out is one the caller promises to be an exact zero.
 ///
 /// # Safety
 ///
@@ -103,15 +111,16 @@ pub unsafe fn sgemm(
     beta: f32,
     c: *mut f32,
     rsc: isize,
+    skip: Skip,
 ) {
     // SAFETY: the caller's contract, passed on unchanged.
     unsafe {
         match tile {
             Tile::Wide => {
-                sgemm_tiled::<12, 32>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+                sgemm_tiled::<12, 32>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, skip)
             }
             Tile::Square => {
-                sgemm_tiled::<16, 16>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+                sgemm_tiled::<16, 16>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, skip)
             }
         }
     }
@@ -137,6 +146,7 @@ unsafe fn sgemm_tiled<const MR: usize, const NR: usize>(
     beta: f32,
     c: *mut f32,
     rsc: isize,
+    skip: Skip,
 ) {
     let panels = n.div_ceil(NR);
     let m16 = m / MM_TILE * MM_TILE;
@@ -164,10 +174,21 @@ unsafe fn sgemm_tiled<const MR: usize, const NR: usize>(
         let ak = a.offset(pc as isize * csa);
         for ir in (0..m).step_by(MR) {
             let rows = MR.min(m - ir);
+            // The terms p0..p1 of this block that the rows ir..ir + rows
+            // need: all, or (Skip) from the first row's diagonal on, or up
+            // to the last row's last nonzero term; at least one, so that
+            // the tile still finishes C with this block's β.
+            let (p0, p1) = match skip {
+                Skip::None | Skip::AboveDiagonalOfC => (0, kc),
+                Skip::AHeadZeros => (ir.saturating_sub(pc).min(kc - 1), kc),
+                Skip::ATailZeros { offset } => {
+                    (0, (ir + rows + offset).saturating_sub(pc).clamp(1, kc))
+                }
+            };
             let (a_t, rs_t, cs_t) = if pack_a {
                 let lanes = ((1u32 << rows) - 1) as u16;
                 let src = ak.add(ir);
-                for p in 0..kc {
+                for p in p0..p1 {
                     let v = _mm512_maskz_loadu_ps(lanes, src.offset(p as isize * csa));
                     _mm512_mask_storeu_ps(ap.add(p * MR), lanes, v);
                 }
@@ -189,7 +210,13 @@ unsafe fn sgemm_tiled<const MR: usize, const NR: usize>(
             } else {
                 None
             };
-            for jp in 0..panels {
+            let (a_t, kc_t) = (a_t.offset(p0 as isize * cs_t), p1 - p0);
+            // Tiles wholly above C's diagonal (Skip::AboveDiagonalOfC).
+            let last_panel = match skip {
+                Skip::AboveDiagonalOfC => panels.min((ir + rows).div_ceil(NR)),
+                _ => panels,
+            };
+            for jp in 0..last_panel {
                 let mut hints = Hints::NONE;
                 if let (true, Some((a_next, i_next, kc_next))) = (hint, next) {
                     let rows_next = MR.min(m - i_next);
@@ -200,7 +227,7 @@ unsafe fn sgemm_tiled<const MR: usize, const NR: usize>(
                         rsc,
                         rows_next,
                     );
-                    hints = Hints::spread(read, write, kc);
+                    hints = Hints::spread(read, write, kc_t);
                 }
                 let j0 = jp * NR;
                 let cols = NR.min(n - j0);
@@ -212,9 +239,9 @@ unsafe fn sgemm_tiled<const MR: usize, const NR: usize>(
                     edge_rows_from,
                 };
                 let tile_c = c.offset(ir as isize * rsc + j0 as isize);
-                let panel = bp.add(jp * kc * NR);
+                let panel = bp.add(jp * kc * NR + p0 * NR);
                 tile_dispatch::<NR>(
-                    rows, kc, a_t, rs_t, cs_t, panel, tile_c, rsc, &finish, &mut hints,
+                    rows, kc_t, a_t, rs_t, cs_t, panel, tile_c, rsc, &finish, &mut hints,
                 );
             }
         }
@@ -585,6 +612,7 @@ mod tests {
                 beta,
                 got.as_mut_ptr(),
                 rsc,
+                Skip::None,
             );
         }
         want.iter()
@@ -703,6 +731,7 @@ mod tests {
                     0.0,
                     c.as_mut_ptr(),
                     n as isize,
+                    Skip::None,
                 );
             }
             assert!(c.iter().all(|&x| x == 14.0), "{tile:?}");
