@@ -13,7 +13,7 @@
 //! dQ_h = s · dS K_g,   dK_g += s · dSᵀ Q_h,   dV_g += Pᵀ dO_h
 //! ```
 //!
-//! Every product is a strided [`gemm_serial`] on views of the inputs (no copy
+//! Every product is a strided [`gemm_serial_skip`] on views of the inputs (no copy
 //! of Q, K, V per head), done in causal blocks of [`BLOCK`] rows or columns
 //! that skip the blocks above the diagonal. The products over D (`Q_h K_gᵀ`,
 //! `dO_h V_gᵀ`) go by blocks of keys, so that each key's column of the
