@@ -586,14 +586,14 @@ mod tests {
             let mut split = Array2::<f32>::zeros((300, 200));
             gemm(1.0, a.view(), b.view(), 0.0, split.view_mut());
             // Two tasks on two threads: both products run whole.
-            let group = SideBySide::new();
-            let both_running = Barrier::new(2);
+            let group = SideBySide::new(2);
+            let both_computed = Barrier::new(2);
             let whole = || {
                 group.run(|| {
-                    both_running.wait();
                     assert!(!products_may_split());
                     let mut c = Array2::<f32>::zeros((300, 200));
                     gemm(1.0, a.view(), b.view(), 0.0, c.view_mut());
+                    both_computed.wait();
                     c
                 })
             };

@@ -7,11 +7,11 @@
 //! pool of `p` threads, splitting buys nothing when `r ≥ p`:
 //!
 //! ```text
-//! a product in a task of a SideBySide group splits  ⇔  running < p
+//! a product in a task of a SideBySide group splits  ⇔  unfinished < p
 //! ```
 //!
-//! `running` counts the group's tasks that have started and not yet
-//! returned. The shards do the same work, but not always at the same
+//! `unfinished` counts the group's tasks that have not returned yet,
+//! started or not. The shards do the same work, but not always at the same
 //! speed (another process, the host's other guests): on the 2-core Zen 4
 //! of 2026-12-06, one thread sat idle about 3% of M's training time while
 //! the other finished its shard alone, a tenth of a step in the worst
@@ -27,50 +27,56 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 thread_local! {
-    /// The running count of the group whose task this thread is inside,
-    /// if any ([`SideBySide::run`]).
+    /// The unfinished count of the group whose task this thread is
+    /// inside, if any ([`SideBySide::run`]).
     static GROUP: RefCell<Option<Arc<AtomicUsize>>> = const { RefCell::new(None) };
 }
 
 /// A group of tasks run side by side on the rayon pool, one
 /// [`SideBySide::run`] each (see the module docs).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SideBySide {
-    running: Arc<AtomicUsize>,
+    unfinished: Arc<AtomicUsize>,
 }
 
 impl SideBySide {
-    /// A group with no task running yet.
-    pub fn new() -> Self {
-        Self::default()
+    /// A group of `tasks` tasks, none finished: each is to call
+    /// [`SideBySide::run`] once.
+    pub fn new(tasks: usize) -> Self {
+        Self {
+            unfinished: Arc::new(AtomicUsize::new(tasks)),
+        }
     }
 
-    /// The group's tasks that have started and not yet returned.
-    pub fn running(&self) -> usize {
-        self.running.load(Ordering::Acquire)
+    /// The group's tasks that have not returned yet.
+    pub fn unfinished(&self) -> usize {
+        self.unfinished.load(Ordering::Acquire)
     }
 
     /// Runs `f` as one of the group's tasks: the products it calls on this
-    /// thread split only while fewer of the group's tasks run than the pool
-    /// has threads ([`products_may_split`]). The task counts as running
-    /// until `f` returns or panics; the thread's previous state is put
-    /// back then (groups nest, the inner one deciding).
+    /// thread split only while fewer of the group's tasks are unfinished
+    /// than the pool has threads ([`products_may_split`]). When `f`
+    /// returns or panics the task is finished (a run beyond the group's
+    /// count finishes none), and the thread's previous state is put back
+    /// (groups nest, the inner one deciding).
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        /// Ends the task: one fewer running, the thread's state restored.
-        struct Leave {
-            running: Arc<AtomicUsize>,
+        /// Finishes the task and restores the thread's state.
+        struct Leave<'a> {
+            unfinished: &'a AtomicUsize,
             previous: Option<Arc<AtomicUsize>>,
         }
-        impl Drop for Leave {
+        impl Drop for Leave<'_> {
             fn drop(&mut self) {
-                self.running.fetch_sub(1, Ordering::AcqRel);
+                // Never below zero, whoever calls `run` too often.
+                let _ = self
+                    .unfinished
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_sub(1));
                 GROUP.with(|g| *g.borrow_mut() = self.previous.take());
             }
         }
-        self.running.fetch_add(1, Ordering::AcqRel);
-        let previous = GROUP.with(|g| g.borrow_mut().replace(Arc::clone(&self.running)));
+        let previous = GROUP.with(|g| g.borrow_mut().replace(Arc::clone(&self.unfinished)));
         let _leave = Leave {
-            running: Arc::clone(&self.running),
+            unfinished: &self.unfinished,
             previous,
         };
         f()
@@ -79,11 +85,11 @@ impl SideBySide {
 
 /// Whether a product called on this thread may split over the pool's
 /// threads: outside any [`SideBySide`] task always, inside one only while
-/// fewer of its group's tasks run than the pool has threads.
+/// fewer of its group's tasks are unfinished than the pool has threads.
 pub fn products_may_split() -> bool {
     GROUP.with(|g| match &*g.borrow() {
         None => true,
-        Some(running) => running.load(Ordering::Acquire) < rayon::current_num_threads(),
+        Some(unfinished) => unfinished.load(Ordering::Acquire) < rayon::current_num_threads(),
     })
 }
 
@@ -103,15 +109,13 @@ mod tests {
     fn products_split_outside_a_group_and_after_the_others_finish() {
         pool(2).install(|| {
             assert!(products_may_split());
-            let group = SideBySide::new();
-            // Two tasks on two threads: neither splits while both run; the
-            // one left splits once the other has returned.
-            let started = Barrier::new(2);
+            let group = SideBySide::new(2);
+            // Two tasks on two threads: neither splits before the other
+            // has finished, the one left splits once it has.
             let first_done = Barrier::new(2);
             let seen = rayon::join(
                 || {
                     group.run(|| {
-                        started.wait();
                         let both = products_may_split();
                         first_done.wait();
                         both
@@ -119,11 +123,10 @@ mod tests {
                 },
                 || {
                     group.run(|| {
-                        started.wait();
                         let both = products_may_split();
                         first_done.wait();
                         // The other task returns; wait for its count.
-                        while group.running() > 1 {
+                        while group.unfinished() > 1 {
                             std::hint::spin_loop();
                         }
                         (both, products_may_split())
@@ -131,38 +134,56 @@ mod tests {
                 },
             );
             assert_eq!(seen, (false, (false, true)));
-            assert_eq!(group.running(), 0);
+            assert_eq!(group.unfinished(), 0);
             assert!(products_may_split());
+        });
+    }
+
+    #[test]
+    fn a_task_not_yet_started_keeps_the_products_whole() {
+        pool(2).install(|| {
+            let group = SideBySide::new(2);
+            // The second task has not started: the threads are still
+            // spoken for.
+            group.run(|| assert!(!products_may_split()));
+            assert_eq!(group.unfinished(), 1);
+            group.run(|| assert!(products_may_split(), "the last task splits"));
+            assert_eq!(group.unfinished(), 0);
+            // A run beyond the count finishes nothing.
+            group.run(|| assert!(products_may_split()));
+            assert_eq!(group.unfinished(), 0);
         });
     }
 
     #[test]
     fn fewer_tasks_than_threads_split_and_groups_nest() {
         pool(4).install(|| {
-            let outer = SideBySide::new();
+            let outer = SideBySide::new(1);
             outer.run(|| {
                 assert!(products_may_split(), "1 task on 4 threads");
-                let inner = SideBySide::new();
-                inner.run(|| assert!(products_may_split()));
-                assert_eq!(inner.running(), 0);
-                assert_eq!(outer.running(), 1);
+                let inner = SideBySide::new(4);
+                inner.run(|| assert!(!products_may_split(), "4 tasks on 4 threads"));
+                assert_eq!(inner.unfinished(), 3);
+                assert!(products_may_split(), "the outer group decides again");
+                assert_eq!(outer.unfinished(), 1);
             });
+            assert_eq!(outer.unfinished(), 0);
         });
         pool(1).install(|| {
-            let group = SideBySide::new();
+            let group = SideBySide::new(1);
             group.run(|| assert!(!products_may_split(), "1 task on 1 thread"));
         });
     }
 
     #[test]
-    fn a_panicking_task_leaves_the_group_and_the_thread_as_before() {
+    fn a_panicking_task_finishes_and_leaves_the_thread_as_before() {
         pool(1).install(|| {
-            let group = SideBySide::new();
+            let group = SideBySide::new(1);
             let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 group.run(|| panic!("inside"))
             }));
             assert!(caught.is_err());
-            assert_eq!(group.running(), 0);
+            assert_eq!(group.unfinished(), 0);
             assert!(products_may_split());
         });
     }

@@ -413,7 +413,7 @@ pub fn loss_and_grads_sharded<T: Scalar>(
     // once per chunk, for parallelism the other shards already provide);
     // once a shard has finished, the others' products split again so its
     // thread takes a share. Results unchanged either way.
-    let group = SideBySide::new();
+    let group = SideBySide::new(rows.len());
     let shared = SharedParams::new(cfg, params)?;
     let parts: Vec<Result<ShardOutput<T>, ForwardError>> = rows
         .par_iter()
