@@ -13,9 +13,9 @@
 //! `unfinished` counts the group's tasks that have not returned yet,
 //! started or not. The shards do the same work, but not always at the same
 //! speed (another process, the host's other guests): on the 2-core Zen 4
-//! of 2026-12-06, one thread sat idle about 3% of M's training time while
-//! the other finished its shard alone, a tenth of a step in the worst
-//! steps. Once a shard has returned, the other's remaining products split
+//! of 2026-12-06, the two CPUs were idle 2.2% of M's training time, one
+//! thread waiting while the other finished its shard alone (up to a third
+//! of a step in the worst steps). Once a shard has returned, the other's remaining products split
 //! and the idle thread takes its share (rayon's work stealing).
 //!
 //! The split never changes a result (a product's entries are computed by
