@@ -194,10 +194,10 @@ pub fn attention<T: Scalar>(
             // from the previous head. Every entry read is written first:
             // the causal products (β = 0) write the tiles on and below the
             // diagonal of rows c0..t of each block of columns c0..c1, which
-            // hold every live entry j ≤ i, the
-            // softmax reads only those and zeroes the dead ones of each
-            // row's diagonal block, and the products into o and the copy
-            // into p read only the blocks on and below the diagonal.
+            // hold every live entry j ≤ i, the softmax reads only those and
+            // zeroes the dead ones of each row's diagonal block, and the
+            // products into o and the copy into p read only the blocks on
+            // and below the diagonal.
             with_scratch(t * t, |pc: &mut [T]| {
                 let mut pm = ArrayViewMut2::from_shape((t, t), &mut *pc).expect("block size");
                 // Causal blocks by columns: keys c0..c1 only meet queries

@@ -9,9 +9,9 @@
 //! everything else to `matrixmultiply`'s `sgemm` / `dgemm`. [`gemm`] splits
 //! `C` into one chunk of rows (or columns) per thread computed in parallel
 //! (unless tasks running side by side already fill the threads,
-//! [`super::side_by_side`]); each output entry is computed by the same serial kernel over
-//! the same `k` order whatever the split, so the result does not depend on
-//! the number of threads (tested bitwise).
+//! [`super::side_by_side`]); each output entry is computed by the same
+//! serial kernel over the same `k` order whatever the split, so the result
+//! does not depend on the number of threads (tested bitwise).
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
