@@ -45,6 +45,8 @@ impl Var {
 
 struct Node<T> {
     value: Value<T>,
+    /// Its value was given up ([`Tape::release`]).
+    released: bool,
     requires_grad: bool,
     backward: Option<BackwardFn<T>>,
 }
@@ -158,16 +160,40 @@ impl<T: Scalar> Tape<T> {
         self.constant(value)
     }
 
-    /// The value of `v` (a cheap shared clone).
+    /// The value of `v` (a cheap shared clone). Panics if it was released.
     pub fn value(&self, v: Var) -> Value<T> {
-        self.check(v);
-        self.nodes.borrow()[v.index].value.clone()
+        self.kept(v).value.clone()
     }
 
-    /// The shape of `v`.
-    pub fn shape(&self, v: Var) -> Vec<usize> {
+    /// Gives up the tape's own reference to `v`'s value, for a result that
+    /// no later op reads (a layer's output consumed by the next op right
+    /// away): its memory is freed once no backward closure holds it, and
+    /// the next allocation of its size can take it back while it is still
+    /// in the cache. Gradients are unchanged (a closure keeps what its
+    /// backward needs); reading `v` afterwards ([`Tape::value`],
+    /// [`Tape::shape`], an op taking it) panics.
+    pub fn release(&self, v: Var) {
         self.check(v);
-        self.nodes.borrow()[v.index].value.shape().to_vec()
+        let node = &mut self.nodes.borrow_mut()[v.index];
+        node.value = ArcArray::from_elem(IxDyn(&[0]), T::zero());
+        node.released = true;
+    }
+
+    /// The shape of `v`. Panics if its value was released.
+    pub fn shape(&self, v: Var) -> Vec<usize> {
+        self.kept(v).value.shape().to_vec()
+    }
+
+    /// `v`'s node, whose value must not have been released.
+    fn kept(&self, v: Var) -> std::cell::Ref<'_, Node<T>> {
+        self.check(v);
+        let node = std::cell::Ref::map(self.nodes.borrow(), |n| &n[v.index]);
+        assert!(
+            !node.released,
+            "tape: the value of node {} was released (Tape::release)",
+            v.index
+        );
+        node
     }
 
     /// Whether a gradient flows to `v`.
@@ -190,6 +216,7 @@ impl<T: Scalar> Tape<T> {
         let mut nodes = self.nodes.borrow_mut();
         nodes.push(Node {
             value,
+            released: false,
             requires_grad,
             backward,
         });
@@ -355,6 +382,33 @@ impl<T: Scalar> Gradients<T> {
 mod tests {
     use super::*;
     use ndarray::{arr1, arr2};
+
+    #[test]
+    fn released_values_leave_the_gradients_unchanged() {
+        let grads = |release: bool| {
+            let t = Tape::<f64>::new();
+            let x = t.variable(arr2(&[[1.0, -2.0], [0.5, 3.0]]).into_dyn());
+            let w = t.param("w", arr2(&[[0.25, -1.0], [2.0, 0.5]]).into_dyn());
+            let u = t.linear(x, w);
+            let y = t.mul(u, t.add(u, x));
+            if release {
+                t.release(u);
+            }
+            let g = t.backward(t.sum_all(y));
+            (g.get(x).unwrap().clone(), g.by_name("w").unwrap().clone())
+        };
+        assert_eq!(grads(true), grads(false));
+    }
+
+    #[test]
+    #[should_panic(expected = "was released")]
+    fn reading_a_released_value_panics() {
+        let t = Tape::<f64>::new();
+        let x = t.variable(arr1(&[1.0, 2.0]).into_dyn());
+        let y = t.mul(x, x);
+        t.release(y);
+        let _ = t.shape(y);
+    }
 
     #[test]
     fn reused_nodes_accumulate() {
