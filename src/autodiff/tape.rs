@@ -165,15 +165,19 @@ impl<T: Scalar> Tape<T> {
         self.kept(v).value.clone()
     }
 
-    /// Gives up the tape's own reference to `v`'s value, for a result that
-    /// no later op reads (a layer's output consumed by the next op right
-    /// away): its memory is freed once no backward closure holds it, and
-    /// the next allocation of its size can take it back while it is still
-    /// in the cache. Gradients are unchanged (a closure keeps what its
-    /// backward needs); reading `v` afterwards ([`Tape::value`],
-    /// [`Tape::shape`], an op taking it) panics.
+    /// Gives up the tape's own reference to `v`'s value, for an op's result
+    /// that no later op reads (a layer's output consumed by the next op
+    /// right away): its memory is freed once no backward closure holds it,
+    /// instead of when the backward pass reaches `v`. Gradients are
+    /// unchanged (a closure keeps what its backward needs); reading `v`
+    /// afterwards ([`Tape::value`], [`Tape::shape`], an op taking it)
+    /// panics, and so does releasing a named parameter (its shape is its
+    /// gradient's).
     pub fn release(&self, v: Var) {
         self.check(v);
+        if let Some((name, _)) = self.names.borrow().iter().find(|(_, p)| *p == v) {
+            panic!("tape: parameter {name} cannot be released");
+        }
         let node = &mut self.nodes.borrow_mut()[v.index];
         node.value = ArcArray::from_elem(IxDyn(&[0]), T::zero());
         node.released = true;
@@ -398,6 +402,14 @@ mod tests {
             (g.get(x).unwrap().clone(), g.by_name("w").unwrap().clone())
         };
         assert_eq!(grads(true), grads(false));
+    }
+
+    #[test]
+    #[should_panic(expected = "parameter w cannot be released")]
+    fn parameters_cannot_be_released() {
+        let t = Tape::<f64>::new();
+        let w = t.param("w", arr1(&[1.0, 2.0]).into_dyn());
+        t.release(w);
     }
 
     #[test]
