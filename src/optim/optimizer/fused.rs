@@ -119,7 +119,13 @@
 //! block (a mass of exact ties, such as never-updated entries whose keys are
 //! all zero) goes to the general step instead: its candidate list would be
 //! larger than the general step's key array.
+//!
+//! Allocation: the histograms of pass 0 come from a pool and go back to it
+//! (`histograms`); the candidates' lists are the block's, cleared and
+//! reused from step to step. A warm step requests a few kilobytes of
+//! bookkeeping, whatever the model's size (tests/optim_alloc.rs).
 
+mod histograms;
 mod probe_adam_avx512;
 mod single_adam_avx512;
 
@@ -457,11 +463,13 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
     let located = match by_forecast {
         Some(band) => Located { band, spans },
         None => {
+            // The histograms come from a pool and go back to it
+            // (`histograms`): the fold allocates nothing once warm.
             let (hist, ok) = chunks
                 .par_iter_mut()
                 .with_min_len(per_job)
                 .fold(
-                    || (vec![0u32; BUCKETS], true),
+                    || (histograms::take(), true),
                     |(mut h, ok), ch| {
                         let f = probe_adam_avx512::try_count_chunk(ctx, c, ch, &mut h)
                             .unwrap_or_else(|| {
@@ -475,19 +483,19 @@ pub(super) fn locate<F: Filter, B: Base, T: Scalar>(
                     },
                 )
                 .reduce(
-                    || (vec![0u32; BUCKETS], true),
+                    || (histograms::take(), true),
                     |(mut a, oa), (b, ob)| {
                         a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                        histograms::give_back(b);
                         (a, oa & ob)
                     },
                 );
-            if !ok {
+            let band = ok.then(|| band_from_histogram::<T>(&hist, k64));
+            histograms::give_back(hist);
+            let Some(band) = band else {
                 return (None, false);
-            }
-            Located {
-                band: band_from_histogram::<T>(&hist, k64),
-                spans: 0,
-            }
+            };
+            Located { band, spans: 0 }
         }
     };
     let crowded = located.band.within as usize > len / 8 && located.band.within > 1024;
