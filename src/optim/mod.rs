@@ -59,7 +59,8 @@ pub use filter::{Filter, Gradient, Gv, HalfFineTuning, Momentum, Mv, NoFilter, R
 pub use finite::{FiniteGrads, NonFiniteGrad};
 pub use group::{GroupRule, NameMatch};
 pub use optimizer::{
-    DecayScope, HugePages, NonFinitePolicy, OptimConfig, Optimizer, SelectionPath,
+    pass0_histograms_allocated, DecayScope, HugePages, NonFinitePolicy, OptimConfig, Optimizer,
+    SelectionPath,
 };
 pub use partition::Partition;
 pub use schedule::Schedule;

@@ -12,27 +12,41 @@
 //! The counts are integers, so which histogram a chunk lands in, and the
 //! order of the sums, leave the result unchanged.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::BUCKETS;
 
-/// Zeroed histograms not in use.
-struct Pool(Mutex<Vec<Vec<u32>>>);
+/// Zeroed histograms not in use, and how many were ever allocated.
+struct Pool {
+    free: Mutex<Vec<Vec<u32>>>,
+    allocated: AtomicUsize,
+}
 
 impl Pool {
     const fn new() -> Self {
-        Pool(Mutex::new(Vec::new()))
+        Pool {
+            free: Mutex::new(Vec::new()),
+            allocated: AtomicUsize::new(0),
+        }
     }
 
     fn take(&self) -> Vec<u32> {
-        let reused = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        reused.unwrap_or_else(|| vec![0; BUCKETS])
+        let reused = self
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        reused.unwrap_or_else(|| {
+            self.allocated.fetch_add(1, Ordering::Relaxed);
+            vec![0; BUCKETS]
+        })
     }
 
     fn give_back(&self, mut hist: Vec<u32>) {
         debug_assert_eq!(hist.len(), BUCKETS);
         hist.fill(0);
-        self.0
+        self.free
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(hist);
@@ -53,6 +67,14 @@ pub(super) fn give_back(hist: Vec<u32>) {
     POOL.give_back(hist);
 }
 
+/// How many histograms of pass 0 this process has allocated so far, each
+/// `4·2¹⁴` bytes (64 KiB): the most that were ever in use at once, since
+/// every one goes back to the pool. For diagnostics and tests: the pool
+/// grows with the number of threads, not with the model.
+pub fn pass0_histograms_allocated() -> usize {
+    POOL.allocated.load(Ordering::Relaxed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +93,6 @@ mod tests {
         let (c, d) = (pool.take(), pool.take());
         assert_eq!([d.as_ptr(), c.as_ptr()], ptrs);
         assert!(c.iter().chain(&d).all(|&n| n == 0));
+        assert_eq!(pool.allocated.load(Ordering::Relaxed), 2);
     }
 }
