@@ -10,7 +10,7 @@
 //! candidates and scratch) to the largest band seen so far; the state is
 //! allocated when the optimizer is built. So the bytes stay a small share
 //! of the model's and do not grow with it. The histograms pass 0's pool
-//! adds (`mofo::optim::pass0_histograms_allocated`) are left out of the
+//! adds (`mofo::optim::pass0_histogram_bytes`) are left out of the
 //! count: the pool grows to the most histograms in use at once, which
 //! follows the threads' timing. Before the histograms were pooled
 //! (`fused/histograms.rs`), a MoFO step on the larger model requested
@@ -23,7 +23,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mofo::cli::bench_methods::ALL_METHODS;
-use mofo::optim::{pass0_histograms_allocated, FiniteGrads, OptimConfig, OptimizerSpec};
+use mofo::optim::{pass0_histogram_bytes, FiniteGrads, OptimConfig, OptimizerSpec};
 use mofo::ParamStore;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -90,9 +90,6 @@ fn shapes(scale: usize) -> Vec<(String, Vec<usize>)> {
     v
 }
 
-/// Bytes of one histogram of pass 0 (`pass0_histograms_allocated`).
-const HISTOGRAM_BYTES: usize = 4 << 14;
-
 /// Steps before the count: the thread pool, the state's first moments and
 /// the forecasts settle, and the reused buffers reach most of their size.
 const WARM: u64 = 10;
@@ -111,7 +108,7 @@ fn store(shapes: &[(String, Vec<usize>)], seed: u64) -> ParamStore<f32> {
 /// What `steps` steps of `method` request, after [`WARM`] steps, on the
 /// model of `scale`: the bytes, less the histograms the pool of pass 0
 /// added (it grows to the most histograms in use at once, which depends
-/// on the threads' timing, not on the model), and how many it added. The
+/// on the threads' timing, not on the model), and the bytes it added. The
 /// gradient changes every step, and the steps alternate between `step`
 /// and `step_finite`.
 fn bytes_in_steps(method: &str, config: &OptimConfig, scale: usize, steps: u64) -> (usize, usize) {
@@ -132,16 +129,13 @@ fn bytes_in_steps(method: &str, config: &OptimConfig, scale: usize, steps: u64) 
     for i in 0..WARM {
         step(i, &mut opt);
     }
-    let (before, hists) = (
-        REQUESTED.load(Ordering::Relaxed),
-        pass0_histograms_allocated(),
-    );
+    let (before, pooled) = (REQUESTED.load(Ordering::Relaxed), pass0_histogram_bytes());
     for i in WARM..WARM + steps {
         step(i, &mut opt);
     }
-    let added = pass0_histograms_allocated() - hists;
+    let added = pass0_histogram_bytes() - pooled;
     let bytes = REQUESTED.load(Ordering::Relaxed) - before;
-    (bytes - added * HISTOGRAM_BYTES, added)
+    (bytes - added, added)
 }
 
 /// One test function, so that no other test allocates while it counts.
@@ -181,7 +175,7 @@ fn check_every_method() {
             let (a, added_a) = bytes_in_steps(method, &config, 1, steps);
             let (b, added_b) = bytes_in_steps(method, &config, 4, steps);
             println!(
-                "{method} ({what}): {a} and {b} bytes in {steps} steps on {small} and {large} bytes of parameters (besides {added_a} and {added_b} histograms added to the pool)"
+                "{method} ({what}): {a} and {b} bytes in {steps} steps on {small} and {large} bytes of parameters (besides {added_a} and {added_b} bytes of histograms added to the pool)"
             );
             // Not growing with the model: on four times the entries, at
             // most twice the bytes (and some slack for the reused buffers'

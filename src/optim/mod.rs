@@ -59,7 +59,7 @@ pub use filter::{Filter, Gradient, Gv, HalfFineTuning, Momentum, Mv, NoFilter, R
 pub use finite::{FiniteGrads, NonFiniteGrad};
 pub use group::{GroupRule, NameMatch};
 pub use optimizer::{
-    pass0_histograms_allocated, DecayScope, HugePages, NonFinitePolicy, OptimConfig, Optimizer,
+    pass0_histogram_bytes, DecayScope, HugePages, NonFinitePolicy, OptimConfig, Optimizer,
     SelectionPath,
 };
 pub use partition::Partition;

@@ -24,7 +24,7 @@
 //! exact, so results are identical for any thread count.
 
 mod fused;
-pub use fused::pass0_histograms_allocated;
+pub use fused::pass0_histogram_bytes;
 mod mapped;
 mod random_draw;
 mod rooted;

@@ -126,7 +126,7 @@
 //! bookkeeping, whatever the model's size (tests/optim_alloc.rs).
 
 mod histograms;
-pub use histograms::pass0_histograms_allocated;
+pub use histograms::pass0_histogram_bytes;
 mod probe_adam_avx512;
 mod single_adam_avx512;
 

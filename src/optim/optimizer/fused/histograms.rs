@@ -67,12 +67,12 @@ pub(super) fn give_back(hist: Vec<u32>) {
     POOL.give_back(hist);
 }
 
-/// How many histograms of pass 0 this process has allocated so far, each
-/// `4·2¹⁴` bytes (64 KiB): the most that were ever in use at once, since
-/// every one goes back to the pool. For diagnostics and tests: the pool
-/// grows with the number of threads, not with the model.
-pub fn pass0_histograms_allocated() -> usize {
-    POOL.allocated.load(Ordering::Relaxed)
+/// Bytes of the histograms of pass 0 this process has allocated so far
+/// (64 KiB each): the most that were ever in use at once, since every one
+/// goes back to the pool. For diagnostics and tests: the pool grows with
+/// the number of threads, not with the model.
+pub fn pass0_histogram_bytes() -> usize {
+    POOL.allocated.load(Ordering::Relaxed) * BUCKETS * std::mem::size_of::<u32>()
 }
 
 #[cfg(test)]
