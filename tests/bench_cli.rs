@@ -63,6 +63,9 @@ fn bench_optim_writes_its_figures() {
     positive(&j, "ratio_alternated");
     positive(&j, "ratio_finite_alternated");
     positive(&j, "stream_gb_per_s");
+    positive(&j, "read_stream_gb_per_s");
+    positive(&j, "adam_check_read_share");
+    positive(&j, "checked_step_bound_ms");
     // A share of the alternated MoFO steps' entries: its denominator counts
     // each of those steps' entries once, so it cannot pass 1.
     let warm = j["mofo_warm_single_pass_share"].as_f64().unwrap();

@@ -5,6 +5,15 @@
 //! `adam GB/s ÷ this` is the share of the bandwidth an optimizer step reaches.
 //! The arrays are advised for 2 MiB pages, as the optimizer's are
 //! (`kernels::huge_pages`), so this is the pattern's best case here.
+//!
+//! [`measure_read_bandwidth`] measures the other bound a default
+//! (checked) step meets: a read-only pass over one array, the pattern of
+//! the gradient check that reads every `g` for NaN/±∞ before the update
+//! changes anything (4 bytes per entry). With `R` its GB/s and `S` the
+//! 4-read/3-write pattern's, a checked Adam step on `n` entries takes
+//! about `4n/R + 28n/S` nanoseconds at best on this machine: both passes
+//! at their streaming bandwidth, one after the other (medians of a shared
+//! machine, so a step may beat them by the noise).
 
 use std::time::Instant;
 
@@ -52,6 +61,41 @@ pub fn measure_stream_bandwidth(n: usize, reps: usize) -> f64 {
     28.0 * n as f64 / super::median(&mut times) / 1e9
 }
 
+/// One read-only pass over `x`: a sum of every entry in 16 lanes per
+/// chunk (the sums themselves are only there so that the reads happen).
+fn read_pass(x: &[f32]) -> f32 {
+    x.par_chunks(CHUNK)
+        .map(|c| {
+            let mut acc = [0f32; 16];
+            let groups = c.chunks_exact(16);
+            let tail: f32 = groups.remainder().iter().sum();
+            for grp in groups {
+                for (a, &v) in acc.iter_mut().zip(grp) {
+                    *a += v;
+                }
+            }
+            acc.iter().sum::<f32>() + tail
+        })
+        .sum()
+}
+
+/// Median GB/s (4 bytes per entry) of a read-only pass over one array of
+/// `n` f32 entries (on 2 MiB pages where the kernel has them), over `reps`
+/// passes after one untimed.
+pub fn measure_read_bandwidth(n: usize, reps: usize) -> f64 {
+    let mut x: Vec<f32> = huge_zeroed_vec(n);
+    x.iter_mut().for_each(|e| *e = 1e-3);
+    std::hint::black_box(read_pass(&x));
+    let mut times: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let t0 = Instant::now();
+            std::hint::black_box(read_pass(std::hint::black_box(&x)));
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    4.0 * n as f64 / super::median(&mut times) / 1e9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +111,13 @@ mod tests {
         pass(&mut p, &g, &mut m, &mut v);
         assert!(m.iter().all(|&x| x == 2.0) && v.iter().all(|&x| x == 3.0));
         assert!(measure_stream_bandwidth(10_000, 1) > 0.0);
+    }
+
+    #[test]
+    fn the_read_pass_reads_every_entry() {
+        let x: Vec<f32> = (0..(3 * CHUNK + 37)).map(|i| (i % 8) as f32).collect();
+        let want: f64 = x.iter().map(|&v| v as f64).sum();
+        assert_eq!(read_pass(&x) as f64, want);
+        assert!(measure_read_bandwidth(10_000, 1) > 0.0);
     }
 }

@@ -1,6 +1,7 @@
 //! Benchmarks behind `mofo bench`: training throughput of the S/M/L Llama
 //! configurations and the process's peak resident memory, the machine's
-//! peak f32 FLOP/s and its streaming bandwidth (the optimizer-step
+//! peak f32 FLOP/s and its streaming bandwidths, the optimizer's
+//! 4-read/3-write pattern and a read-only pass (the optimizer-step
 //! benchmark lives with the optimizer, `crate::optim::workload`).
 
 pub mod bandwidth;

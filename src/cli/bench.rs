@@ -295,6 +295,15 @@ fn run_optim(a: OptimArgs) -> CliResult {
     let methods_digest = (!methods.is_empty()).then(|| crate::bench::values_digest(&params));
     drop(params);
     let stream = crate::bench::bandwidth::measure_stream_bandwidth(n, a.reps);
+    let read_stream = crate::bench::bandwidth::measure_read_bandwidth(n, a.reps);
+    // A checked step at both streams: g read once for the check, then the
+    // update's 28 bytes per parameter (ms).
+    let checked_bound_ms = (4.0 * n as f64 / read_stream + 28.0 * n as f64 / stream) / 1e6;
+    let check_gbs = if adam_phases[0] > 0.0 {
+        4.0 * n as f64 / (adam_phases[0] * 1e6)
+    } else {
+        0.0
+    };
     let adam_pp = adam_ns / n as f64;
     let mofo_pp = mofo_ns / n as f64;
     let gbs = |ns: f64| 28.0 * n as f64 / ns;
@@ -358,6 +367,11 @@ fn run_optim(a: OptimArgs) -> CliResult {
         "  streaming bandwidth (same 4-read/3-write pattern, {n} entries) {stream:.2} GB/s: Adam reaches {:.0}% ({:.0}% on checked gradients)",
         100.0 * gbs(adam_ns) / stream,
         100.0 * gbs(adam_finite_ns) / stream
+    );
+    println!(
+        "  read-only streaming bandwidth (one array, {n} entries) {read_stream:.2} GB/s: the AdamW gradient check reads g at {:.0}% of it; a checked step at both streams takes {checked_bound_ms:.1} ms, AdamW {:.0}% of that speed",
+        100.0 * check_gbs / read_stream,
+        100.0 * checked_bound_ms / (adam_ns / 1e6)
     );
     println!(
         "  θ after every AdamW and MoFO step above: FNV-1a 64 {digest:016x} (bit for bit the same for any --threads)"
@@ -428,6 +442,9 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "mofo_gb_per_s": gbs(mofo_ns),
             "stream_gb_per_s": stream,
             "adam_bandwidth_share": gbs(adam_ns) / stream,
+            "read_stream_gb_per_s": read_stream,
+            "adam_check_read_share": check_gbs / read_stream,
+            "checked_step_bound_ms": checked_bound_ms,
             "mofo_forecast_hits": hits,
             "mofo_histogram_passes": misses,
             "mofo_crowded_blocks": crowded,
