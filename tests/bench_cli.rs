@@ -66,6 +66,7 @@ fn bench_optim_writes_its_figures() {
     positive(&j, "read_stream_gb_per_s");
     positive(&j, "adam_check_read_share");
     positive(&j, "checked_step_bound_ms");
+    positive(&j, "adam_checked_bound_share_alternated");
     // A share of the alternated MoFO steps' entries: its denominator counts
     // each of those steps' entries once, so it cannot pass 1.
     let warm = j["mofo_warm_single_pass_share"].as_f64().unwrap();

@@ -13,7 +13,10 @@
 //! 4-read/3-write pattern's, a checked Adam step on `n` entries takes
 //! about `4n/R + 28n/S` nanoseconds at best on this machine: both passes
 //! at their streaming bandwidth, one after the other (medians of a shared
-//! machine, so a step may beat them by the noise).
+//! machine, so a step may beat them by the noise). [`StreamArrays`] keeps
+//! the arrays so that `mofo bench optim` can also time one pass of each
+//! pattern next to each step ([`StreamArrays::time_checked_bound`]), the
+//! ratio taken within one moment of the machine.
 
 use std::time::Instant;
 
@@ -40,25 +43,73 @@ fn pass(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         });
 }
 
-/// Median GB/s (28 bytes per entry) over `reps` passes on `n` entries.
-pub fn measure_stream_bandwidth(n: usize, reps: usize) -> f64 {
-    // On 2 MiB pages where the kernel has them, as the optimizer's buffers.
-    let filled = |x: f32| {
-        let mut v: Vec<f32> = huge_zeroed_vec(n);
-        v.iter_mut().for_each(|e| *e = x);
-        v
-    };
-    let (mut p, g, mut m, mut v) = (filled(1.0), filled(1e-3), filled(0.0), filled(0.0));
-    pass(&mut p, &g, &mut m, &mut v);
-    let mut times: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let t0 = Instant::now();
-            pass(&mut p, &g, &mut m, &mut v);
-            t0.elapsed().as_secs_f64()
-        })
-        .collect();
-    std::hint::black_box(&p);
-    28.0 * n as f64 / super::median(&mut times) / 1e9
+/// The arrays of both patterns, `n` entries each, on 2 MiB pages where the
+/// kernel has them (as the optimizer's buffers), each pass timed alone: for
+/// the medians below, or passes alternated with optimizer steps.
+pub struct StreamArrays {
+    p: Vec<f32>,
+    g: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl StreamArrays {
+    /// Four arrays of `n` entries, each pattern run once untimed.
+    pub fn new(n: usize) -> Self {
+        let filled = |x: f32| {
+            let mut v: Vec<f32> = huge_zeroed_vec(n);
+            v.iter_mut().for_each(|e| *e = x);
+            v
+        };
+        let mut s = Self {
+            p: filled(1.0),
+            g: filled(1e-3),
+            m: filled(0.0),
+            v: filled(0.0),
+        };
+        s.time_update_pattern();
+        s.time_read_pattern();
+        s
+    }
+
+    /// Entries per array.
+    pub fn len(&self) -> usize {
+        self.p.len()
+    }
+
+    /// Whether the arrays are empty.
+    pub fn is_empty(&self) -> bool {
+        self.p.is_empty()
+    }
+
+    /// Seconds of one 4-read/3-write pass (28 bytes per entry).
+    pub fn time_update_pattern(&mut self) -> f64 {
+        let t0 = Instant::now();
+        pass(&mut self.p, &self.g, &mut self.m, &mut self.v);
+        let t = t0.elapsed().as_secs_f64();
+        std::hint::black_box(&self.p);
+        t
+    }
+
+    /// Seconds of one read-only pass over one array (4 bytes per entry).
+    pub fn time_read_pattern(&self) -> f64 {
+        let t0 = Instant::now();
+        std::hint::black_box(read_pass(std::hint::black_box(&self.g)));
+        t0.elapsed().as_secs_f64()
+    }
+
+    /// Seconds a checked step would take at the two streams just measured:
+    /// one read-only pass, then one 4-read/3-write pass, timed now.
+    pub fn time_checked_bound(&mut self) -> f64 {
+        self.time_read_pattern() + self.time_update_pattern()
+    }
+}
+
+/// Median GB/s (28 bytes per entry) over `reps` passes of the 4-read/3-write
+/// pattern on `s`'s arrays.
+pub fn measure_stream_bandwidth(s: &mut StreamArrays, reps: usize) -> f64 {
+    let mut times: Vec<f64> = (0..reps.max(1)).map(|_| s.time_update_pattern()).collect();
+    28.0 * s.len() as f64 / super::median(&mut times) / 1e9
 }
 
 /// One read-only pass over `x`: a sum of every entry in 16 lanes per
@@ -79,21 +130,11 @@ fn read_pass(x: &[f32]) -> f32 {
         .sum()
 }
 
-/// Median GB/s (4 bytes per entry) of a read-only pass over one array of
-/// `n` f32 entries (on 2 MiB pages where the kernel has them), over `reps`
-/// passes after one untimed.
-pub fn measure_read_bandwidth(n: usize, reps: usize) -> f64 {
-    let mut x: Vec<f32> = huge_zeroed_vec(n);
-    x.iter_mut().for_each(|e| *e = 1e-3);
-    std::hint::black_box(read_pass(&x));
-    let mut times: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let t0 = Instant::now();
-            std::hint::black_box(read_pass(std::hint::black_box(&x)));
-            t0.elapsed().as_secs_f64()
-        })
-        .collect();
-    4.0 * n as f64 / super::median(&mut times) / 1e9
+/// Median GB/s (4 bytes per entry) of a read-only pass over one of `s`'s
+/// arrays, over `reps` passes.
+pub fn measure_read_bandwidth(s: &StreamArrays, reps: usize) -> f64 {
+    let mut times: Vec<f64> = (0..reps.max(1)).map(|_| s.time_read_pattern()).collect();
+    4.0 * s.len() as f64 / super::median(&mut times) / 1e9
 }
 
 #[cfg(test)]
@@ -110,7 +151,10 @@ mod tests {
         );
         pass(&mut p, &g, &mut m, &mut v);
         assert!(m.iter().all(|&x| x == 2.0) && v.iter().all(|&x| x == 3.0));
-        assert!(measure_stream_bandwidth(10_000, 1) > 0.0);
+        let mut s = StreamArrays::new(10_000);
+        assert_eq!(s.len(), 10_000);
+        assert!(measure_stream_bandwidth(&mut s, 1) > 0.0);
+        assert!(s.time_checked_bound() > 0.0);
     }
 
     #[test]
@@ -118,6 +162,6 @@ mod tests {
         let x: Vec<f32> = (0..(3 * CHUNK + 37)).map(|i| (i % 8) as f32).collect();
         let want: f64 = x.iter().map(|&v| v as f64).sum();
         assert_eq!(read_pass(&x) as f64, want);
-        assert!(measure_read_bandwidth(10_000, 1) > 0.0);
+        assert!(measure_read_bandwidth(&StreamArrays::new(10_000), 1) > 0.0);
     }
 }

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::bench_methods::{parse_methods, time_methods, GRADIENT_SETS};
 use super::CliResult;
+use crate::bench::bandwidth::{measure_read_bandwidth, measure_stream_bandwidth, StreamArrays};
 use crate::optim::workload::{count, gpt2_shapes, gpt2_shapes_for, random_stores};
 use crate::optim::{
     Adam, Clip, FiniteGrads, HugePages, Momentum, NoFilter, OptimConfig, Optimizer, StepPhases,
@@ -148,6 +149,35 @@ pub(super) fn alternated_ratio(
     Ok(crate::bench::median(&mut ratios))
 }
 
+/// A step against the checked bound taken side by side: over `pairs`
+/// pairs, `step` timed next to one read-only pass and one 4-read/3-write
+/// pass over `streams` (the step first in even pairs, the passes first in
+/// odd ones), the median of the per-pair ratios bound / step: the share of
+/// the bound's speed the step reaches, both timed within the same moment.
+fn alternated_bound_share(
+    step: &mut dyn FnMut() -> Result<(), super::CliError>,
+    streams: &mut StreamArrays,
+    pairs: usize,
+) -> Result<f64, super::CliError> {
+    let mut shares = Vec::with_capacity(pairs.max(1));
+    for i in 0..pairs.max(1) {
+        let mut timed_step = || -> Result<f64, super::CliError> {
+            let t0 = Instant::now();
+            step()?;
+            Ok(t0.elapsed().as_secs_f64())
+        };
+        let (step_s, bound_s) = if i % 2 == 0 {
+            let st = timed_step()?;
+            (st, streams.time_checked_bound())
+        } else {
+            let bound = streams.time_checked_bound();
+            (timed_step()?, bound)
+        };
+        shares.push(bound_s / step_s);
+    }
+    Ok(crate::bench::median(&mut shares))
+}
+
 fn run_optim(a: OptimArgs) -> CliResult {
     if let Some(ordinal) = parse_device(&a.device)? {
         let cpu_only = [
@@ -273,6 +303,24 @@ fn run_optim(a: OptimArgs) -> CliResult {
     // same for any thread count (the selection and the sums are fixed by
     // the data alone), which two runs with different `--threads` show.
     let digest = crate::bench::values_digest(&params);
+    // AdamW's default step next to the bound of a checked step, pair by
+    // pair, on stream arrays of the same length (kept for the medians
+    // below). θ is put back after these steps, so that the family's steps
+    // below start from the θ the digest saw.
+    let theta: Vec<Vec<f32>> = params.iter().map(|p| p.as_slice().to_vec()).collect();
+    let mut streams = StreamArrays::new(n);
+    let bound_share = alternated_bound_share(
+        &mut || {
+            adam.step(&mut params, &grads)?;
+            Ok(())
+        },
+        &mut streams,
+        a.pairs,
+    )?;
+    for (p, saved) in params.iter_mut().zip(&theta) {
+        p.as_slice_mut().copy_from_slice(saved);
+    }
+    drop(theta);
     drop(adam);
     drop(mofo);
     let methods = match &method_names {
@@ -294,8 +342,9 @@ fn run_optim(a: OptimArgs) -> CliResult {
     };
     let methods_digest = (!methods.is_empty()).then(|| crate::bench::values_digest(&params));
     drop(params);
-    let stream = crate::bench::bandwidth::measure_stream_bandwidth(n, a.reps);
-    let read_stream = crate::bench::bandwidth::measure_read_bandwidth(n, a.reps);
+    let stream = measure_stream_bandwidth(&mut streams, a.reps);
+    let read_stream = measure_read_bandwidth(&streams, a.reps);
+    drop(streams);
     // A checked step at both streams: g read once for the check, then the
     // update's 28 bytes per parameter (ms).
     let checked_bound_ms = (4.0 * n as f64 / read_stream + 28.0 * n as f64 / stream) / 1e6;
@@ -374,6 +423,11 @@ fn run_optim(a: OptimArgs) -> CliResult {
         100.0 * checked_bound_ms / (adam_ns / 1e6)
     );
     println!(
+        "  AdamW's default step next to that bound, alternated step by step (median of {} pairs' ratios): {:.0}% of the bound's speed",
+        a.pairs.max(1),
+        100.0 * bound_share
+    );
+    println!(
         "  θ after every AdamW and MoFO step above: FNV-1a 64 {digest:016x} (bit for bit the same for any --threads)"
     );
     if !methods.is_empty() {
@@ -445,6 +499,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
             "read_stream_gb_per_s": read_stream,
             "adam_check_read_share": check_gbs / read_stream,
             "checked_step_bound_ms": checked_bound_ms,
+            "adam_checked_bound_share_alternated": bound_share,
             "mofo_forecast_hits": hits,
             "mofo_histogram_passes": misses,
             "mofo_crowded_blocks": crowded,
