@@ -303,10 +303,11 @@ fn run_optim(a: OptimArgs) -> CliResult {
     // same for any thread count (the selection and the sums are fixed by
     // the data alone), which two runs with different `--threads` show.
     let digest = crate::bench::values_digest(&params);
+    drop(mofo);
     // AdamW's default step next to the bound of a checked step, pair by
-    // pair, on stream arrays of the same length (kept for the medians
-    // below). θ is put back after these steps, so that the family's steps
-    // below start from the θ the digest saw.
+    // pair, on stream arrays of the same length; then the two streams'
+    // medians on the same arrays. θ is put back after these steps, so that
+    // the family's steps below start from the θ the digest saw.
     let theta: Vec<Vec<f32>> = params.iter().map(|p| p.as_slice().to_vec()).collect();
     let mut streams = StreamArrays::new(n);
     let bound_share = alternated_bound_share(
@@ -317,12 +318,14 @@ fn run_optim(a: OptimArgs) -> CliResult {
         &mut streams,
         a.pairs,
     )?;
+    let stream = measure_stream_bandwidth(&mut streams, a.reps);
+    let read_stream = measure_read_bandwidth(&streams, a.reps);
+    drop(streams);
     for (p, saved) in params.iter_mut().zip(&theta) {
         p.as_slice_mut().copy_from_slice(saved);
     }
     drop(theta);
     drop(adam);
-    drop(mofo);
     let methods = match &method_names {
         Some(names) => time_methods(
             names,
@@ -342,9 +345,6 @@ fn run_optim(a: OptimArgs) -> CliResult {
     };
     let methods_digest = (!methods.is_empty()).then(|| crate::bench::values_digest(&params));
     drop(params);
-    let stream = measure_stream_bandwidth(&mut streams, a.reps);
-    let read_stream = measure_read_bandwidth(&streams, a.reps);
-    drop(streams);
     // A checked step at both streams: g read once for the check, then the
     // update's 28 bytes per parameter (ms).
     let checked_bound_ms = (4.0 * n as f64 / read_stream + 28.0 * n as f64 / stream) / 1e6;
