@@ -23,10 +23,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mofo::cli::bench_methods::ALL_METHODS;
-use mofo::optim::{pass0_histogram_bytes, FiniteGrads, OptimConfig, OptimizerSpec};
+use mofo::optim::workload::{count, random_stores};
+use mofo::optim::{pass0_histogram_bytes, FiniteGrads, HugePages, OptimConfig, OptimizerSpec};
 use mofo::ParamStore;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 /// Bytes requested from the allocator since the start (allocations and the
 /// growth of reallocations; frees are not subtracted).
@@ -94,17 +93,6 @@ fn shapes(scale: usize) -> Vec<(String, Vec<usize>)> {
 /// the forecasts settle, and the reused buffers reach most of their size.
 const WARM: u64 = 10;
 
-fn store(shapes: &[(String, Vec<usize>)], seed: u64) -> ParamStore<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut s = ParamStore::new();
-    for (n, sh) in shapes {
-        let len: usize = sh.iter().product();
-        let v = (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        s.insert_vec(n.clone(), sh, v).unwrap();
-    }
-    s
-}
-
 /// What `steps` steps of `method` request, after [`WARM`] steps, on the
 /// model of `scale`: the bytes, less the histograms the pool of pass 0
 /// added (it grows to the most histograms in use at once, which depends
@@ -113,8 +101,10 @@ fn store(shapes: &[(String, Vec<usize>)], seed: u64) -> ParamStore<f32> {
 /// and `step_finite`.
 fn bytes_in_steps(method: &str, config: &OptimConfig, scale: usize, steps: u64) -> (usize, usize) {
     let sh = shapes(scale);
-    let mut params = store(&sh, 0);
-    let grads: Vec<ParamStore<f32>> = (1..4).map(|s| store(&sh, s)).collect();
+    let (mut params, _) = random_stores(&sh, 0, HugePages::Off);
+    let grads: Vec<ParamStore<f32>> = (1..4)
+        .map(|s| random_stores(&sh, s, HugePages::Off).1)
+        .collect();
     let spec = OptimizerSpec::method(method, 1e-3, 0.1, 0).unwrap();
     let mut opt = spec.build_with_config(config.clone(), &params).unwrap();
     let mut step = |i: u64, opt: &mut Box<dyn mofo::optim::DynOptimizer<f32>>| {
@@ -162,12 +152,7 @@ fn check_every_method() {
         },
         ..OptimConfig::default()
     };
-    let model_bytes = |scale: usize| {
-        shapes(scale)
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>() * 4)
-            .sum::<usize>()
-    };
+    let model_bytes = |scale: usize| count(&shapes(scale)) * 4;
     let (small, large) = (model_bytes(1), model_bytes(4));
     assert!(large > 3 * small);
     for (what, config) in [("plain", OptimConfig::default()), ("clipped", clipped)] {

@@ -149,35 +149,6 @@ pub(super) fn alternated_ratio(
     Ok(crate::bench::median(&mut ratios))
 }
 
-/// A step against the checked bound taken side by side: over `pairs`
-/// pairs, `step` timed next to one read-only pass and one 4-read/3-write
-/// pass over `streams` (the step first in even pairs, the passes first in
-/// odd ones), the median of the per-pair ratios bound / step: the share of
-/// the bound's speed the step reaches, both timed within the same moment.
-fn alternated_bound_share(
-    step: &mut dyn FnMut() -> Result<(), super::CliError>,
-    streams: &mut StreamArrays,
-    pairs: usize,
-) -> Result<f64, super::CliError> {
-    let mut shares = Vec::with_capacity(pairs.max(1));
-    for i in 0..pairs.max(1) {
-        let mut timed_step = || -> Result<f64, super::CliError> {
-            let t0 = Instant::now();
-            step()?;
-            Ok(t0.elapsed().as_secs_f64())
-        };
-        let (step_s, bound_s) = if i % 2 == 0 {
-            let st = timed_step()?;
-            (st, streams.time_checked_bound())
-        } else {
-            let bound = streams.time_checked_bound();
-            (timed_step()?, bound)
-        };
-        shares.push(bound_s / step_s);
-    }
-    Ok(crate::bench::median(&mut shares))
-}
-
 fn run_optim(a: OptimArgs) -> CliResult {
     if let Some(ordinal) = parse_device(&a.device)? {
         let cpu_only = [
@@ -310,12 +281,18 @@ fn run_optim(a: OptimArgs) -> CliResult {
     // the family's steps below start from the θ the digest saw.
     let theta: Vec<Vec<f32>> = params.iter().map(|p| p.as_slice().to_vec()).collect();
     let mut streams = StreamArrays::new(n);
-    let bound_share = alternated_bound_share(
-        &mut || {
-            adam.step(&mut params, &grads)?;
+    // Pair by pair, a step and one read-only plus one 4-read/3-write pass
+    // (in turn first): the median of bound / step, the share of the
+    // bound's speed the step reaches.
+    let bound_share = alternated_ratio(
+        &mut |bound| {
+            if bound {
+                streams.time_checked_bound();
+            } else {
+                adam.step(&mut params, &grads)?;
+            }
             Ok(())
         },
-        &mut streams,
         a.pairs,
     )?;
     let stream = measure_stream_bandwidth(&mut streams, a.reps);
