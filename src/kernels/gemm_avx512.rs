@@ -15,9 +15,21 @@
 //!   `matrixmultiply`; on a Zen 4 EPYC (32 KiB L1D, 512-bit FMAs split
 //!   over two 256-bit pipes) it was 13–15% slower than `matrixmultiply` on
 //!   M, and the 16×16 tile 8–10% faster (docs/performance.md);
-//! - `A` is read in place at its strides (row-major activations, or a
-//!   transposed view); only a transposed `A` (`rsa = 1`) feeding three or
-//!   more panels is copied, MR rows by one block of k at a time;
+//! - `A` feeding three or more panels is copied, MR rows by one block of k
+//!   at a time, so that a step of k reads the MR entries at constant
+//!   offsets from one pointer (`vfmadd231ps [p + 4i]{1to16}`): a transposed
+//!   `A` (`rsa = 1`) by masked loads, row-major activations (`csa = 1`)
+//!   through 16×16 transposes in registers. Read in place, the MR rows'
+//!   addresses are a chain of additions of `rsa` (too few registers to
+//!   hold them): 16 dependent additions per 16 FMAs, which held the 16×16
+//!   tile to half the FMA rate of a Zen 5 core (two 512-bit FMAs per
+//!   cycle; a Zen 4 core does one, so there it did not show). With fewer
+//!   panels `A` is read in place: by columns (`rsa = 1`) from one pointer,
+//!   by rows in groups of four steps of k, whose entries lie at constant
+//!   offsets from the rows' addresses;
+//! - the 12×32 tile's FMAs broadcast A's entry from memory themselves
+//!   (inline assembly): left to LLVM, a step's twelve broadcasts were
+//!   loaded ahead into registers and, with the 24 accumulators, spilled;
 //! - `B` is packed once per block of k as panels of NR columns (a gather
 //!   for a transposed `B`, i.e. the `Wᵀ` of a linear layer);
 //! - while the tiles of one block of MR rows run, each asks for its
@@ -61,6 +73,7 @@
 
 #![allow(clippy::too_many_arguments)]
 
+use std::arch::asm;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -77,6 +90,12 @@ const MM_TILE: usize = 16;
 const PACK_A_MIN_PANELS: usize = 3;
 /// The most rows of a register tile (of [`Tile::Square`]).
 const MAX_MR: usize = 16;
+/// The tile's A: rows in place, unit column stride (`csa = 1`).
+const A_ROWS: u8 = 0;
+/// The tile's A: unit row stride (`rsa = 1`), in place or copied.
+const A_COLUMNS: u8 = 1;
+/// Steps of k per group in a tile over rows of A in place.
+const UNROLL: usize = 4;
 
 thread_local! {
     /// The packed block of `B` (panels of `NR` columns), 64-byte aligned.
@@ -151,7 +170,12 @@ unsafe fn sgemm_tiled<const MR: usize, const NR: usize>(
     let panels = n.div_ceil(NR);
     let m16 = m / MM_TILE * MM_TILE;
     let n16 = n / MM_TILE * MM_TILE;
-    let pack_a = rsa == 1 && csa != 1 && panels >= PACK_A_MIN_PANELS;
+    // A is copied, MR rows by one block of k, when its rows feed
+    // PACK_A_MIN_PANELS panels or more, or when neither of its strides is 1
+    // (entry by entry: no product here has such an A); else it is read in
+    // place, by rows (`csa = 1`) or by columns (`rsa = 1`).
+    let pack_a = panels >= PACK_A_MIN_PANELS || (csa != 1 && rsa != 1);
+    let rows_in_place = !pack_a && csa == 1;
     let mut bbuf = PACK_B.with(|x| std::mem::take(&mut *x.borrow_mut()));
     let mut abuf = PACK_A.with(|x| std::mem::take(&mut *x.borrow_mut()));
     const { assert!(MR <= MAX_MR && (NR == 16 || NR == 32)) };
@@ -186,11 +210,22 @@ unsafe fn sgemm_tiled<const MR: usize, const NR: usize>(
                 }
             };
             let (a_t, rs_t, cs_t) = if pack_a {
-                let lanes = ((1u32 << rows) - 1) as u16;
-                let src = ak.add(ir);
-                for p in p0..p1 {
-                    let v = _mm512_maskz_loadu_ps(lanes, src.offset(p as isize * csa));
-                    _mm512_mask_storeu_ps(ap.add(p * MR), lanes, v);
+                if csa == 1 {
+                    pack_a_rows::<MR>(ak.offset(ir as isize * rsa), rsa, rows, p0, p1, ap);
+                } else if rsa == 1 {
+                    let lanes = ((1u32 << rows) - 1) as u16;
+                    let src = ak.add(ir);
+                    for p in p0..p1 {
+                        let v = _mm512_maskz_loadu_ps(lanes, src.offset(p as isize * csa));
+                        _mm512_mask_storeu_ps(ap.add(p * MR), lanes, v);
+                    }
+                } else {
+                    let src = ak.offset(ir as isize * rsa);
+                    for p in p0..p1 {
+                        for i in 0..rows {
+                            *ap.add(p * MR + i) = *src.offset(i as isize * rsa + p as isize * csa);
+                        }
+                    }
                 }
                 (ap as *const f32, 1, MR as isize)
             } else {
@@ -240,9 +275,15 @@ unsafe fn sgemm_tiled<const MR: usize, const NR: usize>(
                 };
                 let tile_c = c.offset(ir as isize * rsc + j0 as isize);
                 let panel = bp.add(jp * kc * NR + p0 * NR);
-                tile_dispatch::<NR>(
-                    rows, kc_t, a_t, rs_t, cs_t, panel, tile_c, rsc, &finish, &mut hints,
-                );
+                if rows_in_place {
+                    tile_dispatch::<NR, A_ROWS>(
+                        rows, kc_t, a_t, rs_t, cs_t, panel, tile_c, rsc, &finish, &mut hints,
+                    );
+                } else {
+                    tile_dispatch::<NR, A_COLUMNS>(
+                        rows, kc_t, a_t, rs_t, cs_t, panel, tile_c, rsc, &finish, &mut hints,
+                    );
+                }
             }
         }
         pc += kc;
@@ -344,6 +385,43 @@ unsafe fn pack_b<const NR: usize>(
     }
 }
 
+/// Copies rows `0..rows` (`rows` ≤ `MR` ≤ 16) of an A with unit column
+/// stride, terms `p0..p1`, to `ap[p·MR + i]`: sixteen terms of every row
+/// at a time, through a 16×16 transpose.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F; the rows' terms `p0..p1` must be in bounds
+/// from `src` at row stride `rsa`, and `ap` must hold `p1·MR` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_a_rows<const MR: usize>(
+    src: *const f32,
+    rsa: isize,
+    rows: usize,
+    p0: usize,
+    p1: usize,
+    ap: *mut f32,
+) {
+    let keep = ((1u32 << MR) - 1) as u16;
+    let mut p = p0;
+    while p < p1 {
+        let width = (p1 - p).min(16);
+        let lanes = ((1u32 << width) - 1) as u16;
+        let r: [__m512; 16] = std::array::from_fn(|i| {
+            if i < rows {
+                _mm512_maskz_loadu_ps(lanes, src.offset(i as isize * rsa).add(p))
+            } else {
+                _mm512_setzero_ps()
+            }
+        });
+        let t = transpose16(r);
+        for (q, col) in t.iter().enumerate().take(width) {
+            _mm512_mask_storeu_ps(ap.add((p + q) * MR), keep, *col);
+        }
+        p += width;
+    }
+}
+
 /// The transpose of a 16×16 block: `out[c][r] = rows[r][c]`, in four
 /// rounds of 16 shuffles (pairs of rows interleaved by 32 then 64 bits
 /// within each 128-bit lane, then the lanes regrouped twice).
@@ -412,7 +490,7 @@ unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
 /// Calls the tile kernel compiled for `rows` rows (1–16) and one or two
 /// vectors of columns, on panels `NR` columns wide.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_dispatch<const NR: usize>(
+unsafe fn tile_dispatch<const NR: usize, const L: u8>(
     rows: usize,
     kc: usize,
     a: *const f32,
@@ -427,9 +505,9 @@ unsafe fn tile_dispatch<const NR: usize>(
     macro_rules! go {
         ($r:literal) => {
             if fin.valid >> 16 == 0 {
-                tile::<$r, 1, NR>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
+                tile::<$r, 1, NR, L>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
             } else {
-                tile::<$r, 2, NR>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
+                tile::<$r, 2, NR, L>(kc, a, rsa, csa, panel, c, rsc, fin, hints)
             }
         };
     }
@@ -473,7 +551,7 @@ macro_rules! unroll_rows {
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tile<const R: usize, const V: usize, const NR: usize>(
+unsafe fn tile<const R: usize, const V: usize, const NR: usize, const L: u8>(
     kc: usize,
     a: *const f32,
     rsa: isize,
@@ -484,30 +562,84 @@ unsafe fn tile<const R: usize, const V: usize, const NR: usize>(
     fin: &Finish,
     hints: &mut Hints,
 ) {
+    debug_assert!(if L == A_COLUMNS { rsa == 1 } else { csa == 1 });
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let mut ap = a;
     let mut bp = panel;
     let every = hints.every;
     let mut countdown = every;
-    for _ in 0..kc {
-        let mut bv = [_mm512_setzero_ps(); V];
-        for v in 0..V {
-            bv[v] = _mm512_loadu_ps(bp.add(16 * v));
-        }
-        for i in 0..R {
-            let av = _mm512_set1_ps(*ap.offset(i as isize * rsa));
+    // One step of k: term `$u` from `ap` (in A's steps of k) and `bp` (in
+    // the panel's rows), into every accumulator; then the hint's countdown.
+    macro_rules! k_step {
+        ($u:expr, $entry:expr) => {
+            let mut bv = [_mm512_setzero_ps(); V];
             for v in 0..V {
-                acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+                bv[v] = _mm512_loadu_ps(bp.add($u * NR + 16 * v));
             }
+            for i in 0..R {
+                let at: *const f32 = $entry(i);
+                if V == 2 {
+                    // Each of the two FMAs broadcasts the entry from memory
+                    // itself: left to LLVM, the twelve broadcasts of a
+                    // step were loaded ahead into registers, and with the
+                    // 24 accumulators they did not fit in the 32 (spilled
+                    // accumulators, the 12×32 tile 20% slower than the
+                    // 16×16 one on Zen 5).
+                    // SAFETY: reads the one f32 at `at` (in bounds: the
+                    // caller's contract), as `*at` would; AVX-512F is
+                    // enabled for this function.
+                    asm!(
+                        "vfmadd231ps {a0}, {b0}, dword ptr [{p}]{{1to16}}",
+                        "vfmadd231ps {a1}, {b1}, dword ptr [{p}]{{1to16}}",
+                        a0 = inout(zmm_reg) acc[i][0],
+                        a1 = inout(zmm_reg) acc[i][V - 1],
+                        b0 = in(zmm_reg) bv[0],
+                        b1 = in(zmm_reg) bv[V - 1],
+                        p = in(reg) at,
+                        options(pure, readonly, nostack, preserves_flags),
+                    );
+                } else {
+                    let av = _mm512_set1_ps(*at);
+                    for v in 0..V {
+                        acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+                    }
+                }
+            }
+            countdown -= 1;
+            if countdown == 0 {
+                countdown = every;
+                // SAFETY: hints only; this kernel runs on AVX-512 CPUs (the
+                // caller's contract), and every one of them has PREFETCHW.
+                hints.issue_one();
+            }
+        };
+    }
+    if L == A_COLUMNS {
+        // Row i of the tile at a constant offset from `ap`: one pointer
+        // step per k, and the broadcasts' addresses independent of each
+        // other.
+        for _ in 0..kc {
+            k_step!(0, |i: usize| ap.add(i));
+            ap = ap.offset(csa);
+            bp = bp.add(NR);
         }
-        ap = ap.offset(csa);
-        bp = bp.add(NR);
-        countdown -= 1;
-        if countdown == 0 {
-            countdown = every;
-            // SAFETY: hints only; this kernel runs on AVX-512 CPUs (the
-            // caller's contract), and every one of them has PREFETCHW.
-            hints.issue_one();
+    } else {
+        // Rows of A in place: the R row addresses are a chain of additions
+        // of `rsa` (there are too few registers to hold them), paid once per
+        // UNROLL steps of k, whose terms lie at constant offsets from them.
+        let mut left = kc;
+        while left >= UNROLL {
+            for u in 0..UNROLL {
+                k_step!(u, |i: usize| ap.offset(i as isize * rsa).add(u));
+            }
+            ap = ap.add(UNROLL);
+            bp = bp.add(UNROLL * NR);
+            left -= UNROLL;
+        }
+        for _ in 0..left {
+            k_step!(0, |i: usize| ap.offset(i as isize * rsa));
+            ap = ap.add(1);
+            bp = bp.add(NR);
         }
     }
     // SAFETY: as above.
@@ -698,6 +830,75 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_a_with_no_unit_stride_gives_the_same_bits() {
+        if !crate::kernels::simd::has_avx512() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        // A's entry (i, p) at i·rsa + p·csa: every other column of a wider
+        // store, or every other row of a transposed one.
+        for &(m, k, n) in &[(13, 40, 20), (17, 300, 100), (40, 70, 33)] {
+            for (rsa, csa) in [(2 * k as isize + 1, 2), (2, 2 * m as isize + 1)] {
+                let len = (m - 1) * rsa as usize + (k - 1) * csa as usize + 1;
+                let a: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let mut want = c0.clone();
+                // SAFETY: every (i, p) inside m×k lies below `len` at these
+                // strides; B and C are contiguous k×n and m×n buffers.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        0.37,
+                        a.as_ptr(),
+                        rsa,
+                        csa,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        0.7,
+                        want.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                };
+                for tile in Tile::ALL {
+                    let mut got = c0.clone();
+                    // SAFETY: as above; the CPU has AVX-512F (checked).
+                    unsafe {
+                        sgemm(
+                            tile,
+                            m,
+                            k,
+                            n,
+                            0.37,
+                            a.as_ptr(),
+                            rsa,
+                            csa,
+                            b.as_ptr(),
+                            n as isize,
+                            1,
+                            0.7,
+                            got.as_mut_ptr(),
+                            n as isize,
+                            Skip::None,
+                        )
+                    };
+                    assert!(
+                        want.iter()
+                            .zip(&got)
+                            .all(|(w, g)| w.to_bits() == g.to_bits()),
+                        "{tile:?} {m}x{k}x{n} strides ({rsa}, {csa})"
+                    );
                 }
             }
         }
