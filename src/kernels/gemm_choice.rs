@@ -1,7 +1,6 @@
 //! Which f32 kernel runs the products on this CPU: ours
-//! ([`super::gemm_avx512`], `A` read in place, with a 12×32 or a 16×16
-//! register tile: [`Tile`]) or `matrixmultiply`'s (a 16×16 tile on packed
-//! operands).
+//! ([`super::gemm_avx512`], with a 12×32 or a 16×16 register tile:
+//! [`Tile`]) or `matrixmultiply`'s (a 16×16 tile on packed operands).
 //!
 //! The three compute every entry bit for bit the same (the tests of
 //! [`super::gemm_avx512`]), so the choice moves only the speed, never a
@@ -12,7 +11,12 @@
 //! S and M; on the Zen 4 EPYC of 2026-12-04 (512-bit FMAs on two 256-bit
 //! pipes, 32 KiB L1D) `matrixmultiply`'s was 10–35% faster than it, and
 //! our 16×16 tile (its panel of B half as large) 8–10% faster than
-//! `matrixmultiply` in training (docs/performance.md). So the choice is
+//! `matrixmultiply` in training (docs/performance.md). On a Zen 5 EPYC
+//! (two 512-bit FMA pipes, 48 KiB L1D), once our tiles no longer read A's
+//! rows through a chain of address additions (2026-12-06), the 16×16 tile
+//! trained M about 14% faster than `matrixmultiply` and the 12×32 one
+//! about 8%; before, `matrixmultiply` was the fastest there and this
+//! timing picked the 12×32 tile, 10% slower than it. So the choice is
 //! measured, once per process, at the first f32 product:
 //!
 //! ```text
