@@ -680,26 +680,46 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     /// Runs both kernels on one case, returns whether C is bitwise equal.
+    /// Where A's entry (i, p) lies in its store: at `i·rsa + p·csa`.
+    #[derive(Clone, Copy, Debug)]
+    enum ALayout {
+        /// Rows one wider than needed (a padding column): `(k + 1, 1)`.
+        Rows,
+        /// Transposed, columns one longer than needed: `(1, m + 1)`.
+        Columns,
+        /// Every other column of a wider store: no unit stride.
+        EveryOtherColumn,
+        /// Every other row of a transposed store: no unit stride.
+        EveryOtherRow,
+    }
+
+    impl ALayout {
+        fn strides(self, m: usize, k: usize) -> (isize, isize) {
+            let (m, k) = (m as isize, k as isize);
+            match self {
+                ALayout::Rows => (k + 1, 1),
+                ALayout::Columns => (1, m + 1),
+                ALayout::EveryOtherColumn => (2 * k + 1, 2),
+                ALayout::EveryOtherRow => (2, 2 * m + 1),
+            }
+        }
+    }
+
     fn same_as_matrixmultiply(
         tile: Tile,
         rng: &mut ChaCha8Rng,
         (m, k, n): (usize, usize, usize),
-        a_transposed: bool,
+        a_layout: ALayout,
         b_transposed: bool,
         (alpha, beta): (f32, f32),
     ) -> bool {
-        // A one wider than needed, so its rows are strided (padding column).
-        let a_store: Vec<f32> = (0..(m + 1) * (k + 1))
+        let (rsa, csa) = a_layout.strides(m, k);
+        let a_store: Vec<f32> = (0..(m - 1) * rsa as usize + (k - 1) * csa as usize + 1)
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
         let b_store: Vec<f32> = (0..(k + 1) * (n + 1))
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
-        let (rsa, csa) = if a_transposed {
-            (1, (m + 1) as isize)
-        } else {
-            ((k + 1) as isize, 1)
-        };
         let (rsb, csb) = if b_transposed {
             (1, (k + 1) as isize)
         } else {
@@ -821,12 +841,12 @@ mod tests {
         let scalings = [(1.0, 0.0), (0.37, 0.0), (1.0, 1.0), (0.37, 1.0), (0.7, 0.3)];
         for tile in Tile::ALL {
             for &shape in &shapes {
-                for a_t in [false, true] {
+                for a_layout in [ALayout::Rows, ALayout::Columns] {
                     for b_t in [false, true] {
                         for &ab in &scalings {
                             assert!(
-                                same_as_matrixmultiply(tile, &mut rng, shape, a_t, b_t, ab),
-                                "{tile:?}: {shape:?} Aᵀ {a_t} Bᵀ {b_t} (α, β) = {ab:?}"
+                                same_as_matrixmultiply(tile, &mut rng, shape, a_layout, b_t, ab),
+                                "{tile:?}: {shape:?} A {a_layout:?} Bᵀ {b_t} (α, β) = {ab:?}"
                             );
                         }
                     }
@@ -842,62 +862,12 @@ mod tests {
             return;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(12);
-        // A's entry (i, p) at i·rsa + p·csa: every other column of a wider
-        // store, or every other row of a transposed one.
-        for &(m, k, n) in &[(13, 40, 20), (17, 300, 100), (40, 70, 33)] {
-            for (rsa, csa) in [(2 * k as isize + 1, 2), (2, 2 * m as isize + 1)] {
-                let len = (m - 1) * rsa as usize + (k - 1) * csa as usize + 1;
-                let a: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let mut want = c0.clone();
-                // SAFETY: every (i, p) inside m×k lies below `len` at these
-                // strides; B and C are contiguous k×n and m×n buffers.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        n,
-                        0.37,
-                        a.as_ptr(),
-                        rsa,
-                        csa,
-                        b.as_ptr(),
-                        n as isize,
-                        1,
-                        0.7,
-                        want.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    )
-                };
+        for &shape in &[(13, 40, 20), (17, 300, 100), (40, 70, 33)] {
+            for a_layout in [ALayout::EveryOtherColumn, ALayout::EveryOtherRow] {
                 for tile in Tile::ALL {
-                    let mut got = c0.clone();
-                    // SAFETY: as above; the CPU has AVX-512F (checked).
-                    unsafe {
-                        sgemm(
-                            tile,
-                            m,
-                            k,
-                            n,
-                            0.37,
-                            a.as_ptr(),
-                            rsa,
-                            csa,
-                            b.as_ptr(),
-                            n as isize,
-                            1,
-                            0.7,
-                            got.as_mut_ptr(),
-                            n as isize,
-                            Skip::None,
-                        )
-                    };
                     assert!(
-                        want.iter()
-                            .zip(&got)
-                            .all(|(w, g)| w.to_bits() == g.to_bits()),
-                        "{tile:?} {m}x{k}x{n} strides ({rsa}, {csa})"
+                        same_as_matrixmultiply(tile, &mut rng, shape, a_layout, false, (0.37, 0.7)),
+                        "{tile:?}: {shape:?} A {a_layout:?}"
                     );
                 }
             }
