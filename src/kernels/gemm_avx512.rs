@@ -25,8 +25,7 @@
 //!   tile to half the FMA rate of a Zen 5 core (two 512-bit FMAs per
 //!   cycle; a Zen 4 core does one, so there it did not show). With fewer
 //!   panels `A` is read in place: by columns (`rsa = 1`) from one pointer,
-//!   by rows in groups of four steps of k, whose entries lie at constant
-//!   offsets from the rows' addresses;
+//!   by rows (`csa = 1`) through that chain;
 //! - the 12×32 tile's FMAs broadcast A's entry from memory themselves
 //!   (inline assembly): left to LLVM, a step's twelve broadcasts were
 //!   loaded ahead into registers and, with the 24 accumulators, spilled;
@@ -90,12 +89,10 @@ const MM_TILE: usize = 16;
 const PACK_A_MIN_PANELS: usize = 3;
 /// The most rows of a register tile (of [`Tile::Square`]).
 const MAX_MR: usize = 16;
-/// The tile's A: rows in place, unit column stride (`csa = 1`).
+/// The tile's A: rows in place (`csa = 1`).
 const A_ROWS: u8 = 0;
 /// The tile's A: unit row stride (`rsa = 1`), in place or copied.
 const A_COLUMNS: u8 = 1;
-/// Steps of k per group in a tile over rows of A in place.
-const UNROLL: usize = 4;
 
 thread_local! {
     /// The packed block of `B` (panels of `NR` columns), 64-byte aligned.
@@ -562,84 +559,63 @@ unsafe fn tile<const R: usize, const V: usize, const NR: usize, const L: u8>(
     fin: &Finish,
     hints: &mut Hints,
 ) {
-    debug_assert!(if L == A_COLUMNS { rsa == 1 } else { csa == 1 });
+    debug_assert!(L != A_COLUMNS || rsa == 1);
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let mut ap = a;
     let mut bp = panel;
     let every = hints.every;
     let mut countdown = every;
-    // One step of k: term `$u` from `ap` (in A's steps of k) and `bp` (in
-    // the panel's rows), into every accumulator; then the hint's countdown.
-    macro_rules! k_step {
-        ($u:expr, $entry:expr) => {
-            let mut bv = [_mm512_setzero_ps(); V];
-            for v in 0..V {
-                bv[v] = _mm512_loadu_ps(bp.add($u * NR + 16 * v));
-            }
-            for i in 0..R {
-                let at: *const f32 = $entry(i);
-                if V == 2 {
-                    // Each of the two FMAs broadcasts the entry from memory
-                    // itself: left to LLVM, the twelve broadcasts of a
-                    // step were loaded ahead into registers, and with the
-                    // 24 accumulators they did not fit in the 32 (spilled
-                    // accumulators, the 12×32 tile 20% slower than the
-                    // 16×16 one on Zen 5).
-                    // SAFETY: reads the one f32 at `at` (in bounds: the
-                    // caller's contract), as `*at` would; AVX-512F is
-                    // enabled for this function.
-                    asm!(
-                        "vfmadd231ps {a0}, {b0}, dword ptr [{p}]{{1to16}}",
-                        "vfmadd231ps {a1}, {b1}, dword ptr [{p}]{{1to16}}",
-                        a0 = inout(zmm_reg) acc[i][0],
-                        a1 = inout(zmm_reg) acc[i][V - 1],
-                        b0 = in(zmm_reg) bv[0],
-                        b1 = in(zmm_reg) bv[V - 1],
-                        p = in(reg) at,
-                        options(pure, readonly, nostack, preserves_flags),
-                    );
-                } else {
-                    let av = _mm512_set1_ps(*at);
-                    for v in 0..V {
-                        acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
-                    }
+    for _ in 0..kc {
+        let mut bv = [_mm512_setzero_ps(); V];
+        for v in 0..V {
+            bv[v] = _mm512_loadu_ps(bp.add(16 * v));
+        }
+        for i in 0..R {
+            // With A's columns contiguous (copied, or `rsa = 1`), row i at
+            // a constant offset from `ap`: the broadcasts' addresses
+            // independent of each other, one pointer step per k. With A's
+            // rows in place (fewer than PACK_A_MIN_PANELS panels), a chain
+            // of additions of `rsa`.
+            let at: *const f32 = if L == A_COLUMNS {
+                ap.add(i)
+            } else {
+                ap.offset(i as isize * rsa)
+            };
+            if V == 2 {
+                // Each of the two FMAs broadcasts the entry from memory
+                // itself: left to LLVM, the twelve broadcasts of a step
+                // were loaded ahead into registers, and with the 24
+                // accumulators they did not fit in the 32 (spilled
+                // accumulators, the 12×32 tile 20% slower than the 16×16
+                // one on Zen 5).
+                // SAFETY: reads the one f32 at `at` (in bounds: the
+                // caller's contract), as `*at` would; AVX-512F is enabled
+                // for this function.
+                asm!(
+                    "vfmadd231ps {a0}, {b0}, dword ptr [{p}]{{1to16}}",
+                    "vfmadd231ps {a1}, {b1}, dword ptr [{p}]{{1to16}}",
+                    a0 = inout(zmm_reg) acc[i][0],
+                    a1 = inout(zmm_reg) acc[i][V - 1],
+                    b0 = in(zmm_reg) bv[0],
+                    b1 = in(zmm_reg) bv[V - 1],
+                    p = in(reg) at,
+                    options(pure, readonly, nostack, preserves_flags),
+                );
+            } else {
+                let av = _mm512_set1_ps(*at);
+                for v in 0..V {
+                    acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
                 }
             }
-            countdown -= 1;
-            if countdown == 0 {
-                countdown = every;
-                // SAFETY: hints only; this kernel runs on AVX-512 CPUs (the
-                // caller's contract), and every one of them has PREFETCHW.
-                hints.issue_one();
-            }
-        };
-    }
-    if L == A_COLUMNS {
-        // Row i of the tile at a constant offset from `ap`: one pointer
-        // step per k, and the broadcasts' addresses independent of each
-        // other.
-        for _ in 0..kc {
-            k_step!(0, |i: usize| ap.add(i));
-            ap = ap.offset(csa);
-            bp = bp.add(NR);
         }
-    } else {
-        // Rows of A in place: the R row addresses are a chain of additions
-        // of `rsa` (there are too few registers to hold them), paid once per
-        // UNROLL steps of k, whose terms lie at constant offsets from them.
-        let mut left = kc;
-        while left >= UNROLL {
-            for u in 0..UNROLL {
-                k_step!(u, |i: usize| ap.offset(i as isize * rsa).add(u));
-            }
-            ap = ap.add(UNROLL);
-            bp = bp.add(UNROLL * NR);
-            left -= UNROLL;
-        }
-        for _ in 0..left {
-            k_step!(0, |i: usize| ap.offset(i as isize * rsa));
-            ap = ap.add(1);
-            bp = bp.add(NR);
+        ap = ap.offset(csa);
+        bp = bp.add(NR);
+        countdown -= 1;
+        if countdown == 0 {
+            countdown = every;
+            // SAFETY: hints only; this kernel runs on AVX-512 CPUs (the
+            // caller's contract), and every one of them has PREFETCHW.
+            hints.issue_one();
         }
     }
     // SAFETY: as above.
@@ -679,7 +655,6 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// Runs both kernels on one case, returns whether C is bitwise equal.
     /// Where A's entry (i, p) lies in its store: at `i·rsa + p·csa`.
     #[derive(Clone, Copy, Debug)]
     enum ALayout {
@@ -705,6 +680,7 @@ mod tests {
         }
     }
 
+    /// Runs both kernels on one case, returns whether C is bitwise equal.
     fn same_as_matrixmultiply(
         tile: Tile,
         rng: &mut ChaCha8Rng,
