@@ -347,13 +347,15 @@ unsafe fn pack_b<const NR: usize>(
             let full = kc / 16 * 16;
             for p0 in (0..full).step_by(16) {
                 for v in 0..NR / 16 {
-                    let from = src.offset(16 * v as isize * csb).add(p0);
-                    let rows: [__m512; 16] =
-                        std::array::from_fn(|l| _mm512_loadu_ps(from.offset(l as isize * csb)));
-                    let cols16 = transpose16(rows);
-                    for (q, col) in cols16.iter().enumerate() {
-                        _mm512_storeu_ps(dst.add((p0 + q) * NR + 16 * v), *col);
-                    }
+                    transposed_copy(
+                        src.offset(16 * v as isize * csb).add(p0),
+                        csb,
+                        16,
+                        16,
+                        dst.add(p0 * NR + 16 * v),
+                        NR,
+                        u16::MAX,
+                    );
                 }
             }
             let idx = _mm512_mullo_epi32(
@@ -403,19 +405,41 @@ unsafe fn pack_a_rows<const MR: usize>(
     let mut p = p0;
     while p < p1 {
         let width = (p1 - p).min(16);
-        let lanes = ((1u32 << width) - 1) as u16;
-        let r: [__m512; 16] = std::array::from_fn(|i| {
-            if i < rows {
-                _mm512_maskz_loadu_ps(lanes, src.offset(i as isize * rsa).add(p))
-            } else {
-                _mm512_setzero_ps()
-            }
-        });
-        let t = transpose16(r);
-        for (q, col) in t.iter().enumerate().take(width) {
-            _mm512_mask_storeu_ps(ap.add((p + q) * MR), keep, *col);
-        }
+        transposed_copy(src.add(p), rsa, rows, width, ap.add(p * MR), MR, keep);
         p += width;
+    }
+}
+
+/// Reads `width` (≤ 16) floats of each of `lines` (≤ 16) lines, line `l`
+/// at `from + l·stride` (the missing lines read as zeros), and writes the
+/// transposed block: vector `q < width` (entry `q` of every line) at
+/// `to + q·to_stride`, the lanes of `keep` only.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512F; the lines' first `width` floats must be in
+/// bounds, and so must the `keep` lanes of the `width` vectors written.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn transposed_copy(
+    from: *const f32,
+    stride: isize,
+    lines: usize,
+    width: usize,
+    to: *mut f32,
+    to_stride: usize,
+    keep: u16,
+) {
+    let lanes = ((1u32 << width) - 1) as u16;
+    let r: [__m512; 16] = std::array::from_fn(|l| {
+        if l < lines {
+            _mm512_maskz_loadu_ps(lanes, from.offset(l as isize * stride))
+        } else {
+            _mm512_setzero_ps()
+        }
+    });
+    for (q, col) in transpose16(r).iter().enumerate().take(width) {
+        _mm512_mask_storeu_ps(to.add(q * to_stride), keep, *col);
     }
 }
 
