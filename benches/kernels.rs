@@ -1,12 +1,13 @@
 //! The kernels one by one, at the shapes of the S and M training benchmarks
 //! (`../shared/bench/README.md`): the projection matmuls (and, on one
-//! thread, our gemm kernel next to `matrixmultiply`'s), causal attention,
+//! thread, our gemm kernel next to `matrixmultiply`'s), causal attention
+//! (forward, and backward from the kept probabilities),
 //! RMSNorm, SwiGLU and its backward, the exact top-k select of the
 //! optimizer, and the vectorisable exponential next to libm's. Run with
 //! `RAYON_NUM_THREADS=2 cargo bench --bench kernels`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mofo::kernels::attention::{attention, AttnShape};
+use mofo::kernels::attention::{attention, attention_backward, AttnShape};
 use mofo::kernels::elementwise::{swiglu, swiglu_backward};
 use mofo::kernels::gemm::{gemm_alloc, sgemm_matrixmultiply, sgemm_own, Tile};
 use mofo::kernels::rmsnorm::rmsnorm;
@@ -100,6 +101,12 @@ fn attention_and_norm(c: &mut Criterion) {
         );
         group.bench_function(format!("{name}_causal_attention_fwd"), |b| {
             b.iter(|| attention(&q, &k, &v, sh, true))
+        });
+        let (_, probs) = attention(&q, &k, &v, sh, true);
+        let probs = probs.expect("kept");
+        let d_o = random(&mut rng, n);
+        group.bench_function(format!("{name}_causal_attention_bwd"), |b| {
+            b.iter(|| attention_backward(&q, &k, &v, &probs, &d_o, sh))
         });
         let w = random(&mut rng, h);
         group.bench_function(format!("{name}_rmsnorm_fwd"), |b| {

@@ -141,9 +141,9 @@ pub fn gemm_serial_skip<T: Scalar>(
     if TypeId::of::<T>() == TypeId::of::<f32>() && csc == 1 {
         // Asked only here, so that a process without f32 products never
         // times the kernels.
-        if let Some(tile) = own_kernel() {
+        if let Some(tile) = super::gemm_choice::choice().own_for(n, rsa, csa) {
             // SAFETY: `T` is `f32` (checked through `TypeId`); the CPU has
-            // AVX-512F (`own_kernel`); m, k, n > 0 (returned above
+            // AVX-512F (`own_for`); m, k, n > 0 (returned above
             // otherwise); `c` has unit column stride (checked).
             unsafe { own_kernel_on(tile, alpha, &a, &b, beta, &mut c, skip) };
             return;
@@ -201,7 +201,9 @@ pub fn gemm_serial_skip<T: Scalar>(
 /// The tile with which f32 products with a row-contiguous `C` go to
 /// [`super::gemm_avx512`] (bitwise equal to `matrixmultiply`), if they do:
 /// the CPU has AVX-512 and one of our tiles was timed the fastest at the
-/// first product, or `MOFO_GEMM` names it ([`super::gemm_choice`]).
+/// first product, or `MOFO_GEMM` names it ([`super::gemm_choice`]). Narrow
+/// products reading A's rows in place may take the other tile
+/// ([`super::gemm_choice::Choice::own_for`]).
 #[cfg(target_arch = "x86_64")]
 pub fn own_kernel() -> Option<Tile> {
     super::gemm_choice::choice().own()
@@ -494,7 +496,7 @@ mod tests {
 
     /// `gemm` on f32 views (strided, reversed, transposed) gives exactly
     /// what `matrixmultiply::sgemm` gives on the same views
-    /// ([`sgemm_matrixmultiply`]), whichever kernel `own_kernel` picks.
+    /// ([`sgemm_matrixmultiply`]), whichever kernel `gemm_choice` picks.
     #[test]
     fn f32_products_are_bitwise_those_of_matrixmultiply() {
         use ndarray::s;
@@ -609,7 +611,15 @@ mod tests {
     #[test]
     fn skips_change_no_computed_entry() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        for &(m, k, n) in &[(64, 32, 64), (37, 300, 53), (70, 520, 100), (13, 9, 130)] {
+        // (50, 300, 32): a narrow B, which both tiles multiply with A's
+        // rows read in place (`gemm_choice::narrow_rows_in_place`).
+        for &(m, k, n) in &[
+            (64, 32, 64),
+            (37, 300, 53),
+            (70, 520, 100),
+            (13, 9, 130),
+            (50, 300, 32),
+        ] {
             for skip in [
                 Skip::AboveDiagonalOfC,
                 Skip::AHeadZeros,
