@@ -25,7 +25,11 @@
 //!   tile to half the FMA rate of a Zen 5 core (two 512-bit FMAs per
 //!   cycle; a Zen 4 core does one, so there it did not show). With fewer
 //!   panels `A` is read in place: by columns (`rsa = 1`) from one pointer,
-//!   by rows (`csa = 1`) through that chain;
+//!   by rows (`csa = 1`) through that chain: sixteen additions per sixteen
+//!   FMAs with the 16×16 tile, twelve per 24 with the 12×32 one, which two
+//!   512-bit FMA pipes need as long for. `super::gemm_choice` times the two
+//!   tiles on such a product and gives the narrow ones the faster (the
+//!   12×32 tile on the Zen 5);
 //! - the 12×32 tile's FMAs broadcast A's entry from memory themselves
 //!   (inline assembly): left to LLVM, a step's twelve broadcasts were
 //!   loaded ahead into registers and, with the 24 accumulators, spilled;

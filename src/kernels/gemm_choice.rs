@@ -45,9 +45,11 @@
 //! narrow tile = the 16×16 tile if t_square' < t_wide', else the 12×32 one
 //! ```
 //!
-//! The 16×16 tile reads A's 16 rows in place through a chain of address
-//! additions (too few registers to hold 16 row addresses; the 12×32 tile's
-//! 12 fit), which halves its rate on a core with two 512-bit FMA pipes. On
+//! Both tiles read A's rows in place through a chain of address additions
+//! (too few registers to hold the row addresses): sixteen per step of k for
+//! the 16×16 tile's sixteen FMAs, which halves its rate on a core with two
+//! 512-bit FMA pipes, and twelve for the 12×32 tile's 24 FMAs, which two
+//! pipes take as long to run. On
 //! the Zen 5 EPYC (2026-12-07) the 12×32 tile made M's attention about 8%
 //! faster, forward and backward, in the median of four alternated rounds of
 //! the `kernels` benchmark, and M's training step about 2.5% faster
