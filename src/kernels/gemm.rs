@@ -198,17 +198,6 @@ pub fn gemm_serial_skip<T: Scalar>(
     }
 }
 
-/// The tile with which f32 products with a row-contiguous `C` go to
-/// [`super::gemm_avx512`] (bitwise equal to `matrixmultiply`), if they do:
-/// the CPU has AVX-512 and one of our tiles was timed the fastest at the
-/// first product, or `MOFO_GEMM` names it ([`super::gemm_choice`]). Narrow
-/// products reading A's rows in place may take the other tile
-/// ([`super::gemm_choice::Choice::own_for`]).
-#[cfg(target_arch = "x86_64")]
-pub fn own_kernel() -> Option<Tile> {
-    super::gemm_choice::choice().own()
-}
-
 /// Which kernel runs the f32 products in this process, and why (for the
 /// benchmarks' reports).
 pub fn f32_kernel() -> &'static str {
@@ -310,7 +299,7 @@ pub fn sgemm_matrixmultiply(
 }
 
 /// `C ← α·A·B + β·C` in f32 through our kernel ([`super::gemm_avx512`])
-/// with register tile `tile`, whatever [`own_kernel`] says, where it can
+/// with register tile `tile`, whatever [`super::gemm_choice`] chose, where it can
 /// run (x86-64 with AVX-512, a row-contiguous `C`, no empty dimension);
 /// through [`sgemm_matrixmultiply`] otherwise. For the kernel's timing and
 /// the benchmarks.

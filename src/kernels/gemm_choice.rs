@@ -237,16 +237,9 @@ pub fn time_narrow() -> NarrowTimings {
     let b = pattern(k, n, 4);
     debug_assert!(narrow_rows_in_place(n, a.strides()[0], a.strides()[1]));
     let mut c = Array2::<f32>::zeros((m, n));
-    let mut best = [Duration::MAX; 2];
-    for round in 0..ROUNDS {
-        for at in 0..2 {
-            let which = (round + at) % 2;
-            let tile = Tile::ALL[which];
-            let t0 = Instant::now();
-            super::gemm::sgemm_own(tile, 1.0, a.view(), b.view(), 0.0, c.view_mut());
-            best[which] = best[which].min(t0.elapsed());
-        }
-    }
+    let best = fastest_rotated::<2>(|which| {
+        super::gemm::sgemm_own(Tile::ALL[which], 1.0, a.view(), b.view(), 0.0, c.view_mut())
+    });
     NarrowTimings {
         wide: best[0],
         square: best[1],
@@ -260,26 +253,32 @@ pub fn time_kernels() -> Timings {
     let a = pattern(m, k, 1);
     let b = pattern(k, n, 2);
     let mut c = Array2::<f32>::zeros((m, n));
-    let mut best = [Duration::MAX; 3];
-    for round in 0..ROUNDS {
-        for at in 0..3 {
-            let which = (round + at) % 3;
-            let t0 = Instant::now();
-            match which {
-                0 => super::gemm::sgemm_own(Tile::Wide, 1.0, a.view(), b.view(), 0.0, c.view_mut()),
-                1 => {
-                    super::gemm::sgemm_own(Tile::Square, 1.0, a.view(), b.view(), 0.0, c.view_mut())
-                }
-                _ => super::gemm::sgemm_matrixmultiply(1.0, a.view(), b.view(), 0.0, c.view_mut()),
-            }
-            best[which] = best[which].min(t0.elapsed());
+    let best = fastest_rotated::<3>(|which| match which {
+        0 | 1 => {
+            super::gemm::sgemm_own(Tile::ALL[which], 1.0, a.view(), b.view(), 0.0, c.view_mut())
         }
-    }
+        _ => super::gemm::sgemm_matrixmultiply(1.0, a.view(), b.view(), 0.0, c.view_mut()),
+    });
     Timings {
         wide: best[0],
         square: best[1],
         matrixmultiply: best[2],
     }
+}
+
+/// The fastest of [`ROUNDS`] runs of each of `N` kernels (`run(i)` runs
+/// kernel `i`), the order of the `N` rotated from round to round.
+fn fastest_rotated<const N: usize>(mut run: impl FnMut(usize)) -> [Duration; N] {
+    let mut best = [Duration::MAX; N];
+    for round in 0..ROUNDS {
+        for at in 0..N {
+            let which = (round + at) % N;
+            let t0 = Instant::now();
+            run(which);
+            best[which] = best[which].min(t0.elapsed());
+        }
+    }
+    best
 }
 
 #[cfg(test)]
