@@ -19,17 +19,16 @@
 //!   at a time, so that a step of k reads the MR entries at constant
 //!   offsets from one pointer (`vfmadd231ps [p + 4i]{1to16}`): a transposed
 //!   `A` (`rsa = 1`) by masked loads, row-major activations (`csa = 1`)
-//!   through 16×16 transposes in registers. Read in place, the MR rows'
-//!   addresses are a chain of additions of `rsa` (too few registers to
-//!   hold them): 16 dependent additions per 16 FMAs, which held the 16×16
-//!   tile to half the FMA rate of a Zen 5 core (two 512-bit FMAs per
-//!   cycle; a Zen 4 core does one, so there it did not show). With fewer
-//!   panels `A` is read in place: by columns (`rsa = 1`) from one pointer,
-//!   by rows (`csa = 1`) through that chain: sixteen additions per sixteen
-//!   FMAs with the 16×16 tile, twelve per 24 with the 12×32 one, which two
-//!   512-bit FMA pipes need as long for. `super::gemm_choice` times the two
-//!   tiles on such a product and gives the narrow ones the faster (the
-//!   12×32 tile on the Zen 5);
+//!   through 16×16 transposes in registers. With fewer panels (B at most
+//!   [`A_IN_PLACE_MAX_COLUMNS`] wide) `A` is read in place: by columns
+//!   (`rsa = 1`) from one pointer, by rows (`csa = 1`) through a chain of
+//!   additions of `rsa` (too few registers to hold the rows' addresses).
+//!   With the 16×16 tile that is 16 dependent additions per 16 FMAs, half
+//!   the FMA rate of a Zen 5 core (two 512-bit FMAs per cycle; a Zen 4 core
+//!   does one, so there it does not show); with the 12×32 tile twelve per
+//!   24 FMAs, which two pipes need as long for. `super::gemm_choice` times
+//!   the two tiles on such a product and gives these narrow products the
+//!   faster (the 12×32 tile on the Zen 5);
 //! - the 12×32 tile's FMAs broadcast A's entry from memory themselves
 //!   (inline assembly): left to LLVM, a step's twelve broadcasts were
 //!   loaded ahead into registers and, with the 24 accumulators, spilled;
@@ -89,8 +88,13 @@ pub const KC: usize = 256;
 /// `matrixmultiply`'s AVX-512 tile: its edge entries are finished in two
 /// roundings (see the module docs).
 const MM_TILE: usize = 16;
-/// A transposed `A` is copied only when its rows feed this many panels.
+/// `A` is copied (unless neither of its strides is 1, when it always is)
+/// only when its rows feed this many panels.
 const PACK_A_MIN_PANELS: usize = 3;
+/// The widest B (columns) for which both tiles read `A` in place: fewer
+/// than `PACK_A_MIN_PANELS` (3) panels of the 16×16 tile, and so of the
+/// 12×32 one.
+pub const A_IN_PLACE_MAX_COLUMNS: usize = (PACK_A_MIN_PANELS - 1) * 16;
 /// The most rows of a register tile (of [`Tile::Square`]).
 const MAX_MR: usize = 16;
 /// The tile's A: rows in place (`csa = 1`).

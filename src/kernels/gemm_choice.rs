@@ -74,9 +74,10 @@ pub const ROUNDS: usize = 15;
 pub const MARGIN: f64 = 1.05;
 
 /// The most columns of B for which a product that reads A's rows in
-/// place takes the narrow tile of [`Choice::OwnMeasured`]: one panel of
-/// the 12×32 tile, two of the 16×16 one (both then read A in place).
-pub const NARROW_COLUMNS: usize = 32;
+/// place takes the narrow tile of [`Choice::OwnMeasured`]: as many as both
+/// tiles read A in place for (32: one panel of the 12×32 tile, two of the
+/// 16×16 one).
+pub const NARROW_COLUMNS: usize = super::gemm_avx512::A_IN_PLACE_MAX_COLUMNS;
 
 /// Whether a product with `n` columns of B and A at strides `(rsa, csa)`
 /// reads A's rows in place with either tile: A by rows (`csa = 1`, and not
