@@ -518,6 +518,13 @@ unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
 
 /// Calls the tile kernel compiled for `rows` rows (1–16) and one or two
 /// vectors of columns, on panels `NR` columns wide.
+///
+/// With `NR = 16` the two-vector tiles are never called (a panel of 16
+/// columns has one vector). They are compiled anyway, on purpose: leaving
+/// them out (2026-12-07) made this function small enough for LLVM to
+/// inline its 16×16 instances into `sgemm_tiled` even with
+/// `#[inline(never)]`, where the tile's loop kept its step of A on the
+/// stack (`add 0xe0(%rsp), %r13`), and M trained 5% slower on the Zen 5.
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_dispatch<const NR: usize, const L: u8>(
     rows: usize,
