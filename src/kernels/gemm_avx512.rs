@@ -418,6 +418,21 @@ unsafe fn pack_a_rows<const MR: usize>(
     }
 }
 
+/// Runs `$body` with `$i` bound to each constant 0..16 below `$r`.
+macro_rules! unroll_rows {
+    ($r:expr, $i:ident, $body:block) => {
+        unroll_rows!(@ $r, $i, $body, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+    };
+    (@ $r:expr, $i:ident, $body:block, $($n:literal)*) => {
+        $(
+            if $n < $r {
+                let $i: usize = $n;
+                $body
+            }
+        )*
+    };
+}
+
 /// Reads `width` (≤ 16) floats of each of `lines` (≤ 16) lines, line `l`
 /// at `from + l·stride` (the missing lines read as zeros), and writes the
 /// transposed block: vector `q < width` (entry `q` of every line) at
@@ -446,9 +461,16 @@ unsafe fn transposed_copy(
             _mm512_setzero_ps()
         }
     });
-    for (q, col) in transpose16(r).iter().enumerate().take(width) {
-        _mm512_mask_storeu_ps(to.add(q * to_stride), keep, *col);
-    }
+    let cols = transpose16(r);
+    // One masked store per column, unrolled with constant indices: as a
+    // loop over `width` columns, LLVM kept the block on the stack and, for
+    // contiguous full columns (`to_stride = 16`, all lanes: A's copy for
+    // the 16×16 tile, B's gather for its panels), called `memcpy` for it.
+    unroll_rows!(16, q, {
+        if q < width {
+            _mm512_mask_storeu_ps(to.add(q * to_stride), keep, cols[q]);
+        }
+    });
 }
 
 /// The transpose of a 16×16 block: `out[c][r] = rows[r][c]`, in four
@@ -565,21 +587,6 @@ unsafe fn tile_dispatch<const NR: usize, const L: u8>(
         2 => go!(2),
         _ => go!(1),
     }
-}
-
-/// Runs `$body` with `$i` bound to each constant 0..16 below `$r`.
-macro_rules! unroll_rows {
-    ($r:expr, $i:ident, $body:block) => {
-        unroll_rows!(@ $r, $i, $body, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
-    };
-    (@ $r:expr, $i:ident, $body:block, $($n:literal)*) => {
-        $(
-            if $n < $r {
-                let $i: usize = $n;
-                $body
-            }
-        )*
-    };
 }
 
 /// One R×(16·V) tile over one block of k: accumulate in registers, then
