@@ -419,9 +419,9 @@ unsafe fn pack_a_rows<const MR: usize>(
 }
 
 /// Runs `$body` with `$i` bound to each constant 0..16 below `$r`.
-macro_rules! unroll_rows {
+macro_rules! unroll_below {
     ($r:expr, $i:ident, $body:block) => {
-        unroll_rows!(@ $r, $i, $body, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+        unroll_below!(@ $r, $i, $body, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
     };
     (@ $r:expr, $i:ident, $body:block, $($n:literal)*) => {
         $(
@@ -466,7 +466,7 @@ unsafe fn transposed_copy(
     // loop over `width` columns, LLVM kept the block on the stack and, for
     // contiguous full columns (`to_stride = 16`, all lanes: A's copy for
     // the 16×16 tile, B's gather for its panels), called `memcpy` for it.
-    unroll_rows!(16, q, {
+    unroll_below!(16, q, {
         if q < width {
             _mm512_mask_storeu_ps(to.add(q * to_stride), keep, cols[q]);
         }
@@ -670,7 +670,7 @@ unsafe fn tile<const R: usize, const V: usize, const NR: usize, const L: u8>(
     let betav = _mm512_set1_ps(fin.beta);
     // Unrolled with constant indices, so that `acc` stays in registers (a
     // loop here made LLVM keep it on the stack and zero it with `memset`).
-    unroll_rows!(R, i, {
+    unroll_below!(R, i, {
         let row = c.offset(i as isize * rsc);
         let edge_row = i >= fin.edge_rows_from;
         for v in 0..V {
