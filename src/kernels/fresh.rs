@@ -7,7 +7,7 @@
 //! step of the S model allocates about 120 MB of such outputs (attention
 //! probabilities and outputs, SwiGLU and their gradients); on the Intel
 //! Xeon of 2026-12-01, building them as below made a training step of S
-//! 13% faster and one of M 8% (docs/performance.md).
+//! 13% faster and one of M 8% (docs/performance-log.md).
 //!
 //! [`par_chunks_fresh`] instead gives each parallel task its own chunk of
 //! every output, zero-filled by that task just before it writes the chunk.

@@ -14,7 +14,7 @@
 //!   FMA pipes) the 12×32 tile trained S and M 10–30% faster than
 //!   `matrixmultiply`; on a Zen 4 EPYC (32 KiB L1D, 512-bit FMAs split
 //!   over two 256-bit pipes) it was 13–15% slower than `matrixmultiply` on
-//!   M, and the 16×16 tile 8–10% faster (docs/performance.md);
+//!   M, and the 16×16 tile 8–10% faster (docs/performance-log.md);
 //! - `A` feeding three or more panels is copied, MR rows by one block of k
 //!   at a time, so that a step of k reads the MR entries at constant
 //!   offsets from one pointer (`vfmadd231ps [p + 4i]{1to16}`): a transposed
@@ -46,7 +46,7 @@
 //!   (forward and input gradient; the weight gradient, whose A is copied
 //!   anyway, unchanged); spreading them (eleventh sitting) made forward
 //!   products over 16 buffers another 0–12% faster, 10–30% faster than
-//!   without hints, and no slower on one hot buffer (docs/performance.md).
+//!   without hints, and no slower on one hot buffer (docs/performance-log.md).
 //!   `MOFO_NO_PREFETCH=1` turns them off, as for the optimizer's loops.
 //!   Every x86-64 CPU with AVX-512 has PREFETCHW.
 //!

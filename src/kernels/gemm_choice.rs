@@ -11,7 +11,7 @@
 //! S and M; on the Zen 4 EPYC of 2026-12-04 (512-bit FMAs on two 256-bit
 //! pipes, 32 KiB L1D) `matrixmultiply`'s was 10–35% faster than it, and
 //! our 16×16 tile (its panel of B half as large) 8–10% faster than
-//! `matrixmultiply` in training (docs/performance.md). On a Zen 5 EPYC
+//! `matrixmultiply` in training (docs/performance-log.md). On a Zen 5 EPYC
 //! (two 512-bit FMA pipes, 48 KiB L1D), once our tiles no longer read A's
 //! rows through a chain of address additions (2026-12-06), the 16×16 tile
 //! trained M about 14% faster than `matrixmultiply` and the 12×32 one
@@ -53,7 +53,7 @@
 //! the Zen 5 EPYC (2026-12-07) the 12×32 tile made M's attention about 8%
 //! faster, forward and backward, in the median of four alternated rounds of
 //! the `kernels` benchmark, and M's training step about 2.5% faster
-//! (docs/performance.md), while the 16×16 tile stayed the faster elsewhere.
+//! (docs/performance-log.md), while the 16×16 tile stayed the faster elsewhere.
 //! On a core with one 512-bit FMA pipe the chain costs nothing, and the
 //! timing may keep the 16×16 tile there.
 //!

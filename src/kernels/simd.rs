@@ -15,8 +15,8 @@
 //!
 //! On the Intel Xeon of 2026-12-01 (2 threads, 40.6M parameters) the
 //! AVX-512 loops made an AdamW step 2–4% and a MoFO-AdamW step 9–11%
-//! faster than the AVX2 ones (docs/performance.md). `MOFO_NO_AVX512=1` keeps the AVX2 loops, for A/B
-//! runs.
+//! faster than the AVX2 ones (docs/performance-log.md). `MOFO_NO_AVX512=1`
+//! keeps the AVX2 loops, for A/B runs.
 
 /// Whether this CPU has AVX2 (detected once, then a cached load).
 #[inline(always)]

@@ -308,7 +308,7 @@ pub fn layer_forward<T: Scalar>(tape: &Tape<T>, cfg: &LlamaConfig, lv: &LayerVar
     // Results that no later op reads (q and k before RoPE, the attention's
     // and the MLP's projections before their residual additions) are
     // released once consumed (`Tape::release`): M's peak resident memory
-    // 432 → 384 MB (docs/performance.md).
+    // 432 → 384 MB (docs/performance-log.md).
     let q_lin = tape.linear(a, lv.q);
     let q = tape.rope(q_lin, nh, d, cfg.rope_theta);
     tape.release(q_lin);

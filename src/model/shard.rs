@@ -21,7 +21,7 @@
 //! of a parallel kernel the other's kernels keep the cores busy, and each
 //! kernel works on half the activations. On the 2-core Intel Xeon of
 //! 2026-12-03, forward + backward of S and M took about 10% less time with
-//! two shards than with one (docs/performance.md). While the shards fill
+//! two shards than with one (docs/performance-log.md). While the shards fill
 //! the threads, a shard's matrix products run whole
 //! ([`crate::kernels::side_by_side`]): splitting one would pack its other
 //! operand once per chunk for parallelism the other shards already provide

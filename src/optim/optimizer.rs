@@ -1362,7 +1362,7 @@ fn hot_paths<F: Filter, B: Base, T: Scalar>(
         // (decoupled, AMSGrad, lerp's form) loaded and applied as a
         // mask per entry, with a masked gather for AMSGrad's slot; owned,
         // the loop is the plain update (AdamW's update pass on 3.8M
-        // entries, 1 thread: 1.7 -> 1.1 ms; docs/performance.md).
+        // entries, 1 thread: 1.7 -> 1.1 ms; docs/performance-log.md).
         let c = *c;
         if B::ROOTED {
             rooted::update_chunk(base, c, v, used, true, map);

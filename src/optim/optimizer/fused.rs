@@ -110,7 +110,7 @@
 //! update's 28) and a few for the log. On 40.6M parameters, 2 threads,
 //! alternated three times in one binary (`MOFO_NO_SINGLE_PASS=1` turns it
 //! off): MoFO/Adam 1.03–1.12 with the single pass, 1.23–1.25 with pass 0 and
-//! pass 1 (docs/performance.md).
+//! pass 1 (docs/performance-log.md).
 //!
 //! Memory traffic: pass 0 reads g and what the score needs (|m| for MoFO:
 //! 8 bytes per entry), pass 1 is Adam's 28 bytes; the candidates' new values
@@ -355,7 +355,7 @@ impl Forecast {
 /// double) where it crosses one, and blocks with similar thresholds cross
 /// together; the value's extrapolation follows it across (replayed on
 /// MoFO-Lion's thresholds: the bands 14% narrower for the same share
-/// bracketed, the other recordings unchanged; docs/performance.md,
+/// bracketed, the other recordings unchanged; docs/performance-log.md,
 /// twenty-fifth sitting).
 fn extrapolated<T: Scalar>(last: u64, prev: u64) -> u64 {
     let x = 2.0 * key_to_f64::<T>(last) - key_to_f64::<T>(prev);

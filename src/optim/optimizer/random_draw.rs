@@ -43,7 +43,7 @@
 //! group, and CPUs without AVX-512, take the buffered loop
 //! (`draw_chunk`). On 40.6M parameters, 2 threads, Zen 5 (2026-12-05,
 //! twenty-seventh sitting), random_bcd's step went from 30.0–31.4 to
-//! 26.8–28.0 ms (docs/performance.md).
+//! 26.8–28.0 ms (docs/performance-log.md).
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

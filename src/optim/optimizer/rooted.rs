@@ -21,7 +21,7 @@
 //! float32 square root starts from the scalar `rsqrtss` estimate
 //! (`kernels::torch_sqrt`), and a loop that calls it per entry is not
 //! vectorised; RMSprop's step ran one entry at a time at about 6× AdamW's
-//! time, mv and gv at 14× and 27× (docs/performance.md). Here the
+//! time, mv and gv at 14× and 27× (docs/performance-log.md). Here the
 //! estimates come from the packed instruction, four lanes per call, and
 //! everything else is lane-wise.
 //!

@@ -30,8 +30,8 @@
 //! entries. Here the one cursor lives in a register, the capacity is
 //! checked once per [`BATCH`] entries, and the masks go from the compares
 //! straight to the compress and the log. Measured on 40.6M parameters, 2
-//! threads, Zen 5 (docs/performance.md, twentieth sitting): the pass 9.9–10.3
-//! ms against the generic loop's 12.4–13.4; the streamed old θ and the
+//! threads, Zen 5 (docs/performance-log.md, twentieth sitting): the pass
+//! 9.9–10.3 ms against the generic loop's 12.4–13.4; the streamed old θ and the
 //! dense masks took MoFO/Adam from 1.128–1.134 to 1.101–1.108 (three
 //! alternations); the log's writes are about 1 ms of the pass.
 //! Twenty-first sitting: the old θ packed in a register rather than an L1
@@ -40,7 +40,7 @@
 //! (no call in the loop, so the constants stay in registers): MoFO/Adam
 //! alternated 1.067–1.072 against 1.079–1.083 on one thread; on two,
 //! 1.043–1.048 against 1.054–1.060 at 73 GB/s and 1.061–1.085 against
-//! 1.089–1.110 at 117–134 GB/s (docs/performance.md).
+//! 1.089–1.110 at 117–134 GB/s (docs/performance-log.md).
 //!
 //! Under clipping (a map of g alone, no pull) the map is taken in
 //! registers as g is loaded, rather than through the L2 buffer of
