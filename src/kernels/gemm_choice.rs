@@ -16,8 +16,11 @@
 //! rows through a chain of address additions (2026-12-06), the 16×16 tile
 //! trained M about 14% faster than `matrixmultiply` and the 12×32 one
 //! about 8%; before, `matrixmultiply` was the fastest there and this
-//! timing picked the 12×32 tile, 10% slower than it. So the choice is
-//! measured, once per process, at the first f32 product:
+//! timing picked the 12×32 tile, 10% slower than it. Once the 12×32 tile
+//! loaded each of A's entries once for its two FMAs (2026-12-07), it
+//! trained M about 8% faster than the 16×16 tile there, and the timing
+//! picks it. So the choice is measured, once per process, at the first f32
+//! product:
 //!
 //! ```text
 //! t_wide, t_square, t_mm = the fastest of ROUNDS rotated runs of each
@@ -53,9 +56,10 @@
 //! the Zen 5 EPYC (2026-12-07) the 12×32 tile made M's attention about 8%
 //! faster, forward and backward, in the median of four alternated rounds of
 //! the `kernels` benchmark, and M's training step about 2.5% faster
-//! (docs/performance-log.md), while the 16×16 tile stayed the faster elsewhere.
-//! On a core with one 512-bit FMA pipe the chain costs nothing, and the
-//! timing may keep the 16×16 tile there.
+//! (docs/performance-log.md), while the 16×16 tile stayed the faster elsewhere
+//! (until the 12×32 tile's single broadcast, above, made it the faster
+//! everywhere there). On a core with one 512-bit FMA pipe the chain costs
+//! nothing, and the timing may keep the 16×16 tile there.
 //!
 //! `MOFO_GEMM=own` (the 12×32 tile), `MOFO_GEMM=own16` (the 16×16 tile) or
 //! `MOFO_GEMM=matrixmultiply` skips the timing and runs that kernel for
