@@ -17,7 +17,8 @@
 //!   M, and the 16×16 tile 8–10% faster (docs/performance-log.md);
 //! - `A` feeding three or more panels is copied, MR rows by one block of k
 //!   at a time, so that a step of k reads the MR entries at constant
-//!   offsets from one pointer (`vfmadd231ps [p + 4i]{1to16}`): a transposed
+//!   offsets from one pointer (`vfmadd231ps [p + 4i]{1to16}` in the 16×16
+//!   tile, `vbroadcastss [p + 4i]` in the 12×32 one): a transposed
 //!   `A` (`rsa = 1`) by masked loads, row-major activations (`csa = 1`)
 //!   through 16×16 transposes in registers. With fewer panels (B at most
 //!   [`A_IN_PLACE_MAX_COLUMNS`] wide) `A` is read in place: by columns
