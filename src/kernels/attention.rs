@@ -88,6 +88,11 @@ impl AttnShape {
     fn scale<T: Scalar>(&self) -> T {
         T::one() / T::of(self.head_dim as f64).sqrt()
     }
+    /// Flat index of `(batch, time, head, dim)` in a `[B, T, heads, D]`
+    /// tensor (the reference loops').
+    fn flat(&self, heads: usize, bi: usize, ti: usize, hi: usize, di: usize) -> usize {
+        ((bi * self.seq + ti) * heads + hi) * self.head_dim + di
+    }
 }
 
 fn view4<T>(x: &[T], b: usize, t: usize, h: usize, d: usize) -> ArrayView4<'_, T> {
@@ -383,37 +388,49 @@ pub fn attention_backward<T: Scalar>(
     (dq, dk, dv)
 }
 
+/// Plain loops (reference): row `i` of head `hi`'s causal probabilities in
+/// batch `bi`, `softmax_j(scale·q_i·k_j)` for `j ≤ i`.
+fn reference_probs_row<T: Scalar>(
+    q: &[T],
+    k: &[T],
+    sh: AttnShape,
+    bi: usize,
+    hi: usize,
+    i: usize,
+) -> Vec<T> {
+    let qi = |bi, ti, hi, di| sh.flat(sh.heads, bi, ti, hi, di);
+    let ki = |bi, ti, gi, di| sh.flat(sh.kv_heads, bi, ti, gi, di);
+    let gi = hi / (sh.heads / sh.kv_heads);
+    let scale = sh.scale::<T>();
+    let mut p = vec![T::zero(); i + 1];
+    for (j, x) in p.iter_mut().enumerate() {
+        let mut acc = T::zero();
+        for di in 0..sh.head_dim {
+            acc += q[qi(bi, i, hi, di)] * k[ki(bi, j, gi, di)];
+        }
+        *x = acc * scale;
+    }
+    let m = p.iter().fold(T::neg_infinity(), |a, &x| a.max(x));
+    let z: T = p.iter().map(|&x| (x - m).exp()).sum();
+    for x in p.iter_mut() {
+        *x = (*x - m).exp() / z;
+    }
+    p
+}
+
 /// Plain loop forward (reference): `o` in `[B, T, H, D]`.
 pub fn attention_reference<T: Scalar>(q: &[T], k: &[T], v: &[T], sh: AttnShape) -> Vec<T> {
-    let AttnShape {
-        batch: b,
-        seq: t,
-        heads: h,
-        kv_heads: g,
-        head_dim: d,
-    } = sh;
-    let r = h / g;
-    let scale = sh.scale::<T>();
-    let qi = |bi: usize, ti: usize, hi: usize, di: usize| ((bi * t + ti) * h + hi) * d + di;
-    let ki = |bi: usize, ti: usize, gi: usize, di: usize| ((bi * t + ti) * g + gi) * d + di;
+    let qi = |bi, ti, hi, di| sh.flat(sh.heads, bi, ti, hi, di);
+    let ki = |bi, ti, gi, di| sh.flat(sh.kv_heads, bi, ti, gi, di);
+    let gr = sh.heads / sh.kv_heads;
     let mut o = vec![T::zero(); q.len()];
-    for bi in 0..b {
-        for hi in 0..h {
-            let gi = hi / r;
-            for i in 0..t {
-                let mut sc = vec![T::zero(); i + 1];
-                for (j, x) in sc.iter_mut().enumerate() {
-                    let mut acc = T::zero();
-                    for di in 0..d {
-                        acc += q[qi(bi, i, hi, di)] * k[ki(bi, j, gi, di)];
-                    }
-                    *x = acc * scale;
-                }
-                let m = sc.iter().fold(T::neg_infinity(), |a, &x| a.max(x));
-                let z: T = sc.iter().map(|&x| (x - m).exp()).sum();
-                for (j, &x) in sc.iter().enumerate() {
-                    let pij = (x - m).exp() / z;
-                    for di in 0..d {
+    for bi in 0..sh.batch {
+        for hi in 0..sh.heads {
+            let gi = hi / gr;
+            for i in 0..sh.seq {
+                let p = reference_probs_row(q, k, sh, bi, hi, i);
+                for (j, &pij) in p.iter().enumerate() {
+                    for di in 0..sh.head_dim {
                         o[qi(bi, i, hi, di)] += pij * v[ki(bi, j, gi, di)];
                     }
                 }
@@ -431,39 +448,20 @@ pub fn attention_backward_reference<T: Scalar>(
     d_o: &[T],
     sh: AttnShape,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let AttnShape {
-        batch: b,
-        seq: t,
-        heads: h,
-        kv_heads: g,
-        head_dim: d,
-    } = sh;
-    let r = h / g;
+    let qi = |bi, ti, hi, di| sh.flat(sh.heads, bi, ti, hi, di);
+    let ki = |bi, ti, gi, di| sh.flat(sh.kv_heads, bi, ti, gi, di);
+    let (gr, d) = (sh.heads / sh.kv_heads, sh.head_dim);
     let scale = sh.scale::<T>();
-    let qi = |bi: usize, ti: usize, hi: usize, di: usize| ((bi * t + ti) * h + hi) * d + di;
-    let ki = |bi: usize, ti: usize, gi: usize, di: usize| ((bi * t + ti) * g + gi) * d + di;
     let (mut dq, mut dk, mut dv) = (
         vec![T::zero(); q.len()],
         vec![T::zero(); k.len()],
         vec![T::zero(); v.len()],
     );
-    for bi in 0..b {
-        for hi in 0..h {
-            let gi = hi / r;
-            for i in 0..t {
-                let mut p = vec![T::zero(); i + 1];
-                for (j, x) in p.iter_mut().enumerate() {
-                    let mut acc = T::zero();
-                    for di in 0..d {
-                        acc += q[qi(bi, i, hi, di)] * k[ki(bi, j, gi, di)];
-                    }
-                    *x = acc * scale;
-                }
-                let m = p.iter().fold(T::neg_infinity(), |a, &x| a.max(x));
-                let z: T = p.iter().map(|&x| (x - m).exp()).sum();
-                for x in p.iter_mut() {
-                    *x = (*x - m).exp() / z;
-                }
+    for bi in 0..sh.batch {
+        for hi in 0..sh.heads {
+            let gi = hi / gr;
+            for i in 0..sh.seq {
+                let p = reference_probs_row(q, k, sh, bi, hi, i);
                 let mut dp = vec![T::zero(); i + 1];
                 for (j, x) in dp.iter_mut().enumerate() {
                     for di in 0..d {
