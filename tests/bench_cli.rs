@@ -247,3 +247,38 @@ fn bench_optim_device_is_refused_cleanly() {
         assert!(err.contains("without the `cuda` feature"), "{err}");
     }
 }
+
+/// Counts that cannot be honoured are refused before any work, with a
+/// message naming the flag and a failing status: zero timed steps, pairs,
+/// repetitions or parameters, and thread counts from 0 to far past what a
+/// process can start (100 000 threads aborted the process before the
+/// bound).
+#[test]
+fn bench_counts_out_of_range_are_refused_cleanly() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["optim", "--params", "0"], "--params must be at least 1"),
+        (&["optim", "--reps", "0"], "--reps must be at least 1"),
+        (&["optim", "--pairs", "0"], "--pairs must be at least 1"),
+        (&["optim", "--threads", "0"], "--threads must be at least 1"),
+        (
+            &["optim", "--params", "20000", "--threads", "100000"],
+            "--threads must be at most 1024, not 100000",
+        ),
+        (&["train", "--steps", "0"], "--steps must be at least 1"),
+        (
+            &["train", "--threads", "100000"],
+            "--threads must be at most 1024",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_mofo"))
+            .arg("bench")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: no figures expected");
+    }
+}

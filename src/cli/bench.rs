@@ -150,6 +150,11 @@ pub(super) fn alternated_ratio(
 }
 
 fn run_optim(a: OptimArgs) -> CliResult {
+    super::at_least_one("--reps", a.reps)?;
+    super::at_least_one("--pairs", a.pairs)?;
+    if let Some(n) = a.params {
+        super::at_least_one("--params", n)?;
+    }
     if let Some(ordinal) = parse_device(&a.device)? {
         let cpu_only = [
             ("--methods", a.methods.is_some()),

@@ -40,9 +40,8 @@ pub struct TrainArgs {
 pub fn run(a: TrainArgs) -> CliResult {
     let cfg = TrainBenchConfig::preset(&a.config)
         .ok_or_else(|| format!("unknown --config `{}` (expected S, M or L)", a.config))?;
-    if a.shards == 0 {
-        return Err("--shards must be at least 1".into());
-    }
+    super::at_least_one("--shards", a.shards)?;
+    super::at_least_one("--steps", a.steps)?;
     super::init_threads(a.threads)?;
     let threads = rayon::current_num_threads();
     let r = run_train_bench(&cfg, 2, a.steps, 0, a.shards)?;

@@ -57,6 +57,15 @@ pub enum Command {
     Bench(bench::BenchCommand),
 }
 
+/// `Err("{flag} must be at least 1")` where `value` is 0: for counts that a
+/// zero would make meaningless (timed steps, pairs, shards, parameters).
+pub(crate) fn at_least_one(flag: &str, value: usize) -> CliResult {
+    if value == 0 {
+        return Err(format!("{flag} must be at least 1").into());
+    }
+    Ok(())
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
@@ -72,11 +81,22 @@ pub fn run(cli: Cli) -> CliResult {
     }
 }
 
-/// Sets the size of the global worker pool (once per process).
+/// The most worker threads `--threads` may ask for: far more than the cores
+/// of any machine these commands are meant for (oversubscribing a few cores
+/// stays possible), and far fewer than the 100 000 with which starting the
+/// pool ran out of memory maps and aborted the process (std cannot set up a
+/// thread's guard page, and rayon has no error to return for that).
+pub(crate) const MAX_THREADS: usize = 1024;
+
+/// Sets the size of the global worker pool (once per process): `--threads`
+/// from 1 to [`MAX_THREADS`].
 pub(crate) fn init_threads(threads: Option<usize>) -> CliResult {
     if let Some(n) = threads {
         if n == 0 {
             return Err("--threads must be at least 1".into());
+        }
+        if n > MAX_THREADS {
+            return Err(format!("--threads must be at most {MAX_THREADS}, not {n}").into());
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
