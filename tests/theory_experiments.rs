@@ -56,6 +56,55 @@ fn synthetic_rejects_bad_settings() {
     assert!(run_study(&cfg).is_err());
     cfg.lrs = vec![];
     assert!(run_study(&cfg).is_err());
+    // Each setting a run cannot honour, alone, is refused with its name
+    // (n = 10¹¹ aborted the process on its allocation before the bound):
+    // (what the message names, n, max_iters, tol, reg).
+    let base = small_study();
+    let (n, it, tol, reg) = (base.n, base.max_iters, base.tol, base.reg);
+    let refused = [
+        (
+            "n = 100000000000 and seeds = 3 must be at most",
+            100_000_000_000,
+            it,
+            tol,
+            reg,
+        ),
+        ("max_iters", n, 0, tol, reg),
+        ("tol NaN", n, it, f64::NAN, reg),
+        ("tol -1", n, it, -1.0, reg),
+        ("reg (λ) inf", n, it, tol, f64::INFINITY),
+        ("reg (λ) -0.5", n, it, tol, -0.5),
+    ];
+    for (want, n, max_iters, tol, reg) in refused {
+        let cfg = SyntheticConfig {
+            n,
+            max_iters,
+            tol,
+            reg,
+            ..small_study()
+        };
+        let err = run_study(&cfg).unwrap_err().to_string();
+        assert!(err.contains(want), "{want}: {err}");
+        if n == base.n {
+            let land = LandscapeConfig {
+                max_iters,
+                tol,
+                reg,
+                ..LandscapeConfig::default()
+            };
+            let err = compute_paths(&land).unwrap_err().to_string();
+            assert!(err.contains(want), "landscape, {want}: {err}");
+        }
+    }
+    let too_many_seeds = SyntheticConfig {
+        seeds: 1_000_000_000_000,
+        ..small_study()
+    };
+    let err = run_study(&too_many_seeds).unwrap_err().to_string();
+    assert!(
+        err.contains("seeds = 1000000000000 must be at most"),
+        "{err}"
+    );
     assert!(Method::parse("adamw_typo").is_err());
     assert_eq!(Method::parse("random_bcd").unwrap(), Method::RandomBcd);
 }

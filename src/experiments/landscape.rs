@@ -101,6 +101,7 @@ pub fn compute_paths(cfg: &LandscapeConfig) -> Result<Vec<Trajectory>, Experimen
             "the LoRA slope must be finite".into(),
         ));
     }
+    super::synthetic::check_run_settings(cfg.max_iters, cfg.tol, cfg.reg)?;
     let p = problem(cfg)?;
     let rc = RunConfig {
         lr: cfg.lr,

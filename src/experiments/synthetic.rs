@@ -148,6 +148,39 @@ impl Default for RunConfig {
     }
 }
 
+/// The largest dimension n the study accepts. Its loss is a product of n
+/// factors, which under- or overflows an f64 long before this, and every
+/// instance holds a few vectors of n entries: n = 10¹¹ aborted the process
+/// when their allocation failed.
+pub const MAX_N: usize = 1 << 20;
+
+/// The most seeds (instances) the study accepts: every instance is drawn
+/// and kept before the runs, and each seed runs every method at every lr.
+pub const MAX_SEEDS: usize = 1 << 20;
+
+/// `Err` naming the first run setting that cannot be honoured: a budget of
+/// no step, or a tolerance or λ that is not a finite number ≥ 0 (a NaN
+/// tolerance would never stop a path). The learning rates are checked by
+/// the callers, with their grid.
+pub fn check_run_settings(max_iters: usize, tol: f64, reg: f64) -> Result<(), ExperimentError> {
+    if max_iters == 0 {
+        return Err(ExperimentError::Setting(
+            "max_iters must be at least 1".into(),
+        ));
+    }
+    if !(tol.is_finite() && tol >= 0.0) {
+        return Err(ExperimentError::Setting(format!(
+            "tol {tol} must be finite and ≥ 0"
+        )));
+    }
+    if !(reg.is_finite() && reg >= 0.0) {
+        return Err(ExperimentError::Setting(format!(
+            "reg (λ) {reg} must be finite and ≥ 0"
+        )));
+    }
+    Ok(())
+}
+
 /// The outcome of one run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Run {
@@ -293,9 +326,16 @@ pub fn run_study(cfg: &SyntheticConfig) -> Result<SyntheticReport, ExperimentErr
             "n, seeds and the lr grid must be non-empty".into(),
         ));
     }
+    if cfg.n > MAX_N || cfg.seeds > MAX_SEEDS {
+        return Err(ExperimentError::Setting(format!(
+            "n = {} and seeds = {} must be at most {MAX_N} and {MAX_SEEDS}",
+            cfg.n, cfg.seeds
+        )));
+    }
     if let Some(lr) = cfg.lrs.iter().find(|lr| !(lr.is_finite() && **lr > 0.0)) {
         return Err(ExperimentError::Setting(format!("lr {lr} must be > 0")));
     }
+    check_run_settings(cfg.max_iters, cfg.tol, cfg.reg)?;
     let problems: Vec<Example1> = (0..cfg.seeds as u64)
         .map(|s| Example1::draw(cfg.n, &mut instance_rng(s)))
         .collect::<Result<_, _>>()?;
