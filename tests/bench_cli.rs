@@ -259,7 +259,10 @@ fn bench_counts_out_of_range_are_refused_cleanly() {
         (&["optim", "--params", "0"], "--params must be at least 1"),
         (&["optim", "--reps", "0"], "--reps must be at least 1"),
         (&["optim", "--pairs", "0"], "--pairs must be at least 1"),
-        (&["optim", "--threads", "0"], "--threads must be at least 1"),
+        (
+            &["optim", "--params", "20000", "--threads", "0"],
+            "--threads must be at least 1",
+        ),
         (
             &["optim", "--params", "20000", "--threads", "100000"],
             "--threads must be at most 1024, not 100000",
