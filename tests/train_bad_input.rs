@@ -112,6 +112,18 @@ fn bad_files_and_flags_get_clear_errors() {
     let mut v = base(&good, &out("o3"));
     v[9] = "1000".into(); // --seq-len
     assert!(call(v).unwrap_err().contains("max_position_embeddings"));
+    // A micro-batch whose activations cannot fit in any machine's memory
+    // (10¹⁸ tokens; it used to run the machine out of memory).
+    let mut v = base(&good, &out("o3"));
+    v[11] = "1000000000000000000".into(); // --batch-size
+    let e = call(v).unwrap_err();
+    assert!(e.contains("tokens per micro-batch need at least"), "{e}");
+    for clip in ["--grad-clip=-1", "--grad-clip=NaN"] {
+        let mut v = base(&good, &out("o3"));
+        v.push(clip.into());
+        let e = call(v).unwrap_err();
+        assert!(e.contains("--grad-clip must be a finite norm ≥ 0"), "{e}");
+    }
 
     // Resume without a checkpoint; a second run over checkpoints.
     let mut v = base(&good, &out("o4"));

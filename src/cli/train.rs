@@ -154,6 +154,32 @@ fn method(args: &Args) -> CliResult<MethodConfig> {
     })
 }
 
+/// `Err` where a micro-batch of `tokens` tokens cannot fit in `available`
+/// bytes: a lower bound of what one training step keeps per token (each
+/// layer's six hidden-wide and three MLP-wide activations, and the logits,
+/// in f32; the real step keeps more) against `MemAvailable`. An absurd
+/// `--batch-size` (10⁸) otherwise ran the machine out of memory and the
+/// process was killed.
+fn step_fits_in_memory(
+    cfg: &crate::model::LlamaConfig,
+    tokens: usize,
+    available: u64,
+) -> CliResult {
+    let per_token = cfg.num_hidden_layers as u64
+        * (6 * cfg.hidden_size as u64 + 3 * cfg.intermediate_size as u64)
+        + cfg.vocab_size as u64;
+    let need = (tokens as u64).saturating_mul(per_token).saturating_mul(4);
+    if need > available {
+        return Err(format!(
+            "--batch-size × --seq-len = {tokens} tokens per micro-batch need at least {:.1} GB of activations, more than the {:.1} GB this machine has available; use a smaller --batch-size (and --grad-accum for a larger effective batch)",
+            need as f64 / 1e9,
+            available as f64 / 1e9
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Runs `mofo train`.
 pub fn run(args: Args) -> CliResult {
     init_threads(args.threads)?;
@@ -165,6 +191,13 @@ pub fn run(args: Args) -> CliResult {
     }
     if !(0.0..=1.0).contains(&args.min_lr_ratio) || !(0.0..0.9).contains(&args.validation_share) {
         return Err("--min-lr-ratio must be in [0, 1] and --validation-share in [0, 0.9)".into());
+    }
+    if !(args.grad_clip.is_finite() && args.grad_clip >= 0.0) {
+        return Err(format!(
+            "--grad-clip must be a finite norm ≥ 0 (0: no clipping), not {}",
+            args.grad_clip
+        )
+        .into());
     }
     let meth = method(&args)?;
     let tokenizer: Box<dyn Tokenizer> = match &args.tokenizer {
@@ -195,6 +228,13 @@ pub fn run(args: Args) -> CliResult {
             model.config.max_position_embeddings, args.seq_len
         )
         .into());
+    }
+    if let Some(kb) = crate::io::proc_kb::read_kb("/proc/meminfo", "MemAvailable") {
+        step_fits_in_memory(
+            &model.config,
+            args.batch_size.saturating_mul(args.seq_len),
+            kb.saturating_mul(1024),
+        )?;
     }
     let encode = |s: &str| tokenizer.encode(s).map_err(|e| e.to_string());
     let data = load_text_file(
@@ -334,4 +374,34 @@ pub fn run(args: Args) -> CliResult {
         final_dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_micro_batch_larger_than_the_memory_available_is_refused() {
+        let cfg = crate::model::LlamaConfig {
+            vocab_size: 256,
+            hidden_size: 256,
+            intermediate_size: 688,
+            num_hidden_layers: 6,
+            num_attention_heads: 8,
+            num_key_value_heads: 8,
+            head_dim: 32,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10_000.0,
+            tie_word_embeddings: false,
+            max_position_embeddings: 256,
+        };
+        // 6·(6·256 + 3·688) + 256 = 21 856 floats, 87 424 bytes per token.
+        let per_token = 87_424u64;
+        assert!(step_fits_in_memory(&cfg, 2048, 2048 * per_token).is_ok());
+        let err = step_fits_in_memory(&cfg, 2048, 2048 * per_token - 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2048 tokens per micro-batch"), "{err}");
+        assert!(step_fits_in_memory(&cfg, usize::MAX, u64::MAX - 1).is_err());
+    }
 }

@@ -313,6 +313,12 @@ impl ForgettingConfig {
             if p.warmup_steps >= p.steps {
                 return Err(format!("{name}: warmup_steps must be below steps"));
             }
+            if !(p.grad_clip.is_finite() && p.grad_clip >= 0.0) {
+                return Err(format!(
+                    "{name}: grad_clip must be a finite norm ≥ 0 (0: no clipping), not {}",
+                    p.grad_clip
+                ));
+            }
         }
         if self.methods.is_empty() && self.alpha_sweep.is_empty() {
             return Err("no methods to run".into());
@@ -422,5 +428,14 @@ mod tests {
         assert!(q
             .merged(serde_json::json!({"methods": [{"name": "sgdx"}]}))
             .is_err());
+        let mut bad = q.clone();
+        bad.finetune.grad_clip = -1.0;
+        let err = bad.validate().unwrap_err();
+        assert!(
+            err.contains("finetune: grad_clip must be a finite norm"),
+            "{err}"
+        );
+        bad.finetune.grad_clip = f64::NAN;
+        assert!(bad.validate().is_err());
     }
 }
