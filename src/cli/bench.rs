@@ -155,21 +155,14 @@ pub(super) fn alternated_ratio(
 /// rounded up).
 const BYTES_PER_PARAM: u64 = 40;
 
-/// `Err` where `n` parameters would not fit in `available` bytes of memory
-/// (`MemAvailable`): a model far too large is refused before its buffers
-/// are allocated, not left to fail an allocation (an abort) or to the
-/// kernel's out-of-memory killer half-way through.
-fn fits_in_memory(n: usize, available: u64) -> CliResult {
-    let need = (n as u64).saturating_mul(BYTES_PER_PARAM);
-    if need > available {
-        return Err(format!(
-            "{n} parameters need about {:.1} GB here ({BYTES_PER_PARAM} B each), more than the {:.1} GB this machine has available; ask for fewer with --params",
-            need as f64 / 1e9,
-            available as f64 / 1e9
-        )
-        .into());
-    }
-    Ok(())
+/// [`super::check_memory`] for `n` parameters at [`BYTES_PER_PARAM`].
+fn fits_in_memory(n: usize, available: Option<u64>) -> CliResult {
+    super::check_memory(
+        (n as u64).saturating_mul(BYTES_PER_PARAM),
+        available,
+        &format!("{n} parameters ({BYTES_PER_PARAM} B each)"),
+        "ask for fewer with --params",
+    )
 }
 
 fn run_optim(a: OptimArgs) -> CliResult {
@@ -204,9 +197,7 @@ fn run_optim(a: OptimArgs) -> CliResult {
         None => gpt2_shapes(0.25),
     };
     let n = count(&shapes);
-    if let Some(kb) = crate::io::proc_kb::read_kb("/proc/meminfo", "MemAvailable") {
-        fits_in_memory(n, kb.saturating_mul(1024))?;
-    }
+    fits_in_memory(n, super::available_memory())?;
     let method_names = a.methods.as_deref().map(parse_methods).transpose()?;
     super::init_threads(a.threads)?;
     let threads = rayon::current_num_threads();
@@ -537,12 +528,13 @@ mod tests {
     fn a_model_larger_than_the_memory_available_is_refused() {
         let n = 1_000_000_000;
         let need = n as u64 * BYTES_PER_PARAM;
-        assert!(fits_in_memory(n, need).is_ok());
-        let err = fits_in_memory(n, need - 1).unwrap_err().to_string();
+        assert!(fits_in_memory(n, Some(need)).is_ok());
+        assert!(fits_in_memory(n, None).is_ok());
+        let err = fits_in_memory(n, Some(need - 1)).unwrap_err().to_string();
         assert!(
-            err.contains("1000000000 parameters need about 40.0 GB here"),
+            err.contains("1000000000 parameters (40 B each) need about 40.0 GB"),
             "{err}"
         );
-        assert!(fits_in_memory(usize::MAX, u64::MAX - 1).is_err());
+        assert!(fits_in_memory(usize::MAX, Some(u64::MAX - 1)).is_err());
     }
 }

@@ -66,6 +66,29 @@ pub(crate) fn at_least_one(flag: &str, value: usize) -> CliResult {
     Ok(())
 }
 
+/// Bytes of memory this machine has available (`MemAvailable` of
+/// `/proc/meminfo`; `None` where Linux does not report it).
+pub(crate) fn available_memory() -> Option<u64> {
+    crate::io::proc_kb::read_kb("/proc/meminfo", "MemAvailable").map(|kb| kb.saturating_mul(1024))
+}
+
+/// Refuses, before anything is allocated, a run whose buffers (`need`
+/// bytes, described by `what`) exceed the `available` memory: a failed
+/// allocation aborts the process, and an overcommitted one meets the
+/// kernel's out-of-memory killer half-way through. `hint` says what to ask
+/// for instead. Nothing is refused where `available` is unknown.
+pub(crate) fn check_memory(need: u64, available: Option<u64>, what: &str, hint: &str) -> CliResult {
+    match available {
+        Some(available) if need > available => Err(format!(
+            "{what} need about {:.1} GB, more than the {:.1} GB this machine has available; {hint}",
+            need as f64 / 1e9,
+            available as f64 / 1e9
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {

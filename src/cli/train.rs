@@ -154,30 +154,25 @@ fn method(args: &Args) -> CliResult<MethodConfig> {
     })
 }
 
-/// `Err` where a micro-batch of `tokens` tokens cannot fit in `available`
-/// bytes: a lower bound of what one training step keeps per token (each
-/// layer's six hidden-wide and three MLP-wide activations, and the logits,
-/// in f32; the real step keeps more) against `MemAvailable`. An absurd
-/// `--batch-size` (10⁸) otherwise ran the machine out of memory and the
-/// process was killed.
+/// [`super::check_memory`] for a micro-batch of `tokens` tokens, at a
+/// lower bound of what one training step keeps per token: each layer's six
+/// hidden-wide and three MLP-wide activations, and the logits, in f32 (the
+/// real step keeps more). A `--batch-size` of 10⁸ ran the machine out of
+/// memory before this check.
 fn step_fits_in_memory(
     cfg: &crate::model::LlamaConfig,
     tokens: usize,
-    available: u64,
+    available: Option<u64>,
 ) -> CliResult {
     let per_token = cfg.num_hidden_layers as u64
         * (6 * cfg.hidden_size as u64 + 3 * cfg.intermediate_size as u64)
         + cfg.vocab_size as u64;
-    let need = (tokens as u64).saturating_mul(per_token).saturating_mul(4);
-    if need > available {
-        return Err(format!(
-            "--batch-size × --seq-len = {tokens} tokens per micro-batch need at least {:.1} GB of activations, more than the {:.1} GB this machine has available; use a smaller --batch-size (and --grad-accum for a larger effective batch)",
-            need as f64 / 1e9,
-            available as f64 / 1e9
-        )
-        .into());
-    }
-    Ok(())
+    super::check_memory(
+        (tokens as u64).saturating_mul(per_token).saturating_mul(4),
+        available,
+        &format!("the activations of --batch-size × --seq-len = {tokens} tokens per micro-batch"),
+        "use a smaller --batch-size (and --grad-accum for a larger effective batch)",
+    )
 }
 
 /// Runs `mofo train`.
@@ -229,13 +224,11 @@ pub fn run(args: Args) -> CliResult {
         )
         .into());
     }
-    if let Some(kb) = crate::io::proc_kb::read_kb("/proc/meminfo", "MemAvailable") {
-        step_fits_in_memory(
-            &model.config,
-            args.batch_size.saturating_mul(args.seq_len),
-            kb.saturating_mul(1024),
-        )?;
-    }
+    step_fits_in_memory(
+        &model.config,
+        args.batch_size.saturating_mul(args.seq_len),
+        super::available_memory(),
+    )?;
     let encode = |s: &str| tokenizer.encode(s).map_err(|e| e.to_string());
     let data = load_text_file(
         &args.data,
@@ -397,11 +390,14 @@ mod tests {
         };
         // 6·(6·256 + 3·688) + 256 = 21 856 floats, 87 424 bytes per token.
         let per_token = 87_424u64;
-        assert!(step_fits_in_memory(&cfg, 2048, 2048 * per_token).is_ok());
-        let err = step_fits_in_memory(&cfg, 2048, 2048 * per_token - 1)
+        assert!(step_fits_in_memory(&cfg, 2048, Some(2048 * per_token)).is_ok());
+        let err = step_fits_in_memory(&cfg, 2048, Some(2048 * per_token - 1))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("2048 tokens per micro-batch"), "{err}");
-        assert!(step_fits_in_memory(&cfg, usize::MAX, u64::MAX - 1).is_err());
+        assert!(
+            err.contains("2048 tokens per micro-batch need about 0.2 GB"),
+            "{err}"
+        );
+        assert!(step_fits_in_memory(&cfg, usize::MAX, Some(u64::MAX - 1)).is_err());
     }
 }
