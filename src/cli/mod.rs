@@ -115,9 +115,7 @@ pub(crate) const MAX_THREADS: usize = 1024;
 /// from 1 to [`MAX_THREADS`].
 pub(crate) fn init_threads(threads: Option<usize>) -> CliResult {
     if let Some(n) = threads {
-        if n == 0 {
-            return Err("--threads must be at least 1".into());
-        }
+        at_least_one("--threads", n)?;
         if n > MAX_THREADS {
             return Err(format!("--threads must be at most {MAX_THREADS}, not {n}").into());
         }
