@@ -142,3 +142,30 @@ fn resumed_runs_are_bit_identical() {
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// The phase's gradient clip reaches the optimizer's own check unless it
+/// is 0 (off): a negative or NaN clip is an error when the optimizer is
+/// built, not silently no clipping.
+#[test]
+fn a_bad_gradient_clip_is_refused_when_the_optimizer_is_built() {
+    let reference = model().init(5).unwrap();
+    let method = MethodConfig::named("mofo");
+    for clip in [-1.0, f64::NAN] {
+        let ph = PhaseConfig {
+            grad_clip: clip,
+            ..phase()
+        };
+        let err = build_optimizer(&method, &ph, &reference)
+            .err()
+            .unwrap_or_else(|| panic!("grad_clip {clip} accepted"))
+            .to_string();
+        assert!(err.contains("clip.max_norm"), "{clip}: {err}");
+    }
+    for clip in [0.0, 1.0] {
+        let ph = PhaseConfig {
+            grad_clip: clip,
+            ..phase()
+        };
+        assert!(build_optimizer(&method, &ph, &reference).is_ok(), "{clip}");
+    }
+}

@@ -203,7 +203,7 @@ pub fn method_spec(
         BaseSpec::Lion(p) => p.weight_decay = wd,
         _ => {}
     }
-    if phase.grad_clip > 0.0 {
+    if phase.grad_clip != 0.0 {
         spec.clip.max_norm = Some(phase.grad_clip);
     }
     Ok(spec)
