@@ -10,7 +10,9 @@
 //! β^t, the bias corrections and lr/bc1 are computed in f64. Buffers:
 //! `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq` (AMSGrad only).
 
-use super::{check_beta, check_lr, check_nonneg, lerp, Base, BaseScalars, Capabilities};
+use super::{
+    check_beta, check_lr, check_nonneg, lerp, Base, BaseScalars, Capabilities, WeightDecay,
+};
 use crate::optim::OptimError;
 use crate::Scalar;
 
@@ -77,11 +79,14 @@ pub struct AdamCoef<T> {
     bc2: T,
     bc2_sqrt: T,
     eps: T,
-    wd: T,
-    decay: T,
-    coupled: bool,
-    decoupled: bool,
+    decay: WeightDecay<T>,
     amsgrad: bool,
+}
+
+impl<T> AsRef<WeightDecay<T>> for AdamCoef<T> {
+    fn as_ref(&self) -> &WeightDecay<T> {
+        &self.decay
+    }
 }
 
 /// The constants of an f32 Adam(W) step without AMSGrad or coupled decay
@@ -110,7 +115,7 @@ impl AdamCoef<f32> {
     /// This step's constants for the hand-written single pass, when the
     /// step is plain (no AMSGrad, no coupled L2 term).
     pub(crate) fn plain(&self) -> Option<PlainAdamF32> {
-        (!self.amsgrad && !self.coupled).then_some(PlainAdamF32 {
+        (!self.amsgrad && !self.decay.is_coupled()).then_some(PlainAdamF32 {
             w1: self.w1,
             omw1: self.omw1,
             b2: self.b2,
@@ -120,8 +125,8 @@ impl AdamCoef<f32> {
             bc2: self.bc2,
             bc2_sqrt: self.bc2_sqrt,
             eps: self.eps,
-            decay: self.decay,
-            decoupled: self.decoupled,
+            decay: self.decay.factor(),
+            decoupled: self.decay.is_decoupled(),
         })
     }
 }
@@ -136,18 +141,7 @@ impl Base for Adam {
             "adam"
         }
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn set_weight_decay(&mut self, wd: f64) {
-        self.weight_decay = wd;
-    }
+    lr_and_weight_decay_accessors!();
     fn decoupled_decay(&self) -> bool {
         self.decoupled_weight_decay
     }
@@ -186,19 +180,8 @@ impl Base for Adam {
             bc2: T::of(bc2),
             bc2_sqrt: T::of(bc2.sqrt()),
             eps: T::of(self.eps),
-            wd: T::of(wd),
-            decay: T::of(1.0 - lr * wd),
-            coupled: !self.decoupled_weight_decay && wd != 0.0,
-            decoupled: self.decoupled_weight_decay && wd != 0.0,
+            decay: WeightDecay::new(lr, wd, self.decoupled_weight_decay),
             amsgrad: self.amsgrad,
-        }
-    }
-    #[inline(always)]
-    fn effective_grad<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T) -> T {
-        if c.coupled {
-            g + c.wd * p
-        } else {
-            g
         }
     }
     #[inline(always)]
@@ -220,7 +203,7 @@ impl Base for Adam {
     }
     #[inline(always)]
     fn apply_updated<T: Scalar>(&self, c: &AdamCoef<T>, p: T, _g: T, s: &[T; 3]) -> T {
-        let p = if c.decoupled { p * c.decay } else { p };
+        let p = c.decay.shrink(p);
         let vd = if c.amsgrad { s[2] } else { s[1] };
         let denom = vd.sqrt() / c.bc2_sqrt + c.eps;
         p + c.neg_step_size * s[0] / denom
@@ -285,13 +268,5 @@ impl Base for Adam {
         let m = self.momentum(c, p, g, s);
         // m̂ = m / bc1 (a division, as the reference computes it).
         (m / c.bc1).abs() / self.denom(c, p, g, s)
-    }
-    #[inline(always)]
-    fn decay_only<T: Scalar>(&self, c: &AdamCoef<T>, p: T) -> T {
-        if c.decoupled {
-            p * c.decay
-        } else {
-            p
-        }
     }
 }

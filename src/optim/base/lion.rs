@@ -7,7 +7,7 @@
 //! ```
 //! Buffer: `exp_avg`. The "momentum" a filter scores is m after this step.
 
-use super::{check_beta, check_lr, check_nonneg, Base, BaseScalars, Capabilities};
+use super::{check_beta, check_lr, check_nonneg, Base, BaseScalars, Capabilities, WeightDecay};
 use crate::optim::OptimError;
 use crate::Scalar;
 
@@ -41,8 +41,13 @@ pub struct LionCoef<T> {
     b2: T,
     omb2: T,
     neg_lr: T,
-    decay: T,
-    decoupled: bool,
+    decay: WeightDecay<T>,
+}
+
+impl<T> AsRef<WeightDecay<T>> for LionCoef<T> {
+    fn as_ref(&self) -> &WeightDecay<T> {
+        &self.decay
+    }
 }
 
 #[inline(always)]
@@ -62,18 +67,7 @@ impl Base for Lion {
     fn name(&self) -> &'static str {
         "lion"
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn set_weight_decay(&mut self, wd: f64) {
-        self.weight_decay = wd;
-    }
+    lr_and_weight_decay_accessors!();
     fn decoupled_decay(&self) -> bool {
         true
     }
@@ -101,17 +95,12 @@ impl Base for Lion {
             b2: T::of(b2),
             omb2: T::of(1.0 - b2),
             neg_lr: T::of(-lr),
-            decay: T::of(1.0 - lr * wd),
-            decoupled: wd != 0.0,
+            decay: WeightDecay::new(lr, wd, true),
         }
     }
     #[inline(always)]
-    fn effective_grad<T: Scalar>(&self, _c: &LionCoef<T>, _p: T, g: T) -> T {
-        g
-    }
-    #[inline(always)]
     fn update<T: Scalar>(&self, c: &LionCoef<T>, p: T, g: T, s: &mut [T; 3]) -> T {
-        let p = if c.decoupled { p * c.decay } else { p };
+        let p = c.decay.shrink(p);
         let u = sign(s[0] * c.b1 + c.omb1 * g);
         s[0] = s[0] * c.b2 + c.omb2 * g;
         p + c.neg_lr * u
@@ -144,13 +133,5 @@ impl Base for Lion {
     #[inline(always)]
     fn mv_score<T: Scalar>(&self, c: &LionCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         self.momentum(c, p, g, s).abs()
-    }
-    #[inline(always)]
-    fn decay_only<T: Scalar>(&self, c: &LionCoef<T>, p: T) -> T {
-        if c.decoupled {
-            p * c.decay
-        } else {
-            p
-        }
     }
 }

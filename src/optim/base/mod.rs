@@ -26,7 +26,28 @@
 //! Per-entry state lives in up to three buffers (`s[0..3]`), named by
 //! [`Base::buffers`]; unused slots hold zero.
 
+/// The four [`Base`] accessors of a config with `lr` and `weight_decay`
+/// fields (every base here has both): `lr`, `weight_decay`, `set_lr` and
+/// `set_weight_decay`, written inside its `impl Base`.
+macro_rules! lr_and_weight_decay_accessors {
+    () => {
+        fn lr(&self) -> f64 {
+            self.lr
+        }
+        fn weight_decay(&self) -> f64 {
+            self.weight_decay
+        }
+        fn set_lr(&mut self, lr: f64) {
+            self.lr = lr;
+        }
+        fn set_weight_decay(&mut self, wd: f64) {
+            self.weight_decay = wd;
+        }
+    };
+}
+
 mod adam;
+mod decay;
 mod lion;
 mod nadam;
 mod rmsprop;
@@ -34,6 +55,7 @@ mod sgd;
 
 pub(crate) use adam::PlainAdamF32;
 pub use adam::{Adam, AdamCoef};
+pub use decay::WeightDecay;
 pub use lion::{Lion, LionCoef};
 pub use nadam::{NAdam, NAdamCoef};
 pub use rmsprop::{RmsProp, RmsPropCoef};
@@ -68,8 +90,9 @@ pub struct Capabilities {
 
 /// A base optimizer (PyTorch semantics, see SPEC.md section 2).
 pub trait Base: Clone + std::fmt::Debug + Send + Sync + 'static {
-    /// Per-step constants for one parameter group, in the element type.
-    type Coef<T: Scalar>: Copy + Send + Sync;
+    /// Per-step constants for one parameter group, in the element type,
+    /// its [`WeightDecay`] among them.
+    type Coef<T: Scalar>: Copy + Send + Sync + AsRef<WeightDecay<T>>;
 
     /// Short name (`adam`, `adamw`, `nadam`, `rmsprop`, `sgd`, `lion`).
     fn name(&self) -> &'static str;
@@ -94,7 +117,10 @@ pub trait Base: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Per-step constants at step `t` (1-based) for a group with this lr and wd.
     fn coef<T: Scalar>(&self, t: u64, lr: f64, wd: f64, s: &BaseScalars) -> Self::Coef<T>;
     /// The gradient that enters the state (coupled L2 term included).
-    fn effective_grad<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T) -> T;
+    #[inline(always)]
+    fn effective_grad<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T) -> T {
+        c.as_ref().grad(p, g)
+    }
     /// One entry's full step: updates `s` and returns the new parameter value.
     fn update<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &mut [T; 3]) -> T;
     /// Whether the step takes one rounded square root per entry
@@ -193,7 +219,10 @@ pub trait Base: Clone + std::fmt::Debug + Send + Sync + 'static {
         self.mv_score_updated(c, p, g, s)
     }
     /// Only the decoupled decay θ·(1 − lr·wd) (θ itself when decay is coupled or zero).
-    fn decay_only<T: Scalar>(&self, c: &Self::Coef<T>, p: T) -> T;
+    #[inline(always)]
+    fn decay_only<T: Scalar>(&self, c: &Self::Coef<T>, p: T) -> T {
+        c.as_ref().shrink(p)
+    }
 }
 
 /// PyTorch's `lerp`: `a + w·(b − a)` for |w| < 0.5, else `b − (b − a)·(1 − w)`.

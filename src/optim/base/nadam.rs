@@ -10,7 +10,9 @@
 //! ```
 //! Buffers: `exp_avg`, `exp_avg_sq`.
 
-use super::{check_beta, check_lr, check_nonneg, lerp, Base, BaseScalars, Capabilities};
+use super::{
+    check_beta, check_lr, check_nonneg, lerp, Base, BaseScalars, Capabilities, WeightDecay,
+};
 use crate::optim::OptimError;
 use crate::Scalar;
 
@@ -57,10 +59,13 @@ pub struct NAdamCoef<T> {
     c_grad: T,
     c_mom: T,
     eps: T,
-    wd: T,
-    decay: T,
-    coupled: bool,
-    decoupled: bool,
+    decay: WeightDecay<T>,
+}
+
+impl<T> AsRef<WeightDecay<T>> for NAdamCoef<T> {
+    fn as_ref(&self) -> &WeightDecay<T> {
+        &self.decay
+    }
 }
 
 fn mu(b1: f64, psi: f64, t: u64) -> f64 {
@@ -73,18 +78,7 @@ impl Base for NAdam {
     fn name(&self) -> &'static str {
         "nadam"
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn set_weight_decay(&mut self, wd: f64) {
-        self.weight_decay = wd;
-    }
+    lr_and_weight_decay_accessors!();
     fn decoupled_decay(&self) -> bool {
         self.decoupled_weight_decay
     }
@@ -125,18 +119,7 @@ impl Base for NAdam {
             c_grad: T::of(-lr * (1.0 - mu_t) / (1.0 - prod)),
             c_mom: T::of((-lr * mu_next) / (1.0 - prod_next)),
             eps: T::of(self.eps),
-            wd: T::of(wd),
-            decay: T::of(1.0 - lr * wd),
-            coupled: !self.decoupled_weight_decay && wd != 0.0,
-            decoupled: self.decoupled_weight_decay && wd != 0.0,
-        }
-    }
-    #[inline(always)]
-    fn effective_grad<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T) -> T {
-        if c.coupled {
-            g + c.wd * p
-        } else {
-            g
+            decay: WeightDecay::new(lr, wd, self.decoupled_weight_decay),
         }
     }
     #[inline(always)]
@@ -154,7 +137,7 @@ impl Base for NAdam {
     #[inline(always)]
     fn apply_updated<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         let g = self.effective_grad(c, p, g);
-        let p = if c.decoupled { p * c.decay } else { p };
+        let p = c.decay.shrink(p);
         let d = (s[1] / c.bc2).sqrt() + c.eps;
         let p = p + c.c_grad * g / d;
         p + c.c_mom * s[0] / d
@@ -214,13 +197,5 @@ impl Base for NAdam {
     fn mv_score<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         let m = self.momentum(c, p, g, s);
         (m / c.bc1).abs() / self.denom(c, p, g, s)
-    }
-    #[inline(always)]
-    fn decay_only<T: Scalar>(&self, c: &NAdamCoef<T>, p: T) -> T {
-        if c.decoupled {
-            p * c.decay
-        } else {
-            p
-        }
     }
 }

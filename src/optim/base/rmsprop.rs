@@ -9,7 +9,7 @@
 //! ε is outside the square root and there is no bias correction. Buffers:
 //! `square_avg`, `grad_avg` (centered), `momentum_buffer` (momentum > 0).
 
-use super::{check_lr, check_nonneg, lerp, Base, BaseScalars, Capabilities};
+use super::{check_lr, check_nonneg, lerp, Base, BaseScalars, Capabilities, WeightDecay};
 use crate::optim::OptimError;
 use crate::Scalar;
 
@@ -52,12 +52,17 @@ pub struct RmsPropCoef<T> {
     oma_w: T,
     omw: T,
     eps: T,
-    wd: T,
+    decay: WeightDecay<T>,
     mu: T,
     neg_lr: T,
-    coupled: bool,
     centered: bool,
     has_momentum: bool,
+}
+
+impl<T> AsRef<WeightDecay<T>> for RmsPropCoef<T> {
+    fn as_ref(&self) -> &WeightDecay<T> {
+        &self.decay
+    }
 }
 
 impl RmsProp {
@@ -129,18 +134,7 @@ impl Base for RmsProp {
     fn name(&self) -> &'static str {
         "rmsprop"
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn set_weight_decay(&mut self, wd: f64) {
-        self.weight_decay = wd;
-    }
+    lr_and_weight_decay_accessors!();
     fn decoupled_decay(&self) -> bool {
         false
     }
@@ -172,20 +166,11 @@ impl Base for RmsProp {
             oma_w: T::of(1.0 - self.alpha),
             omw: T::of(1.0 - (1.0 - self.alpha)),
             eps: T::of(self.eps),
-            wd: T::of(wd),
+            decay: WeightDecay::new(lr, wd, false),
             mu: T::of(self.momentum),
             neg_lr: T::of(-lr),
-            coupled: wd != 0.0,
             centered: self.centered,
             has_momentum: self.momentum > 0.0,
-        }
-    }
-    #[inline(always)]
-    fn effective_grad<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T) -> T {
-        if c.coupled {
-            g + c.wd * p
-        } else {
-            g
         }
     }
     #[inline(always)]
@@ -278,9 +263,5 @@ impl Base for RmsProp {
     #[inline(always)]
     fn mv_score<T: Scalar>(&self, c: &RmsPropCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         self.momentum(c, p, g, s).abs()
-    }
-    #[inline(always)]
-    fn decay_only<T: Scalar>(&self, _c: &RmsPropCoef<T>, p: T) -> T {
-        p
     }
 }

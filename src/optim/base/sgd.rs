@@ -8,7 +8,7 @@
 //! ```
 //! Buffer: `momentum_buffer` (momentum > 0).
 
-use super::{check_lr, check_nonneg, Base, BaseScalars, Capabilities};
+use super::{check_lr, check_nonneg, Base, BaseScalars, Capabilities, WeightDecay};
 use crate::optim::OptimError;
 use crate::Scalar;
 
@@ -45,12 +45,17 @@ impl Default for Sgd {
 pub struct SgdCoef<T> {
     mu: T,
     omd: T,
-    wd: T,
+    decay: WeightDecay<T>,
     neg_lr: T,
     first: bool,
-    coupled: bool,
     has_momentum: bool,
     nesterov: bool,
+}
+
+impl<T> AsRef<WeightDecay<T>> for SgdCoef<T> {
+    fn as_ref(&self) -> &WeightDecay<T> {
+        &self.decay
+    }
 }
 
 impl Sgd {
@@ -70,18 +75,7 @@ impl Base for Sgd {
     fn name(&self) -> &'static str {
         "sgd"
     }
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn set_weight_decay(&mut self, wd: f64) {
-        self.weight_decay = wd;
-    }
+    lr_and_weight_decay_accessors!();
     fn decoupled_decay(&self) -> bool {
         false
     }
@@ -117,20 +111,11 @@ impl Base for Sgd {
         SgdCoef {
             mu: T::of(self.momentum),
             omd: T::of(1.0 - self.dampening),
-            wd: T::of(wd),
+            decay: WeightDecay::new(lr, wd, false),
             neg_lr: T::of(-lr),
             first: t <= 1,
-            coupled: wd != 0.0,
             has_momentum: self.momentum != 0.0,
             nesterov: self.nesterov,
-        }
-    }
-    #[inline(always)]
-    fn effective_grad<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T) -> T {
-        if c.coupled {
-            g + c.wd * p
-        } else {
-            g
         }
     }
     #[inline(always)]
@@ -192,9 +177,5 @@ impl Base for Sgd {
     #[inline(always)]
     fn mv_score<T: Scalar>(&self, c: &SgdCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         self.momentum(c, p, g, s).abs()
-    }
-    #[inline(always)]
-    fn decay_only<T: Scalar>(&self, _c: &SgdCoef<T>, p: T) -> T {
-        p
     }
 }
