@@ -118,6 +118,16 @@ fn bad_files_and_flags_get_clear_errors() {
     v[11] = "1000000000000000000".into(); // --batch-size
     let e = call(v).unwrap_err();
     assert!(e.contains("tokens per micro-batch need about"), "{e}");
+    // Each count names itself (these three once shared one message).
+    for (at, flag) in [(7, "--steps"), (11, "--batch-size")] {
+        let mut v = base(&good, &out("o3"));
+        v[at] = "0".into();
+        let e = call(v).unwrap_err();
+        assert_eq!(e, format!("{flag} must be at least 1"));
+    }
+    let mut v = base(&good, &out("o3"));
+    v.extend(["--grad-accum".into(), "0".into()]);
+    assert_eq!(call(v).unwrap_err(), "--grad-accum must be at least 1");
     for clip in ["--grad-clip=-1", "--grad-clip=NaN"] {
         let mut v = base(&good, &out("o3"));
         v.push(clip.into());

@@ -58,9 +58,10 @@ pub enum Command {
 }
 
 /// `Err("{flag} must be at least 1")` where `value` is 0: for counts that a
-/// zero would make meaningless (timed steps, pairs, shards, parameters).
-pub(crate) fn at_least_one(flag: &str, value: usize) -> CliResult {
-    if value == 0 {
+/// zero would make meaningless (steps, batch sizes, pairs, shards,
+/// parameters), of any unsigned integer type.
+pub(crate) fn at_least_one<N: Copy + PartialEq + Default>(flag: &str, value: N) -> CliResult {
+    if value == N::default() {
         return Err(format!("{flag} must be at least 1").into());
     }
     Ok(())

@@ -178,9 +178,9 @@ fn step_fits_in_memory(
 /// Runs `mofo train`.
 pub fn run(args: Args) -> CliResult {
     init_threads(args.threads)?;
-    if args.steps == 0 || args.batch_size == 0 || args.grad_accum == 0 {
-        return Err("--steps, --batch-size and --grad-accum must be at least 1".into());
-    }
+    super::at_least_one("--steps", args.steps)?;
+    super::at_least_one("--batch-size", args.batch_size)?;
+    super::at_least_one("--grad-accum", args.grad_accum)?;
     if !(args.lr > 0.0 && args.lr.is_finite()) {
         return Err(format!("--lr must be a positive number, got {}", args.lr).into());
     }
