@@ -487,6 +487,24 @@ pub fn attention_backward_reference<T: Scalar>(
 mod tests {
     use super::*;
 
+    /// Deterministic inputs for `sh`: `[q, k, v, w]`, with q and the
+    /// output's weights w `heads` wide and k, v `kv_heads` wide; `sq` and
+    /// `sk` scale q's and k's patterns (centred integers mod 23 and 19).
+    fn inputs<T: Scalar>(sh: AttnShape, sq: f64, sk: f64) -> [Vec<T>; 4] {
+        let rows = sh.batch * sh.seq * sh.head_dim;
+        let pattern = |heads: usize, mul: usize, modulus: usize, scale: f64| -> Vec<T> {
+            (0..rows * heads)
+                .map(|i| T::of(((i * mul % modulus) as f64 - (modulus / 2) as f64) * scale))
+                .collect()
+        };
+        [
+            pattern(sh.heads, 31, 23, sq),
+            pattern(sh.kv_heads, 17, 19, sk),
+            pattern(sh.kv_heads, 7, 13, 0.2),
+            pattern(sh.heads, 5, 11, 0.3),
+        ]
+    }
+
     #[test]
     fn forward_matches_reference_and_backward_matches_differences() {
         let sh = AttnShape {
@@ -496,16 +514,7 @@ mod tests {
             kv_heads: 2,
             head_dim: 3,
         };
-        let nq = 2 * 5 * 4 * 3;
-        let nk = 2 * 5 * 2 * 3;
-        let q: Vec<f64> = (0..nq)
-            .map(|i| ((i * 31 % 23) as f64 - 11.0) * 0.13)
-            .collect();
-        let k: Vec<f64> = (0..nk)
-            .map(|i| ((i * 17 % 19) as f64 - 9.0) * 0.11)
-            .collect();
-        let v: Vec<f64> = (0..nk).map(|i| ((i * 7 % 13) as f64 - 6.0) * 0.2).collect();
-        let w: Vec<f64> = (0..nq).map(|i| ((i * 5 % 11) as f64 - 5.0) * 0.3).collect();
+        let [q, k, v, w] = inputs::<f64>(sh, 0.13, 0.11);
         let (o, p) = attention(&q, &k, &v, sh, true);
         let p = p.expect("kept");
         let want = attention_reference(&q, &k, &v, sh);
@@ -546,16 +555,7 @@ mod tests {
             kv_heads: 1,
             head_dim: 3,
         };
-        let nq = sh.seq * 2 * 3;
-        let nk = sh.seq * 3;
-        let q: Vec<f64> = (0..nq)
-            .map(|i| ((i * 31 % 23) as f64 - 11.0) * 0.05)
-            .collect();
-        let k: Vec<f64> = (0..nk)
-            .map(|i| ((i * 17 % 19) as f64 - 9.0) * 0.07)
-            .collect();
-        let v: Vec<f64> = (0..nk).map(|i| ((i * 7 % 13) as f64 - 6.0) * 0.2).collect();
-        let w: Vec<f64> = (0..nq).map(|i| ((i * 5 % 11) as f64 - 5.0) * 0.3).collect();
+        let [q, k, v, w] = inputs::<f64>(sh, 0.05, 0.07);
         let (o, p) = attention(&q, &k, &v, sh, true);
         let p = p.expect("kept");
         let want = attention_reference(&q, &k, &v, sh);
@@ -580,15 +580,7 @@ mod tests {
             kv_heads: 1,
             head_dim: 8,
         };
-        let nq = 2 * sh.seq * 2 * 8;
-        let nk = 2 * sh.seq * 8;
-        let q: Vec<f32> = (0..nq)
-            .map(|i| ((i * 31 % 23) as f32 - 11.0) * 0.3)
-            .collect();
-        let k: Vec<f32> = (0..nk)
-            .map(|i| ((i * 17 % 19) as f32 - 9.0) * 0.2)
-            .collect();
-        let v: Vec<f32> = (0..nk).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.2).collect();
+        let [q, k, v, w] = inputs::<f32>(sh, 0.3, 0.2);
         let (o, p) = attention(&q, &k, &v, sh, true);
         let p = p.expect("kept");
         let want = attention_reference(&q, &k, &v, sh);
@@ -603,7 +595,6 @@ mod tests {
         }
         // The backward through the kept blocks (streaming stores on
         // AVX-512) against the f64 reference.
-        let w: Vec<f32> = (0..nq).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.3).collect();
         let wide = |x: &[f32]| x.iter().map(|&a| a as f64).collect::<Vec<f64>>();
         let got = attention_backward(&q, &k, &v, &p, &w, sh);
         let want = attention_backward_reference(&wide(&q), &wide(&k), &wide(&v), &wide(&w), sh);
