@@ -297,97 +297,103 @@ pub fn draw_png(p: &Example1, paths: &[Trajectory], file: &Path) -> Result<(), E
         .fold(FLOOR + 1.0, |m, &v| m.max(v))
         .ceil();
 
-    let root = BitMapBackend::new(file, (960, 860)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
+    crate::plot::drawn_atomically(
+        file,
+        |file| {
+            let root = BitMapBackend::new(file, (960, 860)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_err)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    format!(
                 "Example 1: log10 L_ft (bands, lines at integers), a = ({}, {}), b = ({}, {})",
                 p.a()[0],
                 p.a()[1],
                 p.b()[0],
                 p.b()[1]
             ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(55)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_desc("θ₁")
-        .y_desc("θ₂")
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(plot_err)?;
+                    ("sans-serif", 20),
+                )
+                .margin(12)
+                .x_label_area_size(45)
+                .y_label_area_size(55)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc("θ₁")
+                .y_desc("θ₂")
+                .label_style(("sans-serif", 15))
+                .draw()
+                .map_err(plot_err)?;
 
-    let mut cells = Vec::with_capacity(CELLS * CELLS);
-    for j in 0..CELLS {
-        for i in 0..CELLS {
-            let mid = p.ft_loss(&[0.5 * (xs[i] + xs[i + 1]), 0.5 * (ys[j] + ys[j + 1])]);
-            let level = mid.log10().max(FLOOR).floor();
-            let colour = band_colour((level - FLOOR) / (top - FLOOR));
-            cells.push(Rectangle::new(
-                [(xs[i], ys[j]), (xs[i + 1], ys[j + 1])],
-                colour.filled(),
-            ));
-        }
-    }
-    chart.draw_series(cells).map_err(plot_err)?;
-    let mut level = FLOOR + 1.0;
-    while level <= top {
-        let segs = iso_segments(&xs, &ys, &field, level);
-        chart
-            .draw_series(
-                segs.into_iter()
-                    .map(|s| PathElement::new(s.to_vec(), RGBColor(60, 60, 60).mix(0.5))),
-            )
-            .map_err(plot_err)?;
-        level += 1.0;
-    }
+            let mut cells = Vec::with_capacity(CELLS * CELLS);
+            for j in 0..CELLS {
+                for i in 0..CELLS {
+                    let mid = p.ft_loss(&[0.5 * (xs[i] + xs[i + 1]), 0.5 * (ys[j] + ys[j + 1])]);
+                    let level = mid.log10().max(FLOOR).floor();
+                    let colour = band_colour((level - FLOOR) / (top - FLOOR));
+                    cells.push(Rectangle::new(
+                        [(xs[i], ys[j]), (xs[i + 1], ys[j + 1])],
+                        colour.filled(),
+                    ));
+                }
+            }
+            chart.draw_series(cells).map_err(plot_err)?;
+            let mut level = FLOOR + 1.0;
+            while level <= top {
+                let segs = iso_segments(&xs, &ys, &field, level);
+                chart
+                    .draw_series(
+                        segs.into_iter()
+                            .map(|s| PathElement::new(s.to_vec(), RGBColor(60, 60, 60).mix(0.5))),
+                    )
+                    .map_err(plot_err)?;
+                level += 1.0;
+            }
 
-    for (t, colour) in paths.iter().zip(PATH_COLOURS.iter().cycle()) {
-        let colour = *colour;
-        let pts: Vec<(f64, f64)> = t.points.iter().map(|q| (q[0], q[1])).collect();
-        chart
-            .draw_series(LineSeries::new(pts, colour.stroke_width(3)))
-            .map_err(plot_err)?
-            .label(format!(
-                "{}: end ({:.3}, {:.3}), L_pre {:.3}",
-                t.name,
-                t.end()[0],
-                t.end()[1],
-                Example1::pre_loss(&t.end())
-            ))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(3))
-            });
-        let e = t.end();
-        chart
-            .draw_series([
-                Circle::new((e[0], e[1]), 7, colour.filled()),
-                Circle::new((e[0], e[1]), 7, BLACK.stroke_width(1)),
-            ])
-            .map_err(plot_err)?;
-    }
-    chart
-        .draw_series([Cross::new((0.0, 0.0), 8, BLACK.stroke_width(2))])
-        .map_err(plot_err)?
-        .label("θ_pre = 0")
-        .legend(|(x, y)| Cross::new((x + 11, y), 6, BLACK.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(())
+            for (t, colour) in paths.iter().zip(PATH_COLOURS.iter().cycle()) {
+                let colour = *colour;
+                let pts: Vec<(f64, f64)> = t.points.iter().map(|q| (q[0], q[1])).collect();
+                chart
+                    .draw_series(LineSeries::new(pts, colour.stroke_width(3)))
+                    .map_err(plot_err)?
+                    .label(format!(
+                        "{}: end ({:.3}, {:.3}), L_pre {:.3}",
+                        t.name,
+                        t.end()[0],
+                        t.end()[1],
+                        Example1::pre_loss(&t.end())
+                    ))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(3))
+                    });
+                let e = t.end();
+                chart
+                    .draw_series([
+                        Circle::new((e[0], e[1]), 7, colour.filled()),
+                        Circle::new((e[0], e[1]), 7, BLACK.stroke_width(1)),
+                    ])
+                    .map_err(plot_err)?;
+            }
+            chart
+                .draw_series([Cross::new((0.0, 0.0), 8, BLACK.stroke_width(2))])
+                .map_err(plot_err)?
+                .label("θ_pre = 0")
+                .legend(|(x, y)| Cross::new((x + 11, y), 6, BLACK.stroke_width(2)));
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 15))
+                .draw()
+                .map_err(plot_err)?;
+            root.present().map_err(plot_err)?;
+            Ok(())
+        },
+        plot_err,
+    )
 }
 
 #[cfg(test)]

@@ -31,55 +31,57 @@ pub fn line_chart(
     let y0 = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let y1 = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     let (x0, x1) = if x1 > x0 { (x0, x1) } else { padded(x0, x1) };
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
-    let mut builder = ChartBuilder::on(&root);
-    builder
-        .caption(title, (FONT, 22))
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(64);
-    macro_rules! finish {
-        ($chart:expr) => {{
-            let mut chart = $chart.map_err(|e| draw_err(path, e))?;
-            chart
-                .configure_mesh()
-                .x_desc(x_label)
-                .y_desc(y_label)
-                .label_style((FONT, 13))
-                .axis_desc_style((FONT, 15))
-                .draw()
-                .map_err(|e| draw_err(path, e))?;
-            for (i, (name, pts)) in series.iter().enumerate() {
-                let c = color(i);
+    super::png(path, |path| {
+        let root = BitMapBackend::new(path, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(title, (FONT, 22))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64);
+        macro_rules! finish {
+            ($chart:expr) => {{
+                let mut chart = $chart.map_err(|e| draw_err(path, e))?;
                 chart
-                    .draw_series(LineSeries::new(
-                        pts.iter().filter(keep).copied(),
-                        c.stroke_width(2),
-                    ))
-                    .map_err(|e| draw_err(path, e))?
-                    .label(name.clone())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 13))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| draw_err(path, e))?;
-        }};
-    }
-    if log_y {
-        let (a, b) = (y0 * 0.9, y1 * 1.1);
-        finish!(builder.build_cartesian_2d(x0..x1, (a..b).log_scale()));
-    } else {
-        let (a, b) = padded(y0, y1);
-        finish!(builder.build_cartesian_2d(x0..x1, a..b));
-    }
-    root.present().map_err(|e| draw_err(path, e))?;
-    Ok(())
+                    .configure_mesh()
+                    .x_desc(x_label)
+                    .y_desc(y_label)
+                    .label_style((FONT, 13))
+                    .axis_desc_style((FONT, 15))
+                    .draw()
+                    .map_err(|e| draw_err(path, e))?;
+                for (i, (name, pts)) in series.iter().enumerate() {
+                    let c = color(i);
+                    chart
+                        .draw_series(LineSeries::new(
+                            pts.iter().filter(keep).copied(),
+                            c.stroke_width(2),
+                        ))
+                        .map_err(|e| draw_err(path, e))?
+                        .label(name.clone())
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                        });
+                }
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font((FONT, 13))
+                    .position(SeriesLabelPosition::UpperRight)
+                    .draw()
+                    .map_err(|e| draw_err(path, e))?;
+            }};
+        }
+        if log_y {
+            let (a, b) = (y0 * 0.9, y1 * 1.1);
+            finish!(builder.build_cartesian_2d(x0..x1, (a..b).log_scale()));
+        } else {
+            let (a, b) = padded(y0, y1);
+            finish!(builder.build_cartesian_2d(x0..x1, a..b));
+        }
+        root.present().map_err(|e| draw_err(path, e))?;
+        Ok(())
+    })
 }

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::io::write_atomic;
+
 pub mod bars;
 pub mod lines;
 pub mod scatter;
@@ -67,6 +69,45 @@ pub fn color(i: usize) -> plotters::style::RGBColor {
     ];
     let (r, g, b) = C[i % C.len()];
     plotters::style::RGBColor(r, g, b)
+}
+
+/// Draws a PNG with `draw` into a scratch file beside `target` (its name
+/// ends in `.png`, which the bitmap encoder needs), then puts the bytes in
+/// place with [`write_atomic`]: a run killed while drawing leaves the old
+/// plot or none, never part of one, and a link or special file at `target`
+/// is treated as [`write_atomic`] treats it. The scratch file is removed
+/// either way; `io_error` turns a failure to read it or to write `target`
+/// into the caller's error.
+pub fn drawn_atomically<E>(
+    target: &Path,
+    draw: impl FnOnce(&Path) -> Result<(), E>,
+    io_error: impl FnOnce(std::io::Error) -> E,
+) -> Result<(), E> {
+    let stem = target
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plot".to_string());
+    let scratch = target.with_file_name(format!(".{stem}.{}.drawing.png", std::process::id()));
+    let result = draw(&scratch).and_then(|()| {
+        std::fs::read(&scratch)
+            .and_then(|bytes| write_atomic(target, &bytes))
+            .map_err(io_error)
+    });
+    let _ = std::fs::remove_file(&scratch);
+    result
+}
+
+/// [`drawn_atomically`] for the charts of this module: errors name
+/// `target`, not the scratch file.
+pub(crate) fn png(
+    target: &Path,
+    draw: impl FnOnce(&Path) -> Result<(), PlotError>,
+) -> Result<(), PlotError> {
+    drawn_atomically(target, draw, |e| draw_err(target, e)).map_err(|e| match e {
+        PlotError::Draw { reason, .. } => draw_err(target, reason),
+        PlotError::Empty(_) => PlotError::Empty(target.to_path_buf()),
+        other => other,
+    })
 }
 
 pub(crate) fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
@@ -140,8 +181,47 @@ mod tests {
         assert!(is_png(&l));
         assert!(matches!(
             bar_chart(&b, "t", "y", &[], (300, 200)),
-            Err(PlotError::Empty(_))
+            Err(PlotError::Empty(ref p)) if p == &b
         ));
+        // The failed chart left the old one whole, and no scratch file stays.
+        assert!(is_png(&b));
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| ["s.png", "b.png", "l.png"].contains(&n.as_str())),
+            "{names:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_drawing_that_fails_leaves_the_target_and_no_scratch_file() {
+        let dir = std::env::temp_dir().join(format!("mofo-plot-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("p.png");
+        std::fs::write(&target, b"old").unwrap();
+        let mut scratch = PathBuf::new();
+        let r = drawn_atomically(
+            &target,
+            |p| {
+                scratch = p.to_path_buf();
+                std::fs::write(p, b"half a png").unwrap();
+                Err("the drawing failed")
+            },
+            |_| "io",
+        );
+        assert_eq!(r, Err("the drawing failed"));
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        assert!(scratch.starts_with(&dir) && scratch.extension().unwrap() == "png");
+        assert!(!scratch.exists());
+        // A drawing that succeeds replaces the target with the scratch bytes.
+        drawn_atomically(&target, |p| std::fs::write(p, b"new"), |e| e).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -51,67 +51,69 @@ pub fn scatter_chart(
             ),
         )
     });
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 22))
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(58)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|e| draw_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
-        .draw()
-        .map_err(|e| draw_err(path, e))?;
-    for (i, s) in series.iter().enumerate() {
-        let c = color(i);
-        let finite: Vec<&(f64, f64, String)> = s
-            .points
-            .iter()
-            .filter(|p| p.0.is_finite() && p.1.is_finite())
-            .collect();
-        if finite.len() > 1 {
+    super::png(path, |path| {
+        let root = BitMapBackend::new(path, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(58)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| draw_err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 15))
+            .draw()
+            .map_err(|e| draw_err(path, e))?;
+        for (i, s) in series.iter().enumerate() {
+            let c = color(i);
+            let finite: Vec<&(f64, f64, String)> = s
+                .points
+                .iter()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
+            if finite.len() > 1 {
+                chart
+                    .draw_series(LineSeries::new(
+                        finite.iter().map(|p| (p.0, p.1)),
+                        c.stroke_width(1),
+                    ))
+                    .map_err(|e| draw_err(path, e))?;
+            }
             chart
-                .draw_series(LineSeries::new(
-                    finite.iter().map(|p| (p.0, p.1)),
-                    c.stroke_width(1),
-                ))
+                .draw_series(
+                    finite
+                        .iter()
+                        .map(|p| Circle::new((p.0, p.1), 5, c.filled())),
+                )
+                .map_err(|e| draw_err(path, e))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
+            chart
+                .draw_series(finite.iter().filter(|p| !p.2.is_empty()).map(|p| {
+                    Text::new(
+                        p.2.clone(),
+                        (p.0, p.1),
+                        (FONT, 12).into_font().color(&BLACK),
+                    )
+                }))
                 .map_err(|e| draw_err(path, e))?;
         }
         chart
-            .draw_series(
-                finite
-                    .iter()
-                    .map(|p| Circle::new((p.0, p.1), 5, c.filled())),
-            )
-            .map_err(|e| draw_err(path, e))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
-        chart
-            .draw_series(finite.iter().filter(|p| !p.2.is_empty()).map(|p| {
-                Text::new(
-                    p.2.clone(),
-                    (p.0, p.1),
-                    (FONT, 12).into_font().color(&BLACK),
-                )
-            }))
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 13))
+            .position(emptiest_corner(&pts, (x0, x1), (y0, y1)))
+            .draw()
             .map_err(|e| draw_err(path, e))?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .position(emptiest_corner(&pts, (x0, x1), (y0, y1)))
-        .draw()
-        .map_err(|e| draw_err(path, e))?;
-    root.present().map_err(|e| draw_err(path, e))?;
-    Ok(())
+        root.present().map_err(|e| draw_err(path, e))?;
+        Ok(())
+    })
 }
 
 /// The corner of the plot area holding the fewest points (a corner is the
