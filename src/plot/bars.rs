@@ -24,10 +24,8 @@ pub fn bar_chart(
         .fold(0.0f64, f64::max);
     let top = if top > 0.0 { top * 1.15 } else { 1.0 };
     let n = bars.len();
-    super::png(path, |path| {
-        let root = BitMapBackend::new(path, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
-        let mut chart = ChartBuilder::on(&root)
+    super::png(path, size, |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 22))
             .margin(12)
             .x_label_area_size(60)
@@ -71,7 +69,6 @@ pub fn bar_chart(
                 )
             }))
             .map_err(|e| draw_err(path, e))?;
-        root.present().map_err(|e| draw_err(path, e))?;
         Ok(())
     })
 }

@@ -31,10 +31,8 @@ pub fn line_chart(
     let y0 = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let y1 = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     let (x0, x1) = if x1 > x0 { (x0, x1) } else { padded(x0, x1) };
-    super::png(path, |path| {
-        let root = BitMapBackend::new(path, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
-        let mut builder = ChartBuilder::on(&root);
+    super::png(path, size, |root| {
+        let mut builder = ChartBuilder::on(root);
         builder
             .caption(title, (FONT, 22))
             .margin(12)
@@ -81,7 +79,6 @@ pub fn line_chart(
             let (a, b) = padded(y0, y1);
             finish!(builder.build_cartesian_2d(x0..x1, a..b));
         }
-        root.present().map_err(|e| draw_err(path, e))?;
         Ok(())
     })
 }

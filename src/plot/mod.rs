@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use plotters::coord::Shift;
+use plotters::prelude::{BitMapBackend, DrawingArea, IntoDrawingArea, WHITE};
+
 use crate::io::write_atomic;
 
 pub mod bars;
@@ -97,17 +100,23 @@ pub fn drawn_atomically<E>(
     result
 }
 
-/// [`drawn_atomically`] for the charts of this module: errors name
-/// `target`, not the scratch file.
+/// A chart of this module drawn by `draw` on a white `size` canvas and put
+/// at `target` by [`drawn_atomically`]; errors name `target`.
 pub(crate) fn png(
     target: &Path,
-    draw: impl FnOnce(&Path) -> Result<(), PlotError>,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), PlotError>,
 ) -> Result<(), PlotError> {
-    drawn_atomically(target, draw, |e| draw_err(target, e)).map_err(|e| match e {
-        PlotError::Draw { reason, .. } => draw_err(target, reason),
-        PlotError::Empty(_) => PlotError::Empty(target.to_path_buf()),
-        other => other,
-    })
+    drawn_atomically(
+        target,
+        |scratch| {
+            let root = BitMapBackend::new(scratch, size).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| draw_err(target, e))?;
+            draw(&root)?;
+            root.present().map_err(|e| draw_err(target, e))
+        },
+        |e| draw_err(target, e),
+    )
 }
 
 pub(crate) fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {

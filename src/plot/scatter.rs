@@ -51,10 +51,8 @@ pub fn scatter_chart(
             ),
         )
     });
-    super::png(path, |path| {
-        let root = BitMapBackend::new(path, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
-        let mut chart = ChartBuilder::on(&root)
+    super::png(path, size, |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 22))
             .margin(12)
             .x_label_area_size(42)
@@ -111,7 +109,6 @@ pub fn scatter_chart(
             .position(emptiest_corner(&pts, (x0, x1), (y0, y1)))
             .draw()
             .map_err(|e| draw_err(path, e))?;
-        root.present().map_err(|e| draw_err(path, e))?;
         Ok(())
     })
 }
