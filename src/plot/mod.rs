@@ -4,6 +4,7 @@
 //! drawing, so no system font is needed.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
@@ -74,11 +75,11 @@ pub fn color(i: usize) -> plotters::style::RGBColor {
     plotters::style::RGBColor(r, g, b)
 }
 
-/// Draws a PNG with `draw` into a scratch file beside `target` (its name
-/// ends in `.png`, which the bitmap encoder needs), then puts the bytes in
-/// place with [`write_atomic`]: a run killed while drawing leaves the old
-/// plot or none, never part of one, and a link or special file at `target`
-/// is treated as [`write_atomic`] treats it. The scratch file is removed
+/// Draws a PNG with `draw` into a scratch file in the temporary directory
+/// (its name ends in `.png`, which the bitmap encoder needs), then puts the
+/// bytes in place with [`write_atomic`]: a run killed while drawing leaves
+/// the old plot or none, never part of one, and a link or special file at
+/// `target` is treated as [`write_atomic`] treats it. The scratch file is removed
 /// either way; `io_error` turns a failure to read it or to write `target`
 /// into the caller's error.
 pub fn drawn_atomically<E>(
@@ -86,11 +87,16 @@ pub fn drawn_atomically<E>(
     draw: impl FnOnce(&Path) -> Result<(), E>,
     io_error: impl FnOnce(std::io::Error) -> E,
 ) -> Result<(), E> {
-    let stem = target
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plot".to_string());
-    let scratch = target.with_file_name(format!(".{stem}.{}.drawing.png", std::process::id()));
+    // The scratch file's place does not matter to the write (its bytes are
+    // copied), so it goes to the temporary directory rather than beside a
+    // target that may be a device or a link (`--png /dev/null`); the
+    // counter keeps two drawings of one process apart.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let scratch = std::env::temp_dir().join(format!(
+        "mofo-plot-{}-{}.png",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let result = draw(&scratch).and_then(|()| {
         std::fs::read(&scratch)
             .and_then(|bytes| write_atomic(target, &bytes))
@@ -225,7 +231,7 @@ mod tests {
         );
         assert_eq!(r, Err("the drawing failed"));
         assert_eq!(std::fs::read(&target).unwrap(), b"old");
-        assert!(scratch.starts_with(&dir) && scratch.extension().unwrap() == "png");
+        assert!(scratch.starts_with(std::env::temp_dir()) && scratch.extension().unwrap() == "png");
         assert!(!scratch.exists());
         // A drawing that succeeds replaces the target with the scratch bytes.
         drawn_atomically(&target, |p| std::fs::write(p, b"new"), |e| e).unwrap();
