@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use super::init_threads;
 use super::CliResult;
 use crate::data::{load_text_file, mean_loss};
+use crate::experiments::forgetting::config::check_grad_clip;
 use crate::experiments::forgetting::{MethodConfig, PhaseConfig, METHODS};
 use crate::io::write_atomic;
 use crate::model::HfConfig;
@@ -187,13 +188,7 @@ pub fn run(args: Args) -> CliResult {
     if !(0.0..=1.0).contains(&args.min_lr_ratio) || !(0.0..0.9).contains(&args.validation_share) {
         return Err("--min-lr-ratio must be in [0, 1] and --validation-share in [0, 0.9)".into());
     }
-    if !(args.grad_clip.is_finite() && args.grad_clip >= 0.0) {
-        return Err(format!(
-            "--grad-clip must be a finite norm ≥ 0 (0: no clipping), not {}",
-            args.grad_clip
-        )
-        .into());
-    }
+    check_grad_clip("--grad-clip", args.grad_clip)?;
     let meth = method(&args)?;
     let tokenizer: Box<dyn Tokenizer> = match &args.tokenizer {
         Some(p) => Box::new(HfTokenizer::from_file(p)?),

@@ -313,12 +313,7 @@ impl ForgettingConfig {
             if p.warmup_steps >= p.steps {
                 return Err(format!("{name}: warmup_steps must be below steps"));
             }
-            if !(p.grad_clip.is_finite() && p.grad_clip >= 0.0) {
-                return Err(format!(
-                    "{name}: grad_clip must be a finite norm ≥ 0 (0: no clipping), not {}",
-                    p.grad_clip
-                ));
-            }
+            check_grad_clip(&format!("{name}: grad_clip"), p.grad_clip)?;
         }
         if self.methods.is_empty() && self.alpha_sweep.is_empty() {
             return Err("no methods to run".into());
@@ -404,6 +399,20 @@ fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
             }
         }
         (slot, v) => *slot = v,
+    }
+}
+
+/// Refuses a gradient-clipping norm that is not a finite number ≥ 0 (0
+/// means no clipping), naming the setting `name` (`--grad-clip`,
+/// `finetune: grad_clip`): the up-front form of the optimizer's own
+/// `clip.max_norm` check, before any data is read.
+pub fn check_grad_clip(name: &str, grad_clip: f64) -> Result<(), String> {
+    if grad_clip.is_finite() && grad_clip >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} must be a finite norm ≥ 0 (0: no clipping), not {grad_clip}"
+        ))
     }
 }
 
