@@ -24,10 +24,8 @@ pub fn bar_chart(
         .fold(0.0f64, f64::max);
     let top = if top > 0.0 { top * 1.15 } else { 1.0 };
     let n = bars.len();
-    super::png(path, size, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 22))
-            .margin(12)
+    super::png(path, size, title, |builder| {
+        let mut chart = builder
             .x_label_area_size(60)
             .y_label_area_size(64)
             .build_cartesian_2d(0f64..n as f64, 0f64..top)

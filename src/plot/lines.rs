@@ -31,13 +31,8 @@ pub fn line_chart(
     let y0 = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let y1 = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     let (x0, x1) = if x1 > x0 { (x0, x1) } else { padded(x0, x1) };
-    super::png(path, size, |root| {
-        let mut builder = ChartBuilder::on(root);
-        builder
-            .caption(title, (FONT, 22))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(64);
+    super::png(path, size, title, |builder| {
+        builder.x_label_area_size(42).y_label_area_size(64);
         macro_rules! finish {
             ($chart:expr) => {{
                 let mut chart = $chart.map_err(|e| draw_err(path, e))?;

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use plotters::coord::Shift;
-use plotters::prelude::{BitMapBackend, DrawingArea, IntoDrawingArea, WHITE};
+use plotters::prelude::{BitMapBackend, ChartBuilder, IntoDrawingArea, WHITE};
 
 use crate::io::write_atomic;
 
@@ -106,19 +105,24 @@ pub fn drawn_atomically<E>(
     result
 }
 
-/// A chart of this module drawn by `draw` on a white `size` canvas and put
-/// at `target` by [`drawn_atomically`]; errors name `target`.
+/// A chart of this module: `draw` builds it from a [`ChartBuilder`] on a
+/// white `size` canvas that already has the `title` and the margin every
+/// chart here uses, and [`drawn_atomically`] puts it at `target`; errors
+/// name `target`.
 pub(crate) fn png(
     target: &Path,
     size: (u32, u32),
-    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), PlotError>,
+    title: &str,
+    draw: impl FnOnce(&mut ChartBuilder<'_, '_, BitMapBackend<'_>>) -> Result<(), PlotError>,
 ) -> Result<(), PlotError> {
     drawn_atomically(
         target,
         |scratch| {
             let root = BitMapBackend::new(scratch, size).into_drawing_area();
             root.fill(&WHITE).map_err(|e| draw_err(target, e))?;
-            draw(&root)?;
+            let mut builder = ChartBuilder::on(&root);
+            builder.caption(title, (FONT, 22)).margin(12);
+            draw(&mut builder)?;
             root.present().map_err(|e| draw_err(target, e))
         },
         |e| draw_err(target, e),

@@ -51,10 +51,8 @@ pub fn scatter_chart(
             ),
         )
     });
-    super::png(path, size, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 22))
-            .margin(12)
+    super::png(path, size, title, |builder| {
+        let mut chart = builder
             .x_label_area_size(42)
             .y_label_area_size(58)
             .build_cartesian_2d(x0..x1, y0..y1)
