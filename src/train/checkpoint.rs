@@ -137,3 +137,51 @@ pub fn load_checkpoint(
     optimizer.load_state(&dir.join("optimizer.state"))?;
     Ok((params, state))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// trainer.json gives back every f64 bit for bit (losses, evaluations,
+    /// seconds), so that a resumed run's history is the uninterrupted one's:
+    /// serde_json's default float parser may miss the last bit of a
+    /// 17-digit number, hence its `float_roundtrip` feature.
+    #[test]
+    fn train_state_json_round_trips_every_bit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut draw = || loop {
+            let x = f64::from_bits(rng.random::<u64>());
+            if x.is_finite() {
+                break x;
+            }
+        };
+        let mut state = TrainState {
+            step: 3,
+            skipped: 1,
+            losses: vec![Some(0.21259230077266694), None],
+            evals: Vec::new(),
+            seconds: 1.2345678901234567,
+        };
+        for i in 0..20_000u64 {
+            let x = draw();
+            state.losses.push(Some(x));
+            state.losses.push(Some(x.abs().fract()));
+            if i % 100 == 0 {
+                state
+                    .evals
+                    .push((i, BTreeMap::from([("loss".into(), draw())])));
+            }
+        }
+        let text = serde_json::to_vec(&state).unwrap();
+        let back: TrainState = serde_json::from_slice(&text).unwrap();
+        for (a, b) in state.losses.iter().zip(&back.losses) {
+            assert_eq!(
+                a.map(f64::to_bits),
+                b.map(f64::to_bits),
+                "{a:?} came back as {b:?}"
+            );
+        }
+        assert_eq!(back, state);
+    }
+}
