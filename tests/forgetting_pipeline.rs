@@ -4,8 +4,9 @@
 
 use mofo::data::{SpecialTokens, TokenBatch, IGNORE};
 use mofo::experiments::forgetting::{
-    report, run_forgetting, Backend, ForgettingConfig, MethodConfig, ModelSize, PhaseConfig,
-    RunOptions, TokenizerInfo,
+    report, run_forgetting, run_forgetting_seeds, seeds, seeds_report, Backend, ExperimentError,
+    ForgettingConfig, ForgettingResults, MethodConfig, ModelSize, PhaseConfig, RunOptions,
+    SeedScope, TokenizerInfo,
 };
 use mofo::optim::FiniteGrads;
 use mofo::train::{TrainError, TrainOptimizer, TrainableModel};
@@ -13,6 +14,7 @@ use mofo::ParamStore;
 use ndarray::{Array2, Array3};
 use serde_json::json;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const V: usize = 259;
 const NAME: &str = "bigram.weight";
@@ -150,11 +152,39 @@ impl Backend for BigramBackend {
     }
 }
 
-#[test]
-fn pipeline_bookkeeping_on_a_bigram_model() {
-    let dir = std::env::temp_dir().join(format!("mofo-pipeline-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg = ForgettingConfig::quick_preset()
+/// The bigram backend, counting the models it makes (one per base).
+#[derive(Default)]
+struct Counting {
+    models: AtomicUsize,
+}
+
+impl Backend for Counting {
+    fn tokenizer(&self) -> TokenizerInfo {
+        BigramBackend.tokenizer()
+    }
+    fn model(
+        &self,
+        size: &ModelSize,
+        v: usize,
+    ) -> Result<(Box<dyn TrainableModel>, ParamStore<f32>), TrainError> {
+        self.models.fetch_add(1, Ordering::Relaxed);
+        BigramBackend.model(size, v)
+    }
+    fn optimizer(
+        &self,
+        m: &MethodConfig,
+        p: &PhaseConfig,
+        r: &ParamStore<f32>,
+    ) -> Result<Box<dyn TrainOptimizer>, TrainError> {
+        BigramBackend.optimizer(m, p, r)
+    }
+    fn schedule(&self, p: &PhaseConfig, lr: f64) -> Box<dyn Fn(u64) -> f64 + Sync> {
+        BigramBackend.schedule(p, lr)
+    }
+}
+
+fn bigram_config() -> ForgettingConfig {
+    ForgettingConfig::quick_preset()
         .merged(json!({
             "knowledge": {"entities": 8, "general_sentences": 10},
             "task": {"train_examples": 50, "eval_examples": 10},
@@ -164,7 +194,159 @@ fn pipeline_bookkeeping_on_a_bigram_model() {
             "alpha_sweep": [0.001, 0.01],
             "eval": {"probes": 0, "every": 3}
         }))
-        .unwrap();
+        .unwrap()
+}
+
+/// `r` without its wall-clock seconds.
+fn timeless(mut r: ForgettingResults) -> ForgettingResults {
+    r.seconds = 0.0;
+    r.base.pretrain_seconds = 0.0;
+    for row in &mut r.rows {
+        row.seconds = 0.0;
+    }
+    r
+}
+
+#[test]
+fn seeds_runs_are_the_single_runs_and_share_their_base() {
+    let dir = std::env::temp_dir().join(format!("mofo-pipeline-seeds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = bigram_config();
+    cfg.lr_sweep = vec![0.01];
+    cfg.lr_sweep_methods = vec!["adam".into(), "mofo".into()];
+    let opts = RunOptions {
+        out_dir: dir.join("out"),
+        cache_dir: None,
+        progress: false,
+        verbose: false,
+    };
+    let backend = Counting::default();
+    let runs = run_forgetting_seeds(&cfg, 3, SeedScope::Finetune, &backend, &opts).unwrap();
+    // One base for the three runs (no cache: it was pre-trained once).
+    assert_eq!(backend.models.load(Ordering::Relaxed), 1);
+    assert_eq!(runs.len(), 3);
+    for (r, run) in runs.iter().enumerate() {
+        assert_eq!(run.config.finetune.seed, cfg.finetune.seed + r as u64);
+        assert_eq!(run.config.pretrain.seed, cfg.pretrain.seed);
+        // Run r is the single run of its configuration, bit for bit.
+        let single = run_forgetting(&run.config, &BigramBackend, &opts).unwrap();
+        assert_eq!(timeless(run.clone()), timeless(single), "run {r}");
+        let written = seeds_report::run_dir(&opts.out_dir, r as u64).join("results.json");
+        let back: ForgettingResults =
+            serde_json::from_slice(&std::fs::read(&written).unwrap()).unwrap();
+        assert_eq!(back.rows[0].loss_curve, run.rows[0].loss_curve);
+    }
+    // The fine-tuning order really moved.
+    assert_ne!(runs[0].rows[0].loss_curve, runs[1].rows[0].loss_curve);
+
+    let s = seeds::summarize(SeedScope::Finetune, &runs).unwrap();
+    assert_eq!(
+        s.seeds.iter().map(|x| x.finetune).collect::<Vec<_>>(),
+        vec![20, 21, 22]
+    );
+    let labels: Vec<&str> = s.rows.iter().map(|x| x.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        vec![
+            "adam",
+            "mofo α=0.01",
+            "mofo α=0.001",
+            "adam lr=1e-2",
+            "mofo α=0.01 lr=1e-2"
+        ]
+    );
+    for (i, row) in s.rows.iter().enumerate() {
+        let mut v: Vec<f64> = runs.iter().map(|r| r.rows[i].distance).collect();
+        v.sort_by(f64::total_cmp);
+        assert_eq!(
+            (row.distance.min, row.distance.median, row.distance.max),
+            (v[0], v[1], v[2])
+        );
+        assert_eq!(row.distance.finite, 3);
+    }
+    // Every row but Adam's against Adam at its learning rate.
+    let pairs: Vec<(&str, &str)> = s
+        .against_adam
+        .iter()
+        .map(|a| (a.label.as_str(), a.adam.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("mofo α=0.01", "adam"),
+            ("mofo α=0.001", "adam"),
+            ("mofo α=0.01 lr=1e-2", "adam lr=1e-2")
+        ]
+    );
+    let a = &s.against_adam[2];
+    let counted = runs
+        .iter()
+        .filter(|r| r.rows[4].pretrain_loss_increase < r.rows[3].pretrain_loss_increase)
+        .count();
+    assert_eq!((a.runs, a.pretrain_loss_increase_lower), (3, counted));
+    // MoFO moves fewer entries than Adam in every run.
+    assert_eq!(s.against_adam[0].distance_lower, 3);
+
+    let files = seeds_report::write_reports(&s, &runs, &opts.out_dir).unwrap();
+    assert_eq!(files.len(), 5);
+    let md = std::fs::read_to_string(opts.out_dir.join("seeds.md")).unwrap();
+    assert!(md.contains("| mofo α=0.001 |"), "{md}");
+    assert!(md.contains("fine-tuning seeds 20, 21, 22"), "{md}");
+    let csv = std::fs::read_to_string(opts.out_dir.join("seeds.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 5 * 8);
+    let back: seeds::SeedSummary =
+        serde_json::from_slice(&std::fs::read(opts.out_dir.join("seeds.json")).unwrap()).unwrap();
+    assert_eq!(back.against_adam, s.against_adam);
+
+    // Moving the base's seeds makes a base per run.
+    let backend = Counting::default();
+    let based = run_forgetting_seeds(&cfg, 2, SeedScope::Base, &backend, &opts).unwrap();
+    assert_eq!(backend.models.load(Ordering::Relaxed), 2);
+    assert_eq!(based[1].config.pretrain.seed, cfg.pretrain.seed + 1);
+    assert_eq!(based[1].config.finetune.seed, cfg.finetune.seed);
+    assert_ne!(based[0].base.pretrain_loss, based[1].base.pretrain_loss);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn seeds_refuse_what_cannot_run() {
+    let opts = RunOptions {
+        out_dir: std::env::temp_dir().join("mofo-pipeline-seeds-never-written"),
+        cache_dir: None,
+        progress: false,
+        verbose: false,
+    };
+    let cfg = bigram_config();
+    let err = run_forgetting_seeds(&cfg, 0, SeedScope::Finetune, &BigramBackend, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 1"), "{err}");
+    let mut last = cfg.clone();
+    last.task.seed = u64::MAX;
+    // The task's seed moves only with `all`.
+    assert!(SeedScope::Base.seeded(&last, 1).is_ok());
+    match run_forgetting_seeds(&last, 2, SeedScope::All, &BigramBackend, &opts) {
+        Err(ExperimentError::Config(m)) => assert!(m.contains("task.seed"), "{m}"),
+        other => panic!(
+            "expected a configuration error, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert!(!opts.out_dir.exists());
+    // Runs that do not share their labels are not summarised.
+    let a = run_forgetting(&cfg, &BigramBackend, &opts).unwrap();
+    let mut b = a.clone();
+    b.rows.pop();
+    let err = seeds::summarize(SeedScope::Finetune, &[a, b]).unwrap_err();
+    assert!(err.contains("run 1"), "{err}");
+    assert!(seeds::summarize(SeedScope::Finetune, &[]).is_err());
+}
+
+#[test]
+fn pipeline_bookkeeping_on_a_bigram_model() {
+    let dir = std::env::temp_dir().join(format!("mofo-pipeline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = bigram_config();
     let opts = RunOptions {
         out_dir: dir.join("out"),
         cache_dir: Some(dir.join("cache")),

@@ -5,13 +5,17 @@
 //! accuracy, the retained knowledge, the rise of the held-out pre-training
 //! loss, the distance to the pre-trained model and the share of entries
 //! updated (see `mofo::experiments::forgetting`). Writes results.json,
-//! results.csv, table.txt and PNG plots into `--out`.
+//! results.csv, table.txt and PNG plots into `--out`; with `--seeds N`, runs
+//! the experiment N times with its seeds moved by 0..N−1 (`--vary`), each
+//! run's files in `--out/run-r`, and the medians, ranges and paired counts
+//! against Adam over the runs in `--out/seeds.{txt,md,csv,json}`.
 
 use std::path::{Path, PathBuf};
 
 use super::CliResult;
 use crate::experiments::forgetting::{
-    report, run_forgetting, ForgettingConfig, MethodConfig, RunOptions,
+    report, run_forgetting, run_forgetting_seeds, seeds, seeds_report, ForgettingConfig,
+    MethodConfig, RunOptions, SeedScope,
 };
 use crate::io::write_atomic;
 use crate::train::llama::LlamaBackend;
@@ -50,7 +54,20 @@ pub struct Args {
     /// Neither read nor write the cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Write the summary (`mofo-forgetting/1`) to this file.
+    /// Run the experiment N times, run r with the seeds of `--vary` moved
+    /// by r (run 0 is the plain run), and report the median and range of
+    /// every measure over the runs and, per method, in how many runs it did
+    /// better than Adam at the same learning rate.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub seeds: Option<u64>,
+    /// Which seeds `--seeds` moves: `finetune` (the order of the fine-tuning
+    /// batches; one pre-trained base for every run), `base` (the model's
+    /// initialisation and the pre-training order: a base per run) or `all`
+    /// (also the generated facts and task).
+    #[arg(long, value_enum, default_value_t = SeedScope::Finetune, requires = "seeds")]
+    pub vary: SeedScope,
+    /// Write the summary (`mofo-forgetting/1`; with `--seeds`,
+    /// `mofo-forgetting-seeds/1`) to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Worker threads (default: all cores).
@@ -153,20 +170,62 @@ pub fn run(args: Args) -> CliResult {
         progress: !args.quiet,
         verbose: !args.quiet,
     };
-    let results = run_forgetting(&cfg, &LlamaBackend, &opts)?;
-    print!("{}", report::table(&results));
-    let written = report::write_reports(&results, &args.out)?;
+    let (written, seconds, summary) = match args.seeds {
+        None => {
+            let results = run_forgetting(&cfg, &LlamaBackend, &opts)?;
+            print!("{}", report::table(&results));
+            let written = report::write_reports(&results, &args.out)?;
+            let what = format!("{} files", written.len());
+            (what, results.seconds, report::summary_json(&results))
+        }
+        Some(n) => {
+            let runs = run_forgetting_seeds(&cfg, n, args.vary, &LlamaBackend, &opts)?;
+            let summary = seeds::summarize(args.vary, &runs)?;
+            print!("{}", seeds_report::table(&summary));
+            let written = seeds_report::write_reports(&summary, &runs, &args.out)?;
+            let what = format!(
+                "{n} runs (run-0 … run-{}) and {} files",
+                n - 1,
+                written.len()
+            );
+            (what, summary.seconds, serde_json::to_value(&summary)?)
+        }
+    };
     if let Some(p) = &args.json {
-        let s = serde_json::to_string_pretty(&report::summary_json(&results))?;
+        let s = serde_json::to_string_pretty(&summary)?;
         write_atomic(p, s.as_bytes()).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     if !args.quiet {
-        eprintln!(
-            "wrote {} files to {} in {:.1}s",
-            written.len(),
-            args.out.display(),
-            results.seconds
-        );
+        eprintln!("wrote {written} to {} in {seconds:.1}s", args.out.display(),);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(argv: &[&str]) -> Result<super::Args, String> {
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Forgetting(a) => Ok(a),
+            _ => Err("not forgetting".into()),
+        }
+    }
+
+    #[test]
+    fn seeds_and_vary_are_checked_by_the_parser() {
+        let a = parse(&["mofo", "forgetting", "--seeds", "5", "--vary", "base"]).unwrap();
+        assert_eq!((a.seeds, a.vary), (Some(5), super::SeedScope::Base));
+        let a = parse(&["mofo", "forgetting", "--seeds", "2"]).unwrap();
+        assert_eq!(a.vary, super::SeedScope::Finetune);
+        let err = parse(&["mofo", "forgetting", "--seeds", "0"]).unwrap_err();
+        assert!(err.contains("--seeds"), "{err}");
+        let err = parse(&["mofo", "forgetting", "--vary", "all"]).unwrap_err();
+        assert!(err.contains("--seeds"), "{err}");
+        assert!(parse(&["mofo", "forgetting", "--seeds", "3", "--vary", "every"]).is_err());
+    }
 }

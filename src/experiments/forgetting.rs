@@ -33,8 +33,11 @@ use crate::ParamStore;
 
 pub mod config;
 pub mod report;
+pub mod seeds;
+pub mod seeds_report;
 
 pub use config::{EvalConfig, ForgettingConfig, MethodConfig, ModelSize, PhaseConfig, METHODS};
+pub use seeds::{SeedScope, SeedSummary};
 
 /// A tokenizer as the experiment needs it.
 pub struct TokenizerInfo {
@@ -365,11 +368,45 @@ fn tail_mean(losses: &[Option<f64>], n: usize) -> f64 {
     }
 }
 
-/// The pre-trained base: model, parameters, scores.
+/// The pre-trained base: model, parameters, scores, and what they were
+/// made for.
 struct Base {
     model: Box<dyn TrainableModel>,
     params: ParamStore<f32>,
     result: BaseResult,
+    /// What determined the parameters.
+    key: BaseKey,
+    /// What determined the scores besides the parameters.
+    scored_for: ScoreSets,
+}
+
+/// What the evaluation sets of [`score`] depend on besides the base key.
+type ScoreSets = (crate::data::TaskConfig, EvalConfig, usize);
+
+fn score_sets(cfg: &ForgettingConfig) -> ScoreSets {
+    (cfg.task.clone(), cfg.eval.clone(), cfg.finetune.seq_len)
+}
+
+fn base_key(cfg: &ForgettingConfig, vocab_size: usize) -> BaseKey {
+    BaseKey {
+        format: "mofo-forgetting-base/1".into(),
+        model: cfg.model.clone(),
+        knowledge: cfg.knowledge.clone(),
+        pretrain: cfg.pretrain.clone(),
+        vocab_size,
+    }
+}
+
+/// `result` with the scores `s`.
+fn with_scores(result: BaseResult, s: Scores) -> BaseResult {
+    BaseResult {
+        finetune_accuracy: s.finetune_accuracy,
+        finetune_loss: s.finetune_loss,
+        retained_accuracy: s.retained_accuracy,
+        retained_mc_accuracy: s.retained_mc_accuracy,
+        pretrain_loss: s.pretrain_loss,
+        ..result
+    }
 }
 
 /// Pre-trains the base model, or loads it from the cache when its key matches.
@@ -380,13 +417,7 @@ fn base_model(
     opts: &RunOptions,
 ) -> Result<Base, ExperimentError> {
     let (model, mut params) = backend.model(&cfg.model, data.tok.vocab_size)?;
-    let key = BaseKey {
-        format: "mofo-forgetting-base/1".into(),
-        model: cfg.model.clone(),
-        knowledge: cfg.knowledge.clone(),
-        pretrain: cfg.pretrain.clone(),
-        vocab_size: data.tok.vocab_size,
-    };
+    let key = base_key(cfg, data.tok.vocab_size);
     let key_json = serde_json::to_string(&key).expect("key serialises");
     let hash = format!("{:016x}", fnv1a64(key_json.as_bytes()));
     let cache = opts.cache_dir.as_ref().map(|d| d.join(&hash));
@@ -453,13 +484,13 @@ fn base_model(
         }
     };
     let s = score(model.as_ref(), &params, data);
-    let base = BaseResult {
+    let unscored = BaseResult {
         parameters: params.num_elements(),
-        finetune_accuracy: s.finetune_accuracy,
-        finetune_loss: s.finetune_loss,
-        retained_accuracy: s.retained_accuracy,
-        retained_mc_accuracy: s.retained_mc_accuracy,
-        pretrain_loss: s.pretrain_loss,
+        finetune_accuracy: f64::NAN,
+        finetune_loss: f64::NAN,
+        retained_accuracy: f64::NAN,
+        retained_mc_accuracy: f64::NAN,
+        pretrain_loss: f64::NAN,
         pretrain_train_loss: train_loss,
         pretrain_seconds: seconds,
         cached: was_cached,
@@ -468,7 +499,9 @@ fn base_model(
     Ok(Base {
         model,
         params,
-        result: base,
+        result: with_scores(unscored, s),
+        key,
+        scored_for: score_sets(cfg),
     })
 }
 
@@ -562,10 +595,77 @@ pub fn run_forgetting(
     backend: &dyn Backend,
     opts: &RunOptions,
 ) -> Result<ForgettingResults, ExperimentError> {
+    run_once(cfg, backend, opts, &mut None)
+}
+
+/// Runs the experiment `runs` times, run r with the seeds of `scope` moved
+/// by r (see [`seeds`]; run 0 is [`run_forgetting`]'s run of `cfg`), each
+/// writing its reports into `opts.out_dir/run-r` once it is done. A base
+/// model whose configuration a run shares with the run before it is
+/// pre-trained (or read from the cache) once.
+pub fn run_forgetting_seeds(
+    cfg: &ForgettingConfig,
+    runs: u64,
+    scope: SeedScope,
+    backend: &dyn Backend,
+    opts: &RunOptions,
+) -> Result<Vec<ForgettingResults>, ExperimentError> {
+    if runs == 0 {
+        return Err(ExperimentError::Config("--seeds must be at least 1".into()));
+    }
+    // Seeds change nothing that is validated, and the last run's are the
+    // largest: both checks are made before the first run starts.
+    cfg.validate().map_err(ExperimentError::Config)?;
+    scope
+        .seeded(cfg, runs - 1)
+        .map_err(ExperimentError::Config)?;
+    let mut kept = None;
+    let mut out = Vec::new();
+    for r in 0..runs {
+        let c = &scope.seeded(cfg, r).map_err(ExperimentError::Config)?;
+        let seeds = seeds::RunSeeds::of(c);
+        log(
+            opts,
+            &format!(
+                "run {r} of 0..{}: seeds model {}, knowledge {}, task {}, pre-training {}, fine-tuning {}",
+                runs - 1,
+                seeds.model,
+                seeds.knowledge,
+                seeds.task,
+                seeds.pretrain,
+                seeds.finetune
+            ),
+        );
+        let result = run_once(c, backend, opts, &mut kept)?;
+        report::write_reports(&result, &seeds_report::run_dir(&opts.out_dir, r))?;
+        out.push(result);
+    }
+    Ok(out)
+}
+
+/// One run of the experiment; `kept` holds the base of the run before,
+/// reused where its key matches, and this run's base afterwards.
+fn run_once(
+    cfg: &ForgettingConfig,
+    backend: &dyn Backend,
+    opts: &RunOptions,
+    kept: &mut Option<Base>,
+) -> Result<ForgettingResults, ExperimentError> {
     cfg.validate().map_err(ExperimentError::Config)?;
     let started = Instant::now();
     let data = prepare(cfg, backend.tokenizer())?;
-    let base = base_model(cfg, backend, &data, opts)?;
+    let base = match kept.take() {
+        Some(mut b) if b.key == base_key(cfg, data.tok.vocab_size) => {
+            log(opts, "base model: the one of the run before");
+            if b.scored_for != score_sets(cfg) {
+                let s = score(b.model.as_ref(), &b.params, &data);
+                b.result = with_scores(b.result, s);
+                b.scored_for = score_sets(cfg);
+            }
+            b
+        }
+        _ => base_model(cfg, backend, &data, opts)?,
+    };
     let base_res = base.result.clone();
     log(
         opts,
@@ -603,6 +703,7 @@ pub fn run_forgetting(
         );
         rows.push(r);
     }
+    *kept = Some(base);
     Ok(ForgettingResults {
         format: "mofo-forgetting-results/1".into(),
         config: cfg.clone(),

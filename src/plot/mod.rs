@@ -168,6 +168,7 @@ mod tests {
             &[ScatterSeries {
                 name: "a".into(),
                 points: vec![(0.0, 1.0, "p".into()), (1.0, f64::NAN, String::new())],
+                joined: true,
             }],
             None,
             (300, 200),

@@ -1,6 +1,6 @@
-//! Scatter plot of labelled points, one colour per series; points of a
-//! series with more than one point are joined in the given order (e.g. a
-//! sweep over α).
+//! Scatter plot of labelled points, one colour per series; the points of a
+//! joined series are joined by a line in the given order (e.g. a sweep over
+//! α), those of a series not joined stand alone (e.g. one point per seed).
 
 use plotters::prelude::*;
 use std::path::Path;
@@ -14,6 +14,8 @@ pub struct ScatterSeries {
     pub name: String,
     /// Points (x, y, label drawn beside the point; empty for none).
     pub points: Vec<(f64, f64, String)>,
+    /// Whether a line joins the points in their order.
+    pub joined: bool,
 }
 
 /// Draws a scatter chart to `path` (PNG, `size` = width×height); `ranges`
@@ -28,29 +30,11 @@ pub fn scatter_chart(
     size: (u32, u32),
 ) -> Result<(), PlotError> {
     ensure_font()?;
-    let pts: Vec<(f64, f64)> = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| (p.0, p.1)))
-        .filter(|p| p.0.is_finite() && p.1.is_finite())
-        .collect();
-    if pts.is_empty() {
+    let pts = finite_points(series);
+    let Some(fit) = fitted_axes(series) else {
         return Err(PlotError::Empty(path.to_path_buf()));
-    }
-    let fold = |f: fn(f64, f64) -> f64, init: f64, sel: fn(&(f64, f64)) -> f64| {
-        pts.iter().map(sel).fold(init, f)
     };
-    let ((x0, x1), (y0, y1)) = ranges.unwrap_or_else(|| {
-        (
-            padded(
-                fold(f64::min, f64::INFINITY, |p| p.0),
-                fold(f64::max, f64::NEG_INFINITY, |p| p.0),
-            ),
-            padded(
-                fold(f64::min, f64::INFINITY, |p| p.1),
-                fold(f64::max, f64::NEG_INFINITY, |p| p.1),
-            ),
-        )
-    });
+    let ((x0, x1), (y0, y1)) = ranges.unwrap_or(fit);
     super::png(path, size, title, |builder| {
         let mut chart = builder
             .x_label_area_size(42)
@@ -72,7 +56,7 @@ pub fn scatter_chart(
                 .iter()
                 .filter(|p| p.0.is_finite() && p.1.is_finite())
                 .collect();
-            if finite.len() > 1 {
+            if s.joined && finite.len() > 1 {
                 chart
                     .draw_series(LineSeries::new(
                         finite.iter().map(|p| (p.0, p.1)),
@@ -80,15 +64,12 @@ pub fn scatter_chart(
                     ))
                     .map_err(|e| draw_err(path, e))?;
             }
+            let style = marker(i);
             chart
-                .draw_series(
-                    finite
-                        .iter()
-                        .map(|p| Circle::new((p.0, p.1), 5, c.filled())),
-                )
+                .draw_series(finite.iter().map(|p| Circle::new((p.0, p.1), 5, style)))
                 .map_err(|e| draw_err(path, e))?
                 .label(s.name.clone())
-                .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, style));
             chart
                 .draw_series(finite.iter().filter(|p| !p.2.is_empty()).map(|p| {
                     Text::new(
@@ -109,6 +90,43 @@ pub fn scatter_chart(
             .map_err(|e| draw_err(path, e))?;
         Ok(())
     })
+}
+
+/// The finite points of every series.
+fn finite_points(series: &[ScatterSeries]) -> Vec<(f64, f64)> {
+    series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| (p.0, p.1)))
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect()
+}
+
+/// The axes ((x0, x1), (y0, y1)) that [`scatter_chart`] fits to the finite
+/// points of `series` (their range, 5% wider on each side); None where no
+/// point is finite.
+pub fn fitted_axes(series: &[ScatterSeries]) -> Option<((f64, f64), (f64, f64))> {
+    let pts = finite_points(series);
+    if pts.is_empty() {
+        return None;
+    }
+    let range = |of: fn(&(f64, f64)) -> f64| {
+        let lo = pts.iter().map(of).fold(f64::INFINITY, f64::min);
+        let hi = pts.iter().map(of).fold(f64::NEG_INFINITY, f64::max);
+        padded(lo, hi)
+    };
+    Some((range(|p| p.0), range(|p| p.1)))
+}
+
+/// The marker of series `i`: a filled circle in the palette's colour for
+/// the first twelve series, a ring in the same colours for the next twelve,
+/// and so on alternately, so that no two of 24 series look alike.
+fn marker(i: usize) -> ShapeStyle {
+    let c = color(i);
+    if (i / 12).is_multiple_of(2) {
+        c.filled()
+    } else {
+        c.stroke_width(2)
+    }
 }
 
 /// The corner of the plot area holding the fewest points (a corner is the

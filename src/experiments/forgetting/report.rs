@@ -24,6 +24,12 @@ fn pct(x: f64) -> String {
     }
 }
 
+/// The column heads of the measures, in the order of the tables (the
+/// `--seeds` summary's too).
+pub const MEASURES: [&str; 7] = [
+    "task %", "task L", "facts %", "MC %", "ΔL_pre", "distance", "updated%",
+];
+
 /// The results as a plain-text table (percentages for accuracies and shares).
 pub fn table(r: &ForgettingResults) -> String {
     let mut s = String::new();
@@ -38,18 +44,11 @@ pub fn table(r: &ForgettingResults) -> String {
         b.pretrain_loss,
         if b.cached { " (cached)" } else { "" }
     );
+    let [task, task_loss, facts, mc, rise, distance, updated] = MEASURES;
     let _ = writeln!(
         s,
-        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8}",
-        "method",
-        "task %",
-        "task L",
-        "facts %",
-        "MC %",
-        "ΔL_pre",
-        "distance",
-        "updated%",
-        "seconds"
+        "{:<18} {task:>8} {task_loss:>8} {facts:>8} {mc:>8} {rise:>9} {distance:>9} {updated:>9} {:>8}",
+        "method", "seconds"
     );
     for row in &r.rows {
         let _ = writeln!(
@@ -146,26 +145,38 @@ pub fn summary_json(r: &ForgettingResults) -> serde_json::Value {
     })
 }
 
-/// Writes results.json, results.csv, table.txt and the plots into `dir`;
-/// returns the paths written.
-pub fn write_reports(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
+/// Writes each (file name, bytes) into `dir` atomically; returns the paths.
+pub fn write_files(
+    dir: &Path,
+    files: impl IntoIterator<Item = (&'static str, Vec<u8>)>,
+) -> Result<Vec<PathBuf>, ExperimentError> {
     let mut out = Vec::new();
-    let mut put = |name: &str, bytes: Vec<u8>| -> Result<(), ExperimentError> {
+    for (name, bytes) in files {
         let p = dir.join(name);
         write_atomic(&p, &bytes).map_err(|source| ExperimentError::Io {
             path: p.clone(),
             source,
         })?;
         out.push(p);
-        Ok(())
-    };
+    }
+    Ok(out)
+}
+
+/// Writes results.json, results.csv, table.txt and the plots into `dir`;
+/// returns the paths written.
+pub fn write_reports(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
     // serde_json writes NaN as null, which is what we want in results.json.
-    put(
-        "results.json",
-        serde_json::to_vec_pretty(r).expect("results serialise"),
+    let mut out = write_files(
+        dir,
+        [
+            (
+                "results.json",
+                serde_json::to_vec_pretty(r).expect("results serialise"),
+            ),
+            ("results.csv", csv(r).into_bytes()),
+            ("table.txt", table(r).into_bytes()),
+        ],
     )?;
-    put("results.csv", csv(r).into_bytes())?;
-    put("table.txt", table(r).into_bytes())?;
     out.extend(write_plots(r, dir)?);
     Ok(out)
 }
@@ -217,6 +228,7 @@ pub fn write_plots(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, Ex
             series.push(ScatterSeries {
                 name: name.to_string(),
                 points: pts,
+                joined: true,
             });
         }
         series.push(ScatterSeries {
@@ -226,6 +238,7 @@ pub fn write_plots(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, Ex
                 y(r.base.retained_mc_accuracy, r.base.retained_accuracy),
                 "base".into(),
             )],
+            joined: true,
         });
         let p = dir.join(file);
         scatter_chart(
