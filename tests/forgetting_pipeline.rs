@@ -236,6 +236,16 @@ fn seeds_runs_are_the_single_runs_and_share_their_base() {
             serde_json::from_slice(&std::fs::read(&written).unwrap()).unwrap();
         assert_eq!(back.rows[0].loss_curve, run.rows[0].loss_curve);
     }
+    // A run whose numbers went NaN (written as null) reads back.
+    let mut broken = runs[0].clone();
+    broken.rows[0].distance = f64::NAN;
+    broken.base.pretrain_train_loss = f64::NAN;
+    broken.rows[1].curve[1].pretrain_loss = f64::INFINITY;
+    let back: ForgettingResults =
+        serde_json::from_slice(&serde_json::to_vec(&broken).unwrap()).unwrap();
+    assert!(back.rows[0].distance.is_nan() && back.base.pretrain_train_loss.is_nan());
+    assert!(back.rows[1].curve[1].pretrain_loss.is_nan());
+    assert_eq!(back.rows[2], broken.rows[2]);
     // The fine-tuning order really moved.
     assert_ne!(runs[0].rows[0].loss_curve, runs[1].rows[0].loss_curve);
 

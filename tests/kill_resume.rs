@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use mofo::model::{HfConfig, HfExtras, LlamaConfig, LlamaModel};
 use mofo::optim::OptimizerSpec;
+use mofo::train::TrainState;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -144,6 +145,13 @@ fn final_params(out: &Path) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
+/// The loop state of the run's latest checkpoint (its trainer.json).
+fn history(out: &Path) -> TrainState {
+    let dir = latest(out).unwrap_or_else(|| panic!("{}: no checkpoint", out.display()));
+    let text = std::fs::read(dir.join("trainer.json")).unwrap();
+    serde_json::from_slice(&text).unwrap()
+}
+
 fn run_to_end(mut cmd: Command) -> Duration {
     let t = Instant::now();
     let out = cmd.output().unwrap();
@@ -218,10 +226,38 @@ fn killed_training_resumes_bit_identically() {
             "{na}: resumed parameters differ from the uninterrupted run"
         );
     }
+    // The loop's history too: every loss and evaluation of the final
+    // checkpoint's trainer.json, those read back from earlier checkpoints
+    // included, bit for bit.
+    let (a, b) = (history(&out), history(&reference));
+    assert_eq!(a.step, b.step);
+    assert_eq!(
+        a.losses
+            .iter()
+            .map(|l| l.map(f64::to_bits))
+            .collect::<Vec<_>>(),
+        b.losses
+            .iter()
+            .map(|l| l.map(f64::to_bits))
+            .collect::<Vec<_>>(),
+        "resumed losses differ from the uninterrupted run's"
+    );
+    let bits = |s: &TrainState| {
+        s.evals
+            .iter()
+            .map(|(step, m)| {
+                (
+                    *step,
+                    m.iter().map(|(k, v)| (k.clone(), v.to_bits())).collect(),
+                )
+            })
+            .collect::<Vec<(u64, Vec<(String, u64)>)>>()
+    };
+    assert_eq!(bits(&a), bits(&b), "resumed evaluations differ");
     println!(
         "kill-resume: {killed} SIGKILLs ({finished_early} runs finished before their kill), \
          {loaded} checkpoints loaded after a kill, latest checkpoint step at each kill {steps_at_kill:?}, \
-         uninterrupted run {:.2} s; final parameters bit-identical",
+         uninterrupted run {:.2} s; final parameters, losses and evaluations bit-identical",
         wall.as_secs_f64()
     );
     std::fs::remove_dir_all(&dir).unwrap();

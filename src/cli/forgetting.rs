@@ -196,7 +196,7 @@ pub fn run(args: Args) -> CliResult {
         write_atomic(p, s.as_bytes()).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     if !args.quiet {
-        eprintln!("wrote {written} to {} in {seconds:.1}s", args.out.display(),);
+        eprintln!("wrote {written} to {} in {seconds:.1}s", args.out.display());
     }
     Ok(())
 }

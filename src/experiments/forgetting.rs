@@ -118,18 +118,25 @@ pub struct BaseResult {
     /// Parameters of the model.
     pub parameters: usize,
     /// Fine-tune task accuracy before fine-tuning.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub finetune_accuracy: f64,
     /// Fine-tune task loss (answers) before fine-tuning.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub finetune_loss: f64,
     /// Greedy fact recall.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub retained_accuracy: f64,
     /// Multiple-choice fact accuracy.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub retained_mc_accuracy: f64,
     /// Held-out pre-training loss.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub pretrain_loss: f64,
     /// Last pre-training loss (mean of the last 10 steps).
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub pretrain_train_loss: f64,
     /// Seconds of pre-training (of the run that made the cached model).
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub pretrain_seconds: f64,
     /// Whether the base came from the cache.
     pub cached: bool,
@@ -143,8 +150,10 @@ pub struct CurvePoint {
     /// Fine-tuning step.
     pub step: u64,
     /// Held-out task loss.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub finetune_loss: f64,
     /// Held-out pre-training loss.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub pretrain_loss: f64,
 }
 
@@ -158,22 +167,31 @@ pub struct MethodResult {
     /// The method's configuration.
     pub config: MethodConfig,
     /// Task exact-match accuracy after fine-tuning.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub finetune_accuracy: f64,
     /// Held-out task loss after fine-tuning.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub finetune_loss: f64,
     /// Greedy fact recall after fine-tuning.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub retained_accuracy: f64,
     /// Multiple-choice fact accuracy after fine-tuning.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub retained_mc_accuracy: f64,
     /// Held-out pre-training loss after fine-tuning.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub pretrain_loss: f64,
     /// Its increase over the base.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub pretrain_loss_increase: f64,
     /// Mean relative distance per tensor to the base.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub distance: f64,
     /// Share of entries with |Δ| > 2e-6.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub significant_update_share: f64,
     /// Seconds of fine-tuning steps.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub seconds: f64,
     /// Steps skipped for non-finite values.
     pub skipped_steps: u64,
@@ -195,6 +213,7 @@ pub struct ForgettingResults {
     /// One row per run.
     pub rows: Vec<MethodResult>,
     /// Total wall time.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub seconds: f64,
 }
 

@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod fnv;
+pub mod json_nan;
 pub mod proc_kb;
 
 pub use atomic::write_atomic;

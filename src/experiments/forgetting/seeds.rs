@@ -103,10 +103,13 @@ impl SeedScope {
 pub struct Spread {
     /// The middle value (mean of the two middle ones for an even count);
     /// NaN where no value is finite.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub median: f64,
     /// The smallest value (NaN where none is finite).
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub min: f64,
     /// The largest value (NaN where none is finite).
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub max: f64,
     /// How many of the values were finite.
     pub finite: usize,
@@ -221,6 +224,7 @@ pub struct SeedSummary {
     /// Every run label that is not Adam's, against Adam at its learning rate.
     pub against_adam: Vec<AgainstAdam>,
     /// Total wall time of the runs.
+    #[serde(deserialize_with = "crate::io::json_nan::f64_or_nan")]
     pub seconds: f64,
 }
 
@@ -319,6 +323,11 @@ mod tests {
         assert!(s.median.is_nan() && s.min.is_nan() && s.max.is_nan());
         assert_eq!(s.finite, 0);
         assert_eq!(Spread::of([-0.5]).median, -0.5);
+        // As seeds.json holds it: NaN as null, read back as NaN.
+        let text = serde_json::to_string(&s).unwrap();
+        let back: Spread = serde_json::from_str(&text).unwrap();
+        assert!(back.median.is_nan() && back.min.is_nan() && back.max.is_nan());
+        assert_eq!(back.finite, 0);
     }
 
     #[test]
