@@ -646,7 +646,7 @@ pub fn run_forgetting_seeds(
         log(
             opts,
             &format!(
-                "run {r} of 0..{}: seeds model {}, knowledge {}, task {}, pre-training {}, fine-tuning {}",
+                "run {r} of runs 0–{}: seeds model {}, knowledge {}, task {}, pre-training {}, fine-tuning {}",
                 runs - 1,
                 seeds.model,
                 seeds.knowledge,
