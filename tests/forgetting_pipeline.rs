@@ -315,6 +315,19 @@ fn seeds_runs_are_the_single_runs_and_share_their_base() {
     assert_eq!(based[1].config.pretrain.seed, cfg.pretrain.seed + 1);
     assert_eq!(based[1].config.finetune.seed, cfg.finetune.seed);
     assert_ne!(based[0].base.pretrain_loss, based[1].base.pretrain_loss);
+    let text = seeds_report::table(&seeds::summarize(SeedScope::Base, &based).unwrap());
+    assert!(
+        text.contains("model seeds 0, 1, pre-training seeds 10, 11"),
+        "{text}"
+    );
+    let loss = |r: &ForgettingResults| format!("{:.4}", r.base.pretrain_loss);
+    let (lo, hi) = if based[0].base.pretrain_loss < based[1].base.pretrain_loss {
+        (loss(&based[0]), loss(&based[1]))
+    } else {
+        (loss(&based[1]), loss(&based[0]))
+    };
+    assert!(text.contains(&format!("({lo}–{hi})")), "{text}");
+    assert!(!text.contains(")%"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

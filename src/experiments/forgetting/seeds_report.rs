@@ -47,6 +47,11 @@ fn pct(x: f64) -> String {
     format!("{:.1}", 100.0 * x)
 }
 
+/// [`pct`] with its sign, for the base line ("97.5%").
+fn percent(x: f64) -> String {
+    format!("{}%", pct(x))
+}
+
 /// The header and cells of the medians table.
 fn spread_cells(s: &SeedSummary) -> Vec<Vec<String>> {
     let mut out = vec![std::iter::once("method")
@@ -154,12 +159,12 @@ fn preamble(s: &SeedSummary) -> String {
     };
     let b = &s.base;
     format!(
-        "{} runs ({moved})\nbase model: {} parameters, task acc {}%, facts recalled {}% (multiple choice {}%), held-out pre-training loss {}\nmedian (smallest–largest) over the runs:\n",
+        "{} runs ({moved})\nbase model: {} parameters, task acc {}, facts recalled {} (multiple choice {}), held-out pre-training loss {}\nmedian (smallest–largest) over the runs:\n",
         s.seeds.len(),
         b.parameters,
-        spread_cell(&b.finetune_accuracy, pct),
-        spread_cell(&b.retained_accuracy, pct),
-        spread_cell(&b.retained_mc_accuracy, pct),
+        spread_cell(&b.finetune_accuracy, percent),
+        spread_cell(&b.retained_accuracy, percent),
+        spread_cell(&b.retained_mc_accuracy, percent),
         spread_cell(&b.pretrain_loss, |x| format!("{x:.4}")),
     )
 }
