@@ -208,51 +208,11 @@ impl Base for Adam {
         let denom = vd.sqrt() / c.bc2_sqrt + c.eps;
         p + c.neg_step_size * s[0] / denom
     }
-    #[inline(always)]
-    fn momentum_updated<T: Scalar>(&self, _c: &AdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
-        s[0]
-    }
-    #[inline(always)]
-    fn denom_updated<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        let root = self.denom_radicand_updated(c, p, g, s).torch_sqrt();
-        self.denom_updated_rooted(c, p, g, s, root)
-    }
-    #[inline(always)]
-    fn mv_score_updated<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        let root = self.denom_radicand_updated(c, p, g, s).torch_sqrt();
-        self.mv_score_updated_rooted(c, p, g, s, root)
-    }
+    bias_corrected_moment_scores!();
     #[inline(always)]
     fn denom_radicand_updated<T: Scalar>(&self, c: &AdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
         let vd = if c.amsgrad { s[2] } else { s[1] };
         vd / c.bc2
-    }
-    #[inline(always)]
-    fn denom_updated_rooted<T: Scalar>(
-        &self,
-        c: &AdamCoef<T>,
-        _p: T,
-        _g: T,
-        _s: &[T; 3],
-        root: T,
-    ) -> T {
-        root + c.eps
-    }
-    #[inline(always)]
-    fn mv_score_updated_rooted<T: Scalar>(
-        &self,
-        c: &AdamCoef<T>,
-        p: T,
-        g: T,
-        s: &[T; 3],
-        root: T,
-    ) -> T {
-        (s[0] / c.bc1).abs() / self.denom_updated_rooted(c, p, g, s, root)
-    }
-    #[inline(always)]
-    fn momentum<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        let g = self.effective_grad(c, p, g);
-        lerp(s[0], g, c.w1, c.omw1)
     }
     #[inline(always)]
     fn denom<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
@@ -262,11 +222,5 @@ impl Base for Adam {
         // The score's v̂ = v / bc2 (divided before the square root), as the
         // reference computes it; the step itself uses √v / √bc2 (PyTorch).
         (vd / c.bc2).torch_sqrt() + c.eps
-    }
-    #[inline(always)]
-    fn mv_score<T: Scalar>(&self, c: &AdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        let m = self.momentum(c, p, g, s);
-        // m̂ = m / bc1 (a division, as the reference computes it).
-        (m / c.bc1).abs() / self.denom(c, p, g, s)
     }
 }

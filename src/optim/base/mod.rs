@@ -46,6 +46,68 @@ macro_rules! lr_and_weight_decay_accessors {
     };
 }
 
+/// The scores of a base with a bias-corrected first moment m (slot 0,
+/// updated by `lerp(m, g, 1 − β1)` with the coefficient's `w1`, `omw1`) and
+/// a second-moment denominator √radicand + ε (Adam, NAdam), written inside
+/// its `impl Base`; the base writes its own [`Base::denom_radicand_updated`]
+/// and [`Base::denom`]:
+///
+/// ```text
+/// momentum = m_t                    mv_score = |m_t / (1 − β1^t)| / denom
+/// denom_updated = torch_sqrt(radicand) + ε
+/// ```
+macro_rules! bias_corrected_moment_scores {
+    () => {
+        #[inline(always)]
+        fn momentum_updated<T: Scalar>(&self, _c: &Self::Coef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
+            s[0]
+        }
+        #[inline(always)]
+        fn denom_updated<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T {
+            let root = self.denom_radicand_updated(c, p, g, s).torch_sqrt();
+            self.denom_updated_rooted(c, p, g, s, root)
+        }
+        #[inline(always)]
+        fn mv_score_updated<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T {
+            let root = self.denom_radicand_updated(c, p, g, s).torch_sqrt();
+            self.mv_score_updated_rooted(c, p, g, s, root)
+        }
+        #[inline(always)]
+        fn denom_updated_rooted<T: Scalar>(
+            &self,
+            c: &Self::Coef<T>,
+            _p: T,
+            _g: T,
+            _s: &[T; 3],
+            root: T,
+        ) -> T {
+            root + c.eps
+        }
+        #[inline(always)]
+        fn mv_score_updated_rooted<T: Scalar>(
+            &self,
+            c: &Self::Coef<T>,
+            p: T,
+            g: T,
+            s: &[T; 3],
+            root: T,
+        ) -> T {
+            // m̂ = m / bc1 (a division, as the reference computes it).
+            (s[0] / c.bc1).abs() / self.denom_updated_rooted(c, p, g, s, root)
+        }
+        #[inline(always)]
+        fn momentum<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T {
+            let g = self.effective_grad(c, p, g);
+            lerp(s[0], g, c.w1, c.omw1)
+        }
+        #[inline(always)]
+        fn mv_score<T: Scalar>(&self, c: &Self::Coef<T>, p: T, g: T, s: &[T; 3]) -> T {
+            let m = self.momentum(c, p, g, s);
+            (m / c.bc1).abs() / self.denom(c, p, g, s)
+        }
+    };
+}
+
 mod adam;
 mod decay;
 mod lion;

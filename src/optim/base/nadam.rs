@@ -142,60 +142,15 @@ impl Base for NAdam {
         let p = p + c.c_grad * g / d;
         p + c.c_mom * s[0] / d
     }
-    #[inline(always)]
-    fn momentum_updated<T: Scalar>(&self, _c: &NAdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
-        s[0]
-    }
-    #[inline(always)]
-    fn denom_updated<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        let root = self.denom_radicand_updated(c, p, g, s).torch_sqrt();
-        self.denom_updated_rooted(c, p, g, s, root)
-    }
-    #[inline(always)]
-    fn mv_score_updated<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        let root = self.denom_radicand_updated(c, p, g, s).torch_sqrt();
-        self.mv_score_updated_rooted(c, p, g, s, root)
-    }
+    bias_corrected_moment_scores!();
     #[inline(always)]
     fn denom_radicand_updated<T: Scalar>(&self, c: &NAdamCoef<T>, _p: T, _g: T, s: &[T; 3]) -> T {
         s[1] / c.bc2
-    }
-    #[inline(always)]
-    fn denom_updated_rooted<T: Scalar>(
-        &self,
-        c: &NAdamCoef<T>,
-        _p: T,
-        _g: T,
-        _s: &[T; 3],
-        root: T,
-    ) -> T {
-        root + c.eps
-    }
-    #[inline(always)]
-    fn mv_score_updated_rooted<T: Scalar>(
-        &self,
-        c: &NAdamCoef<T>,
-        p: T,
-        g: T,
-        s: &[T; 3],
-        root: T,
-    ) -> T {
-        (s[0] / c.bc1).abs() / self.denom_updated_rooted(c, p, g, s, root)
-    }
-    #[inline(always)]
-    fn momentum<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        let g = self.effective_grad(c, p, g);
-        lerp(s[0], g, c.w1, c.omw1)
     }
     #[inline(always)]
     fn denom<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
         let g = self.effective_grad(c, p, g);
         let v = s[1] * c.b2 + c.omb2 * g * g;
         (v / c.bc2).torch_sqrt() + c.eps
-    }
-    #[inline(always)]
-    fn mv_score<T: Scalar>(&self, c: &NAdamCoef<T>, p: T, g: T, s: &[T; 3]) -> T {
-        let m = self.momentum(c, p, g, s);
-        (m / c.bc1).abs() / self.denom(c, p, g, s)
     }
 }
