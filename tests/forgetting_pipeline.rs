@@ -152,10 +152,12 @@ impl Backend for BigramBackend {
     }
 }
 
-/// The bigram backend, counting the models it makes (one per base).
+/// The bigram backend, counting the models it makes (one per base) and
+/// the optimizers (one per fine-tuning run of a method).
 #[derive(Default)]
 struct Counting {
     models: AtomicUsize,
+    optimizers: AtomicUsize,
 }
 
 impl Backend for Counting {
@@ -176,6 +178,7 @@ impl Backend for Counting {
         p: &PhaseConfig,
         r: &ParamStore<f32>,
     ) -> Result<Box<dyn TrainOptimizer>, TrainError> {
+        self.optimizers.fetch_add(1, Ordering::Relaxed);
         BigramBackend.optimizer(m, p, r)
     }
     fn schedule(&self, p: &PhaseConfig, lr: f64) -> Box<dyn Fn(u64) -> f64 + Sync> {
@@ -219,6 +222,7 @@ fn seeds_runs_are_the_single_runs_and_share_their_base() {
         cache_dir: None,
         progress: false,
         verbose: false,
+        resume: false,
     };
     let backend = Counting::default();
     let runs = run_forgetting_seeds(&cfg, 3, SeedScope::Finetune, &backend, &opts).unwrap();
@@ -332,12 +336,69 @@ fn seeds_runs_are_the_single_runs_and_share_their_base() {
 }
 
 #[test]
+fn seeds_resume_keeps_the_finished_runs_and_runs_the_others() {
+    let dir = std::env::temp_dir().join(format!("mofo-pipeline-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = bigram_config();
+    let mut opts = RunOptions {
+        out_dir: dir.join("out"),
+        cache_dir: None,
+        progress: false,
+        verbose: false,
+        resume: false,
+    };
+    let first = Counting::default();
+    let whole = run_forgetting_seeds(&cfg, 3, SeedScope::Base, &first, &opts).unwrap();
+    let rows = whole[0].rows.len();
+    // Pre-training runs its one optimizer per base, fine-tuning one per row.
+    assert_eq!(first.optimizers.load(Ordering::Relaxed), 3 * (1 + rows));
+    let run = |r: u64| seeds_report::run_dir(&opts.out_dir, r);
+
+    // An invocation killed during run 2 left runs 0 and 1; run 1 lost a plot
+    // (killed between its files).
+    std::fs::remove_dir_all(run(2)).unwrap();
+    std::fs::remove_file(run(1).join("pareto.png")).unwrap();
+    opts.resume = true;
+    let again = Counting::default();
+    let resumed = run_forgetting_seeds(&cfg, 3, SeedScope::Base, &again, &opts).unwrap();
+    assert_eq!(again.models.load(Ordering::Relaxed), 1);
+    assert_eq!(again.optimizers.load(Ordering::Relaxed), 1 + rows);
+    // The kept runs are the files' results to the bit, seconds included.
+    assert_eq!(resumed[..2], whole[..2]);
+    assert_eq!(timeless(resumed[2].clone()), timeless(whole[2].clone()));
+    assert!(run(1).join("pareto.png").exists() && run(2).join("results.json").exists());
+    let summary = |runs: &[ForgettingResults]| {
+        let runs: Vec<_> = runs.iter().cloned().map(timeless).collect();
+        seeds::summarize(SeedScope::Base, &runs).unwrap()
+    };
+    assert_eq!(summary(&resumed), summary(&whole));
+
+    // A run of another configuration, or a file that does not parse, runs
+    // again; without --resume every run does.
+    std::fs::write(run(0).join("results.json"), b"{\"format\": \"mofo-forg").unwrap();
+    let mut other = cfg.clone();
+    other.finetune.lr *= 0.5;
+    let counted = |c: &ForgettingConfig, o: &RunOptions| {
+        let b = Counting::default();
+        run_forgetting_seeds(c, 3, SeedScope::Base, &b, o).unwrap();
+        b.optimizers.load(Ordering::Relaxed) / (1 + rows)
+    };
+    assert_eq!(counted(&cfg, &opts), 1);
+    assert_eq!(counted(&other, &opts), 3);
+    assert_eq!(counted(&other, &opts), 0);
+    opts.resume = false;
+    assert_eq!(counted(&other, &opts), 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn seeds_refuse_what_cannot_run() {
     let opts = RunOptions {
         out_dir: std::env::temp_dir().join("mofo-pipeline-seeds-never-written"),
         cache_dir: None,
         progress: false,
         verbose: false,
+        resume: false,
     };
     let cfg = bigram_config();
     let err = run_forgetting_seeds(&cfg, 0, SeedScope::Finetune, &BigramBackend, &opts)
@@ -375,6 +436,7 @@ fn pipeline_bookkeeping_on_a_bigram_model() {
         cache_dir: Some(dir.join("cache")),
         progress: false,
         verbose: false,
+        resume: false,
     };
     let r = run_forgetting(&cfg, &BigramBackend, &opts).unwrap();
     // adam, mofo α=0.01, then the sweep's new α only.

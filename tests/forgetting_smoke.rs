@@ -33,6 +33,7 @@ fn pipeline_runs_reports_and_caches() {
         cache_dir: Some(dir.join("cache")),
         progress: false,
         verbose: false,
+        resume: false,
     };
     let r = run_forgetting(&cfg, &LlamaBackend, &opts).unwrap();
     assert!(!r.base.cached);

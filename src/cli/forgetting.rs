@@ -8,7 +8,8 @@
 //! results.csv, table.txt and PNG plots into `--out`; with `--seeds N`, runs
 //! the experiment N times with its seeds moved by 0..N−1 (`--vary`), each
 //! run's files in `--out/run-r`, and the medians, ranges and paired counts
-//! against Adam over the runs in `--out/seeds.{txt,md,csv,json}`.
+//! against Adam over the runs in `--out/seeds.{txt,md,csv,json}`; with
+//! `--resume`, keeps the runs an interrupted invocation finished.
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,11 @@ pub struct Args {
     /// (also the generated facts and task).
     #[arg(long, value_enum, default_value_t = SeedScope::Finetune, requires = "seeds")]
     pub vary: SeedScope,
+    /// With `--seeds`: keep every run whose `--out/run-r/results.json`
+    /// holds the results of its configuration (an interrupted invocation's
+    /// finished runs) and run only the others.
+    #[arg(long, requires = "seeds")]
+    pub resume: bool,
     /// Write the summary (`mofo-forgetting/1`; with `--seeds`,
     /// `mofo-forgetting-seeds/1`) to this file.
     #[arg(long, value_name = "FILE")]
@@ -169,6 +175,7 @@ pub fn run(args: Args) -> CliResult {
         cache_dir: (!args.no_cache).then(|| args.cache.clone()),
         progress: !args.quiet,
         verbose: !args.quiet,
+        resume: args.resume,
     };
     let (written, seconds, summary) = match args.seeds {
         None => {
@@ -227,5 +234,12 @@ mod tests {
         let err = parse(&["mofo", "forgetting", "--vary", "all"]).unwrap_err();
         assert!(err.contains("--seeds"), "{err}");
         assert!(parse(&["mofo", "forgetting", "--seeds", "3", "--vary", "every"]).is_err());
+        assert!(
+            parse(&["mofo", "forgetting", "--seeds", "3", "--resume"])
+                .unwrap()
+                .resume
+        );
+        let err = parse(&["mofo", "forgetting", "--resume"]).unwrap_err();
+        assert!(err.contains("--seeds"), "{err}");
     }
 }

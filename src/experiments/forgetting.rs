@@ -110,6 +110,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Print progress lines to stderr.
     pub verbose: bool,
+    /// [`run_forgetting_seeds`] keeps each run whose folder holds the
+    /// results of its configuration (a run an earlier invocation
+    /// finished), rewriting its reports, instead of running it again.
+    pub resume: bool,
 }
 
 /// The pre-trained base model's scores.
@@ -621,7 +625,9 @@ pub fn run_forgetting(
 /// by r (see [`seeds`]; run 0 is [`run_forgetting`]'s run of `cfg`), each
 /// writing its reports into `opts.out_dir/run-r` once it is done. A base
 /// model whose configuration a run shares with the run before it is
-/// pre-trained (or read from the cache) once.
+/// pre-trained (or read from the cache) once. With `opts.resume`, a run
+/// whose folder holds the results of its configuration is kept as it is
+/// (see [`seeds_report::finished`]); the others run.
 pub fn run_forgetting_seeds(
     cfg: &ForgettingConfig,
     runs: u64,
@@ -655,8 +661,23 @@ pub fn run_forgetting_seeds(
                 seeds.finetune
             ),
         );
-        let result = run_once(c, backend, opts, &mut kept)?;
-        report::write_reports(&result, &seeds_report::run_dir(&opts.out_dir, r))?;
+        let dir = seeds_report::run_dir(&opts.out_dir, r);
+        let result = match opts.resume.then(|| seeds_report::finished(&dir, c)) {
+            Some(seeds_report::Finished::Done(done)) => {
+                log(
+                    opts,
+                    &format!("run {r}: finished before, kept from {}", dir.display()),
+                );
+                *done
+            }
+            other => {
+                if let Some(seeds_report::Finished::Stale(why)) = other {
+                    log(opts, &format!("run {r}: {why}; running it again"));
+                }
+                run_once(c, backend, opts, &mut kept)?
+            }
+        };
+        report::write_reports(&result, &dir)?;
         out.push(result);
     }
     Ok(out)
