@@ -3,7 +3,7 @@
 use plotters::prelude::*;
 use std::path::Path;
 
-use super::{color, draw_err, ensure_font, padded, PlotError, FONT};
+use super::{color, draw_axes, draw_err, draw_legend, ensure_font, padded, PlotError};
 
 /// Draws every `(name, points)` series as a line to `path` (PNG); non-finite
 /// points are left out. With `log_y` the y axis is logarithmic (values ≤ 0
@@ -36,14 +36,7 @@ pub fn line_chart(
         macro_rules! finish {
             ($chart:expr) => {{
                 let mut chart = $chart.map_err(|e| draw_err(path, e))?;
-                chart
-                    .configure_mesh()
-                    .x_desc(x_label)
-                    .y_desc(y_label)
-                    .label_style((FONT, 13))
-                    .axis_desc_style((FONT, 15))
-                    .draw()
-                    .map_err(|e| draw_err(path, e))?;
+                draw_axes(&mut chart, path, x_label, y_label)?;
                 for (i, (name, pts)) in series.iter().enumerate() {
                     let c = color(i);
                     chart
@@ -57,14 +50,7 @@ pub fn line_chart(
                             PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                         });
                 }
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .label_font((FONT, 13))
-                    .position(SeriesLabelPosition::UpperRight)
-                    .draw()
-                    .map_err(|e| draw_err(path, e))?;
+                draw_legend(&mut chart, path, SeriesLabelPosition::UpperRight)?;
             }};
         }
         if log_y {

@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use plotters::prelude::{BitMapBackend, ChartBuilder, IntoDrawingArea, WHITE};
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::prelude::{
+    BitMapBackend, Cartesian2d, ChartBuilder, ChartContext, Color, IntoDrawingArea, Ranged,
+    SeriesLabelPosition, BLACK, WHITE,
+};
 
 use crate::io::write_atomic;
 
@@ -127,6 +131,44 @@ pub(crate) fn png(
         },
         |e| draw_err(target, e),
     )
+}
+
+/// The axes of a line or scatter chart: the mesh with its tick labels and
+/// the two axis descriptions, in the fonts every chart here uses.
+pub(crate) fn draw_axes<'a, 'b: 'a, X, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>,
+    path: &Path,
+    x_label: &str,
+    y_label: &str,
+) -> Result<(), PlotError>
+where
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 15))
+        .draw()
+        .map_err(|e| draw_err(path, e))
+}
+
+/// The legend of a line or scatter chart at `position`, on a white box.
+pub(crate) fn draw_legend<'a, 'b: 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>,
+    path: &Path,
+    position: SeriesLabelPosition,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .position(position)
+        .draw()
+        .map_err(|e| draw_err(path, e))
 }
 
 pub(crate) fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {

@@ -5,7 +5,7 @@
 use plotters::prelude::*;
 use std::path::Path;
 
-use super::{color, draw_err, ensure_font, padded, PlotError, FONT};
+use super::{color, draw_axes, draw_err, draw_legend, ensure_font, padded, PlotError, FONT};
 
 /// One series of the scatter plot.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,14 +41,7 @@ pub fn scatter_chart(
             .y_label_area_size(58)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| draw_err(path, e))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 15))
-            .draw()
-            .map_err(|e| draw_err(path, e))?;
+        draw_axes(&mut chart, path, x_label, y_label)?;
         for (i, s) in series.iter().enumerate() {
             let c = color(i);
             let finite: Vec<&(f64, f64, String)> = s
@@ -80,15 +73,7 @@ pub fn scatter_chart(
                 }))
                 .map_err(|e| draw_err(path, e))?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .position(emptiest_corner(&pts, (x0, x1), (y0, y1)))
-            .draw()
-            .map_err(|e| draw_err(path, e))?;
-        Ok(())
+        draw_legend(&mut chart, path, emptiest_corner(&pts, (x0, x1), (y0, y1)))
     })
 }
 
