@@ -4,9 +4,9 @@
 
 use mofo::data::{SpecialTokens, TokenBatch, IGNORE};
 use mofo::experiments::forgetting::{
-    report, run_forgetting, run_forgetting_seeds, seeds, seeds_report, Backend, ExperimentError,
-    ForgettingConfig, ForgettingResults, MethodConfig, ModelSize, PhaseConfig, RunOptions,
-    SeedScope, TokenizerInfo,
+    report, resume, run_forgetting, run_forgetting_seeds, seeds, seeds_report, Backend,
+    ExperimentError, ForgettingConfig, ForgettingResults, MethodConfig, ModelSize, PhaseConfig,
+    RunOptions, SeedScope, TokenizerInfo,
 };
 use mofo::optim::FiniteGrads;
 use mofo::train::{TrainError, TrainOptimizer, TrainableModel};
@@ -392,9 +392,85 @@ fn seeds_resume_keeps_the_finished_runs_and_runs_the_others() {
 }
 
 #[test]
+fn resume_keeps_the_methods_a_killed_run_finished() {
+    let dir = std::env::temp_dir().join(format!("mofo-pipeline-partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = bigram_config();
+    let mut opts = RunOptions {
+        out_dir: dir.join("out"),
+        cache_dir: Some(dir.join("cache")),
+        progress: false,
+        verbose: false,
+        resume: false,
+    };
+    let whole = run_forgetting(&cfg, &BigramBackend, &opts).unwrap();
+    let n = whole.rows.len();
+    assert!(n >= 3);
+    // Until the reports are written the partial record holds every row.
+    let partial_path = opts.out_dir.join(resume::PARTIAL);
+    let read = |p: &Path| -> ForgettingResults {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let partial = read(&partial_path);
+    assert_eq!(partial.rows, whole.rows);
+    let write = |r: &ForgettingResults| {
+        std::fs::write(&partial_path, serde_json::to_vec(r).unwrap()).unwrap()
+    };
+    let resumed = |o: &RunOptions| {
+        let b = Counting::default();
+        let r = run_forgetting(&cfg, &b, o).unwrap();
+        (r, b.optimizers.load(Ordering::Relaxed))
+    };
+
+    // Killed after its first method: only the others fine-tune.
+    opts.resume = true;
+    let mut cut = partial.clone();
+    cut.rows.truncate(1);
+    write(&cut);
+    let (r, optimizers) = resumed(&opts);
+    assert_eq!(optimizers, n - 1);
+    assert_eq!(r.rows[0], whole.rows[0]);
+    // The same run, its base read from the cache this time.
+    let mut expected = timeless(whole.clone());
+    expected.base.cached = true;
+    assert_eq!(timeless(r.clone()), expected);
+    // Rows are kept only while each is the method of its place.
+    let mut swapped = partial.clone();
+    swapped.rows.swap(1, 2);
+    write(&swapped);
+    assert_eq!(resumed(&opts).1, n - 1);
+    // A record of another configuration is not used.
+    let mut other = partial.clone();
+    other.config.finetune.steps += 1;
+    write(&other);
+    assert_eq!(resumed(&opts).1, n);
+    opts.resume = false;
+    write(&partial);
+    assert_eq!(resumed(&opts).1, n);
+
+    // The reports replace the partial record; a finished run is kept whole.
+    report::write_reports(&r, &opts.out_dir).unwrap();
+    assert!(!partial_path.exists());
+    opts.resume = true;
+    let b = Counting::default();
+    assert_eq!(run_forgetting(&cfg, &b, &opts).unwrap(), r);
+    assert_eq!(
+        (
+            b.models.load(Ordering::Relaxed),
+            b.optimizers.load(Ordering::Relaxed)
+        ),
+        (0, 0)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn seeds_refuse_what_cannot_run() {
     let opts = RunOptions {
-        out_dir: std::env::temp_dir().join("mofo-pipeline-seeds-never-written"),
+        out_dir: std::env::temp_dir().join(format!(
+            "mofo-pipeline-seeds-refused-{}",
+            std::process::id()
+        )),
         cache_dir: None,
         progress: false,
         verbose: false,
@@ -419,6 +495,7 @@ fn seeds_refuse_what_cannot_run() {
     assert!(!opts.out_dir.exists());
     // Runs that do not share their labels are not summarised.
     let a = run_forgetting(&cfg, &BigramBackend, &opts).unwrap();
+    std::fs::remove_dir_all(&opts.out_dir).unwrap();
     let mut b = a.clone();
     b.rows.pop();
     let err = seeds::summarize(SeedScope::Finetune, &[a, b]).unwrap_err();

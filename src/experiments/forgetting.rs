@@ -33,6 +33,7 @@ use crate::ParamStore;
 
 pub mod config;
 pub mod report;
+pub mod resume;
 pub mod seeds;
 pub mod seeds_report;
 
@@ -110,9 +111,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Print progress lines to stderr.
     pub verbose: bool,
-    /// [`run_forgetting_seeds`] keeps each run whose folder holds the
-    /// results of its configuration (a run an earlier invocation
-    /// finished), rewriting its reports, instead of running it again.
+    /// Keep what an earlier invocation finished (see [`resume`]): a run
+    /// whose folder holds the results of its configuration, or the
+    /// methods its partial record holds.
     pub resume: bool,
 }
 
@@ -618,16 +619,15 @@ pub fn run_forgetting(
     backend: &dyn Backend,
     opts: &RunOptions,
 ) -> Result<ForgettingResults, ExperimentError> {
-    run_once(cfg, backend, opts, &mut None)
+    run_resumable(cfg, backend, opts, &opts.out_dir, &mut None)
 }
 
 /// Runs the experiment `runs` times, run r with the seeds of `scope` moved
 /// by r (see [`seeds`]; run 0 is [`run_forgetting`]'s run of `cfg`), each
 /// writing its reports into `opts.out_dir/run-r` once it is done. A base
 /// model whose configuration a run shares with the run before it is
-/// pre-trained (or read from the cache) once. With `opts.resume`, a run
-/// whose folder holds the results of its configuration is kept as it is
-/// (see [`seeds_report::finished`]); the others run.
+/// pre-trained (or read from the cache) once. With `opts.resume`, each
+/// run keeps what an earlier invocation finished (see [`resume`]).
 pub fn run_forgetting_seeds(
     cfg: &ForgettingConfig,
     runs: u64,
@@ -662,37 +662,77 @@ pub fn run_forgetting_seeds(
             ),
         );
         let dir = seeds_report::run_dir(&opts.out_dir, r);
-        let result = match opts.resume.then(|| seeds_report::finished(&dir, c)) {
-            Some(seeds_report::Finished::Done(done)) => {
-                log(
-                    opts,
-                    &format!("run {r}: finished before, kept from {}", dir.display()),
-                );
-                *done
-            }
-            other => {
-                if let Some(seeds_report::Finished::Stale(why)) = other {
-                    log(opts, &format!("run {r}: {why}; running it again"));
-                }
-                run_once(c, backend, opts, &mut kept)?
-            }
-        };
+        let result = run_resumable(c, backend, opts, &dir, &mut kept)?;
         report::write_reports(&result, &dir)?;
         out.push(result);
     }
     Ok(out)
 }
 
+/// One run of the experiment whose files go to `dir`: with `opts.resume`,
+/// the results `dir` holds where they are of `cfg`, otherwise
+/// [`run_once`].
+fn run_resumable(
+    cfg: &ForgettingConfig,
+    backend: &dyn Backend,
+    opts: &RunOptions,
+    dir: &Path,
+    kept: &mut Option<Base>,
+) -> Result<ForgettingResults, ExperimentError> {
+    if opts.resume {
+        match resume::finished(dir, cfg) {
+            resume::Finished::Done(done) => {
+                log(
+                    opts,
+                    &format!("finished before: kept from {}", dir.display()),
+                );
+                return Ok(*done);
+            }
+            resume::Finished::Stale(why) => log(opts, &format!("{why}; running it again")),
+            resume::Finished::Absent => {}
+        }
+    }
+    run_once(cfg, backend, opts, dir, kept)
+}
+
 /// One run of the experiment; `kept` holds the base of the run before,
-/// reused where its key matches, and this run's base afterwards.
+/// reused where its key matches, and this run's base afterwards. After
+/// each method its rows so far go to `dir`'s partial record, whose rows
+/// it keeps with `opts.resume` ([`resume`]).
 fn run_once(
     cfg: &ForgettingConfig,
     backend: &dyn Backend,
     opts: &RunOptions,
+    dir: &Path,
     kept: &mut Option<Base>,
 ) -> Result<ForgettingResults, ExperimentError> {
     cfg.validate().map_err(ExperimentError::Config)?;
     let started = Instant::now();
+    let methods = cfg.runs();
+    let (mut rows, seconds_before) = if opts.resume {
+        match resume::partial_rows(dir, cfg, &methods) {
+            Ok((rows, seconds)) => {
+                log(
+                    opts,
+                    &format!(
+                        "{} of {} methods fine-tuned before: kept from {}",
+                        rows.len(),
+                        methods.len(),
+                        dir.join(resume::PARTIAL).display()
+                    ),
+                );
+                (rows, seconds)
+            }
+            Err(why) => {
+                if let Some(why) = why {
+                    log(opts, &format!("{why}; every method runs"));
+                }
+                (Vec::new(), 0.0)
+            }
+        }
+    } else {
+        (Vec::new(), 0.0)
+    };
     let data = prepare(cfg, backend.tokenizer())?;
     let base = match kept.take() {
         Some(mut b) if b.key == base_key(cfg, data.tok.vocab_size) => {
@@ -717,8 +757,14 @@ fn run_once(
             base_res.pretrain_loss
         ),
     );
-    let mut rows = Vec::new();
-    for m in cfg.runs() {
+    let record = |rows: Vec<MethodResult>| ForgettingResults {
+        format: "mofo-forgetting-results/1".into(),
+        config: cfg.clone(),
+        base: base_res.clone(),
+        rows,
+        seconds: seconds_before + started.elapsed().as_secs_f64(),
+    };
+    for m in &methods[rows.len()..] {
         let ctx = Context {
             cfg,
             backend,
@@ -726,7 +772,7 @@ fn run_once(
             base: &base,
             opts,
         };
-        let r = fine_tune(&ctx, &m)?;
+        let r = fine_tune(&ctx, m)?;
         log(
             opts,
             &format!(
@@ -742,13 +788,9 @@ fn run_once(
             ),
         );
         rows.push(r);
+        resume::write_partial(dir, &record(rows.clone()))?;
     }
+    let results = record(rows);
     *kept = Some(base);
-    Ok(ForgettingResults {
-        format: "mofo-forgetting-results/1".into(),
-        config: cfg.clone(),
-        base: base_res,
-        rows,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(results)
 }

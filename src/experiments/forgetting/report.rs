@@ -162,8 +162,9 @@ pub fn write_files(
     Ok(out)
 }
 
-/// Writes results.json, results.csv, table.txt and the plots into `dir`;
-/// returns the paths written.
+/// Writes results.json, results.csv, table.txt and the plots into `dir`
+/// and removes the partial record of the run ([`super::resume`]); returns
+/// the paths written.
 pub fn write_reports(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
     // serde_json writes NaN as null, which is what we want in results.json.
     let mut out = write_files(
@@ -178,6 +179,8 @@ pub fn write_reports(r: &ForgettingResults, dir: &Path) -> Result<Vec<PathBuf>, 
         ],
     )?;
     out.extend(write_plots(r, dir)?);
+    // results.json holds every row now: the partial record has done its part.
+    super::resume::remove_partial(dir)?;
     Ok(out)
 }
 

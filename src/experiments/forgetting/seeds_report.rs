@@ -14,43 +14,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::seeds::{SeedRow, SeedScope, SeedSummary, Spread};
-use super::{ExperimentError, ForgettingConfig, ForgettingResults};
+use super::{ExperimentError, ForgettingResults};
 use crate::plot::scatter::fitted_axes;
 use crate::plot::{scatter_chart, ScatterSeries};
 
 /// The folder of run `r` inside `out`.
 pub fn run_dir(out: &Path, r: u64) -> PathBuf {
     out.join(format!("run-{r}"))
-}
-
-/// What a run's folder holds from an earlier invocation (`--resume`).
-#[derive(Debug)]
-pub enum Finished {
-    /// No `results.json`: the run never finished.
-    Absent,
-    /// The results of this very configuration: the run finished.
-    Done(Box<ForgettingResults>),
-    /// A `results.json` that cannot be kept, and why.
-    Stale(String),
-}
-
-/// Reads `dir/results.json` and keeps it only where it holds a run of
-/// `cfg` exactly (every seed and number of the configuration; the file is
-/// written whole or not at all, and its floats read back bit for bit).
-pub fn finished(dir: &Path, cfg: &ForgettingConfig) -> Finished {
-    let path = dir.join("results.json");
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Finished::Absent,
-        Err(e) => return Finished::Stale(format!("cannot read {}: {e}", path.display())),
-    };
-    match serde_json::from_slice::<ForgettingResults>(&bytes) {
-        Err(e) => Finished::Stale(format!("{} is unreadable: {e}", path.display())),
-        Ok(r) if r.config != *cfg => {
-            Finished::Stale(format!("{} holds another configuration", path.display()))
-        }
-        Ok(r) => Finished::Done(Box::new(r)),
-    }
 }
 
 /// `x` formatted by `f`, or "–" where it is not finite.
