@@ -4,7 +4,9 @@
 //! or not at all). While it runs, `results.partial.json` holds the same
 //! record with the rows of the methods fine-tuned so far, rewritten
 //! atomically after each one, and [`super::report::write_reports`] removes
-//! it once `results.json` is in place. On `--resume`, a run is kept whole
+//! it once `results.json` is in place (a caller of
+//! [`super::run_forgetting`] that writes no reports keeps it, whole). On
+//! `--resume`, a run is kept whole
 //! where `results.json` holds its configuration; otherwise the leading
 //! rows of `results.partial.json` are kept where the partial run had the
 //! same configuration and each row the method the run would fine-tune at
