@@ -709,29 +709,27 @@ fn run_once(
     cfg.validate().map_err(ExperimentError::Config)?;
     let started = Instant::now();
     let methods = cfg.runs();
-    let (mut rows, seconds_before) = if opts.resume {
-        match resume::partial_rows(dir, cfg, &methods) {
-            Ok((rows, seconds)) => {
-                log(
-                    opts,
-                    &format!(
-                        "{} of {} methods fine-tuned before: kept from {}",
-                        rows.len(),
-                        methods.len(),
-                        dir.join(resume::PARTIAL).display()
-                    ),
-                );
-                (rows, seconds)
-            }
-            Err(why) => {
-                if let Some(why) = why {
-                    log(opts, &format!("{why}; every method runs"));
-                }
-                (Vec::new(), 0.0)
-            }
+    let (mut rows, seconds_before) = match opts
+        .resume
+        .then(|| resume::partial_rows(dir, cfg, &methods))
+    {
+        Some(Ok((rows, seconds))) => {
+            log(
+                opts,
+                &format!(
+                    "{} of {} methods fine-tuned before: kept from {}",
+                    rows.len(),
+                    methods.len(),
+                    dir.join(resume::PARTIAL).display()
+                ),
+            );
+            (rows, seconds)
         }
-    } else {
-        (Vec::new(), 0.0)
+        Some(Err(Some(why))) => {
+            log(opts, &format!("{why}; every method runs"));
+            (Vec::new(), 0.0)
+        }
+        _ => (Vec::new(), 0.0),
     };
     let data = prepare(cfg, backend.tokenizer())?;
     let base = match kept.take() {

@@ -16,7 +16,9 @@ use super::{ExperimentError, ForgettingResults};
 use crate::io::write_atomic;
 use crate::plot::{bar_chart, line_chart, scatter_chart, ScatterSeries};
 
-fn pct(x: f64) -> String {
+/// A share as a percentage with one decimal ("97.5"), or "–" where it is
+/// not finite.
+pub(super) fn pct(x: f64) -> String {
     if x.is_finite() {
         format!("{:.1}", 100.0 * x)
     } else {

@@ -18,7 +18,6 @@
 use std::path::Path;
 
 use super::{ExperimentError, ForgettingConfig, ForgettingResults, MethodConfig, MethodResult};
-use crate::io::write_atomic;
 
 /// The file that holds a run's rows while it runs.
 pub const PARTIAL: &str = "results.partial.json";
@@ -84,9 +83,8 @@ pub fn partial_rows(
 
 /// Writes `dir/results.partial.json` (atomically).
 pub fn write_partial(dir: &Path, partial: &ForgettingResults) -> Result<(), ExperimentError> {
-    let p = dir.join(PARTIAL);
     let bytes = serde_json::to_vec(partial).expect("results serialise");
-    write_atomic(&p, &bytes).map_err(|source| ExperimentError::Io { path: p, source })
+    super::report::write_files(dir, [(PARTIAL, bytes)]).map(drop)
 }
 
 /// Removes `dir/results.partial.json` (nothing where there is none).

@@ -13,6 +13,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::report::pct;
 use super::seeds::{SeedRow, SeedScope, SeedSummary, Spread};
 use super::{ExperimentError, ForgettingResults};
 use crate::plot::scatter::fitted_axes;
@@ -41,10 +42,6 @@ fn spread_cell(s: &Spread, f: impl Fn(f64) -> String) -> String {
     } else {
         format!("{med} ({lo}–{hi})")
     }
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}", 100.0 * x)
 }
 
 /// [`pct`] with its sign, for the base line ("97.5%").
