@@ -437,6 +437,38 @@ macro_rules! unroll_below {
     };
 }
 
+/// One step of k of the 12×32 tile (`V = 2`) for rows `0..R` whose
+/// entries of A lie at `p`, `p + 1`, …: per row one broadcast into a
+/// scratch register and its two FMAs, the broadcast's address written as
+/// `p` plus a constant displacement. Passing each row's own address in a
+/// register instead made LLVM compute it with one `lea` per row: twelve
+/// integer operations per 24 FMAs, which on Intel cores share ports 0 and
+/// 5 with the 512-bit FMAs.
+macro_rules! wide_step_at_offsets {
+    ($r:expr, $acc:ident, $bv:ident, $p:expr) => {
+        wide_step_at_offsets!(@ $r, $acc, $bv, $p, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+    };
+    (@ $r:expr, $acc:ident, $bv:ident, $p:expr, $($n:literal)*) => {
+        $(
+            if $n < $r {
+                asm!(
+                    "vbroadcastss {t}, dword ptr [{p} + {o}]",
+                    "vfmadd231ps {a0}, {b0}, {t}",
+                    "vfmadd231ps {a1}, {b1}, {t}",
+                    a0 = inout(zmm_reg) $acc[$n][0],
+                    a1 = inout(zmm_reg) $acc[$n][1],
+                    b0 = in(zmm_reg) $bv[0],
+                    b1 = in(zmm_reg) $bv[1],
+                    p = in(reg) $p,
+                    o = const 4 * $n,
+                    t = out(zmm_reg) _,
+                    options(pure, readonly, nostack, preserves_flags),
+                );
+            }
+        )*
+    };
+}
+
 /// Reads `width` (≤ 16) floats of each of `lines` (≤ 16) lines, line `l`
 /// at `from + l·stride` (the missing lines read as zeros), and writes the
 /// transposed block: vector `q < width` (entry `q` of every line) at
@@ -620,45 +652,51 @@ unsafe fn tile<const R: usize, const V: usize, const NR: usize, const L: u8>(
         for v in 0..V {
             bv[v] = _mm512_loadu_ps(bp.add(16 * v));
         }
-        for i in 0..R {
-            // With A's columns contiguous (copied, or `rsa = 1`), row i at
-            // a constant offset from `ap`: the broadcasts' addresses
-            // independent of each other, one pointer step per k. With A's
-            // rows in place (fewer than PACK_A_MIN_PANELS panels), a chain
-            // of additions of `rsa`.
-            let at: *const f32 = if L == A_COLUMNS {
-                ap.add(i)
-            } else {
-                ap.offset(i as isize * rsa)
-            };
-            if V == 2 {
-                // One broadcast into a scratch register, then the two
-                // FMAs: left to LLVM, the twelve broadcasts of a step were
-                // loaded ahead into registers, and with the 24
-                // accumulators they did not fit in the 32 (spilled
-                // accumulators, the 12×32 tile 20% slower than the 16×16
-                // one on Zen 5); with each FMA broadcasting from memory
-                // itself (two loads per entry), M trained 8% slower on
-                // Zen 5 than with this one load.
-                // SAFETY: reads the one f32 at `at` (in bounds: the
-                // caller's contract), as `*at` would; AVX-512F is enabled
-                // for this function.
-                asm!(
-                    "vbroadcastss {t}, dword ptr [{p}]",
-                    "vfmadd231ps {a0}, {b0}, {t}",
-                    "vfmadd231ps {a1}, {b1}, {t}",
-                    a0 = inout(zmm_reg) acc[i][0],
-                    a1 = inout(zmm_reg) acc[i][V - 1],
-                    b0 = in(zmm_reg) bv[0],
-                    b1 = in(zmm_reg) bv[V - 1],
-                    p = in(reg) at,
-                    t = out(zmm_reg) _,
-                    options(pure, readonly, nostack, preserves_flags),
-                );
-            } else {
-                let av = _mm512_set1_ps(*at);
-                for v in 0..V {
-                    acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+        if V == 2 && L == A_COLUMNS {
+            // SAFETY: reads the R floats at `ap`..`ap + R` (in bounds: the
+            // caller's contract); AVX-512F is enabled for this function.
+            wide_step_at_offsets!(R, acc, bv, ap);
+        } else {
+            for i in 0..R {
+                // With A's columns contiguous (copied, or `rsa = 1`), row i at
+                // a constant offset from `ap`: the broadcasts' addresses
+                // independent of each other, one pointer step per k. With A's
+                // rows in place (fewer than PACK_A_MIN_PANELS panels), a chain
+                // of additions of `rsa`.
+                let at: *const f32 = if L == A_COLUMNS {
+                    ap.add(i)
+                } else {
+                    ap.offset(i as isize * rsa)
+                };
+                if V == 2 {
+                    // One broadcast into a scratch register, then the two
+                    // FMAs: left to LLVM, the twelve broadcasts of a step were
+                    // loaded ahead into registers, and with the 24
+                    // accumulators they did not fit in the 32 (spilled
+                    // accumulators, the 12×32 tile 20% slower than the 16×16
+                    // one on Zen 5); with each FMA broadcasting from memory
+                    // itself (two loads per entry), M trained 8% slower on
+                    // Zen 5 than with this one load.
+                    // SAFETY: reads the one f32 at `at` (in bounds: the
+                    // caller's contract), as `*at` would; AVX-512F is enabled
+                    // for this function.
+                    asm!(
+                        "vbroadcastss {t}, dword ptr [{p}]",
+                        "vfmadd231ps {a0}, {b0}, {t}",
+                        "vfmadd231ps {a1}, {b1}, {t}",
+                        a0 = inout(zmm_reg) acc[i][0],
+                        a1 = inout(zmm_reg) acc[i][V - 1],
+                        b0 = in(zmm_reg) bv[0],
+                        b1 = in(zmm_reg) bv[V - 1],
+                        p = in(reg) at,
+                        t = out(zmm_reg) _,
+                        options(pure, readonly, nostack, preserves_flags),
+                    );
+                } else {
+                    let av = _mm512_set1_ps(*at);
+                    for v in 0..V {
+                        acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+                    }
                 }
             }
         }
