@@ -442,8 +442,9 @@ macro_rules! unroll_below {
 /// scratch register and its two FMAs, the broadcast's address written as
 /// `p` plus a constant displacement. Passing each row's own address in a
 /// register instead made LLVM compute it with one `lea` per row: twelve
-/// integer operations per 24 FMAs, which on Intel cores share ports 0 and
-/// 5 with the 512-bit FMAs.
+/// integer operations per 24 FMAs, which on Intel cores can issue to ports
+/// 0 and 5, the 512-bit FMA ports (M trained about 3% faster without them
+/// on an Intel Xeon, no faster on a Zen 5: docs/performance-log.md).
 macro_rules! wide_step_at_offsets {
     ($r:expr, $acc:ident, $bv:ident, $p:expr) => {
         wide_step_at_offsets!(@ $r, $acc, $bv, $p, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
